@@ -1,0 +1,103 @@
+"""The ``graphinspect`` command line: an argparse front end whose commands are plugins.
+
+Every subcommand (``inspect``, ``plugins``, ``diff``, ...) comes from the
+``graphinspect_subcommands`` hook, built-in ones included. The front end owns only what
+all commands share: ``--version``, ``--debug`` (show tracebacks), ``--no-color``, and the
+rule that any :class:`~inspector.errors.GraphinspectError` (and any unexpected
+exception) ends the command with one line on stderr and exit status 2.
+
+Exit status, like diff(1): 0 no difference / success, 1 differences found, 2 trouble.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from inspector import PROJECT_NAME, __version__
+from inspector.errors import GraphinspectError
+
+EXIT_OK = 0
+EXIT_DIFFERS = 1
+EXIT_TROUBLE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 2 with a one-line message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_TROUBLE, f"{self.prog}: error: {message}\n")
+
+
+def _add_common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else False
+    parser.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
+    parser.add_argument(
+        "--no-color", dest="no_color", action="store_true", default=default, help="plain output, no colours or styles"
+    )
+
+
+def build_parser(plugins) -> argparse.ArgumentParser:
+    """The full parser: common options plus one subparser per contributed subcommand."""
+    parser = _Parser(
+        prog=PROJECT_NAME,
+        description="Explain every difference between a PyTorch model and its ONNX export.",
+        epilog="Exit status: 0 same/success, 1 differences found, 2 trouble (bad input or usage).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
+    _add_common_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    seen: dict[str, str] = {}
+    for subcommand in plugins.subcommands():
+        if subcommand.name in seen:
+            raise GraphinspectError(f"two plugins define the command {subcommand.name!r}")
+        seen[subcommand.name] = subcommand.summary
+        sub = commands.add_parser(subcommand.name, help=subcommand.summary, description=subcommand.summary)
+        _add_common_options(sub, suppress=True)
+        subcommand.configure_parser(sub)
+        sub.set_defaults(_run=subcommand.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        from inspector.manager import get_plugin_manager
+
+        plugins = get_plugin_manager()
+        parser = build_parser(plugins)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_TROUBLE
+        if args.no_color:
+            os.environ["NO_COLOR"] = "1"
+        return int(args._run(args, plugins))
+    except GraphinspectError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return EXIT_TROUBLE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (| head): not an error of ours; keep Python quiet at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback, unless --debug
+        if debug:
+            traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _error(f"internal error: {message} (run with --debug for the traceback)")
+        return EXIT_TROUBLE
+
+
+def _error(message: str) -> None:
+    print(f"{PROJECT_NAME}: error: {message}", file=sys.stderr)

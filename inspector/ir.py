@@ -1,0 +1,313 @@
+"""The common layer representation: :class:`Model`, :class:`Layer`, :class:`Param`.
+
+Every loader turns its file into these three classes, and everything after loading
+(matching, transforms, reports) sees nothing else. They are small, slotted and
+format-agnostic; they hold numpy arrays, never torch tensors or onnx protos.
+
+Ownership:
+
+- A :class:`Model` owns its layers, in execution order where the format tells it (ONNX
+  node order is a topological order) and in definition order otherwise (PyTorch
+  ``named_modules()`` order).
+- A :class:`Layer` owns its params. Two ONNX layers may hold :class:`Param` objects that
+  read the same initializer (a shared, deduplicated tensor); they then share the
+  ``tensor_name``.
+- A :class:`Param` owns nothing until read: shape and dtype are known from the file's
+  header, the values are read by the loader's ``read`` callable on the first call of
+  :meth:`Param.array` and kept; :meth:`Param.stats` is computed once and kept even when
+  the values are released with :meth:`Param.release`. A loader's ``read`` must not copy
+  more than once (memory-map or view the file's bytes where it can).
+
+numpy is the only dependency; dtypes are numpy dtype names ("float32", "float16",
+"bfloat16" through ml_dtypes, "int64", ...).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+# The normalised layer kinds. A loader maps its raw types onto these (Conv2d and Conv
+# both become CONV); anything else keeps its raw type, lower-cased, as its kind.
+CONV = "conv"
+CONV_TRANSPOSE = "conv_transpose"
+LINEAR = "linear"
+BATCHNORM = "batchnorm"
+LAYERNORM = "layernorm"
+GROUPNORM = "groupnorm"
+INSTANCENORM = "instancenorm"
+EMBEDDING = "embedding"
+ATTENTION = "attention"
+ACTIVATION = "activation"
+ELEMENTWISE = "elementwise"
+CONSTANT = "constant"
+CONTAINER = "container"
+OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamStats:
+    """Summary statistics of one tensor, over its finite values.
+
+    ``min``/``max``/``mean``/``std``/``abs_max`` ignore NaN and ±Inf (they are NaN when
+    no value is finite); ``nan`` and ``inf`` count them. Accumulation is in float64.
+    """
+
+    numel: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    abs_max: float
+    nan: int
+    inf: int
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> "ParamStats":
+        """Compute the statistics of ``array`` (any numeric dtype, any shape)."""
+        numel = int(array.size)
+        if numel == 0:
+            nan = float("nan")
+            return cls(0, nan, nan, nan, nan, nan, 0, 0)
+        values = np.asarray(array)
+        if values.dtype.kind == "c":
+            values = np.abs(values)
+        elif values.dtype.kind not in "fiu" or values.dtype.itemsize < 4:
+            # bool, float16, bfloat16/float8 (ml_dtypes, kind "V") and small ints reduce
+            # slowly or overflow: widen once, one parameter at a time.
+            values = values.astype(np.float32)
+        nan_count = inf_count = 0
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values)
+            if not finite.all():
+                nan_count = int(np.isnan(values).sum())
+                inf_count = int(np.isinf(values).sum())
+                values = values[finite]
+        if values.size == 0:
+            nan = float("nan")
+            return cls(numel, nan, nan, nan, nan, nan, nan_count, inf_count)
+        lo = float(values.min())
+        hi = float(values.max())
+        mean = float(values.mean(dtype=np.float64))
+        std = float(values.std(dtype=np.float64))
+        return cls(numel, lo, hi, mean, std, max(abs(lo), abs(hi)), nan_count, inf_count)
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return (self.min, self.max)
+
+
+class Param:
+    """One named tensor of a layer: shape and dtype at once, values on demand.
+
+    ``name`` is the role in its layer ("weight", "bias", "running_mean", ...);
+    ``tensor_name`` is the name the file gives the tensor (the PyTorch state_dict key,
+    or the ONNX initializer name). ``read`` returns the values as a numpy array of
+    ``shape`` and ``dtype``; it is called at most once.
+    """
+
+    __slots__ = ("name", "shape", "dtype", "tensor_name", "_read", "_array", "_stats")
+
+    def __init__(
+        self,
+        name: str,
+        shape: Sequence[int],
+        dtype: str,
+        read: Callable[[], np.ndarray],
+        tensor_name: str | None = None,
+    ) -> None:
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = str(dtype)
+        self.tensor_name = tensor_name if tensor_name is not None else name
+        self._read: Callable[[], np.ndarray] | None = read
+        self._array: np.ndarray | None = None
+        self._stats: ParamStats | None = None
+
+    @classmethod
+    def from_array(cls, name: str, array: np.ndarray, tensor_name: str | None = None) -> "Param":
+        """A param whose values are already in memory (tests, constants, fused results)."""
+        return cls(name, array.shape, array.dtype.name, lambda: array, tensor_name)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * _itemsize(self.dtype)
+
+    def array(self) -> np.ndarray:
+        """The values, read on the first call and kept until :meth:`release`."""
+        if self._array is None:
+            if self._read is None:
+                raise RuntimeError(f"param {self.tensor_name!r} was released and cannot be read again")
+            array = self._read()
+            if tuple(array.shape) != self.shape:
+                array = array.reshape(self.shape)
+            self._array = array
+        return self._array
+
+    def stats(self) -> ParamStats:
+        """Statistics of the values, computed once."""
+        if self._stats is None:
+            self._stats = ParamStats.of(self.array())
+        return self._stats
+
+    def release(self, forever: bool = False) -> None:
+        """Drop the cached values (the stats stay); ``forever`` also drops the reader."""
+        self._array = None
+        if forever:
+            self._read = None
+
+    def __repr__(self) -> str:
+        return f"Param({self.tensor_name!r}, shape={list(self.shape)}, dtype={self.dtype})"
+
+
+class Layer:
+    """One operation of a graph, or one module of a PyTorch model, with its params.
+
+    - ``name``: the PyTorch module path as ``named_modules()`` prints it, or the ONNX
+      node name (made unique by the loader when the file leaves it empty).
+    - ``kind``: a normalised kind (``CONV``, ``BATCHNORM``, ...), or the raw type in
+      lower case.
+    - ``op_type``: the raw type ("Conv2d", "BatchNorm2d", "Conv", "com.microsoft.FusedConv").
+    - ``attrs``: plain Python values (stride, padding, dilation, groups, eps, transB...).
+    - ``params``: role -> :class:`Param`, in the file's order.
+    - ``inputs``/``outputs``: names of the tensors flowing in and out (ONNX), empty
+      where the format has no edges (a PyTorch module tree).
+    - ``hints``: every name the layer is known by, strongest first (module scope path,
+      metadata name scopes, initializer names). Matching reads them; nobody relies on
+      their order beyond "strongest first".
+    - ``index``: position in ``Model.layers``.
+    - ``metadata``: free-form strings from the file (ONNX metadata_props, ...).
+    """
+
+    __slots__ = ("name", "kind", "op_type", "attrs", "params", "inputs", "outputs", "hints", "index", "metadata")
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        op_type: str,
+        attrs: dict[str, Any] | None = None,
+        params: dict[str, Param] | None = None,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        hints: Sequence[str] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.op_type = op_type
+        self.attrs = dict(attrs or {})
+        self.params = dict(params or {})
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.hints = tuple(dict.fromkeys(h for h in hints if h))
+        self.index = -1
+        self.metadata = dict(metadata or {})
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel for p in self.params.values())
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, kind={self.kind!r}, op_type={self.op_type!r}, params={list(self.params)})"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """A graph input or output: name, shape (ints, symbolic names or None) and dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: str
+
+
+@dataclass(slots=True)
+class Model:
+    """A loaded model file.
+
+    ``format`` names the loader's format ("onnx", "pytorch-module", "pytorch-state-dict",
+    "torchscript", "torch-export", "safetensors", ...); ``producer`` says who wrote the
+    file ("pytorch 2.13.0", "torch 2.13.0 (pickled module)"); ``metadata`` holds the
+    file's key/value metadata (ONNX metadata_props, Ultralytics checkpoint fields),
+    ``details`` further facts for the summary (opset, IR version, wrapper keys).
+
+    ``modules`` is the module tree where the format has one (PyTorch): every module path
+    as ``named_modules()`` prints it, in that order, mapped to its class's qualified name
+    ("torch.nn.modules.conv.Conv2d", "ultralytics.nn.modules.conv.RepConv"); the root is
+    "". It includes containers and modules without params, which ``layers`` does not.
+    """
+
+    format: str
+    path: str
+    layers: list[Layer] = field(default_factory=list)
+    modules: dict[str, str] = field(default_factory=dict)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    producer: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Number the layers by position; call after changing ``layers``."""
+        for position, layer in enumerate(self.layers):
+            layer.index = position
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def param_layers(self) -> list[Layer]:
+        """The layers that carry at least one param, in order."""
+        return [layer for layer in self.layers if layer.params]
+
+    def params(self) -> Iterator[tuple[Layer, Param]]:
+        """Every (layer, param), each distinct tensor once (shared tensors are not repeated)."""
+        seen: set[int] = set()
+        for layer in self.layers:
+            for param in layer.params.values():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    yield layer, param
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel for _, p in self.params())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for _, p in self.params())
+
+    def dtypes(self) -> dict[str, int]:
+        """dtype -> number of elements stored in that dtype."""
+        counts: dict[str, int] = {}
+        for _, param in self.params():
+            counts[param.dtype] = counts.get(param.dtype, 0) + param.numel
+        return counts
+
+
+_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "float8_e4m3fn": 1, "float8_e5m2": 1,
+             "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
+             "int32": 4, "uint32": 4, "float32": 4,
+             "int64": 8, "uint64": 8, "float64": 8, "complex64": 8, "complex128": 16}
+
+
+def _itemsize(dtype: str) -> int:
+    size = _ITEMSIZE.get(dtype)
+    if size is None:
+        try:
+            size = np.dtype(dtype).itemsize
+        except TypeError:
+            size = 0
+    return size

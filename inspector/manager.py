@@ -1,0 +1,251 @@
+"""Building the plugin manager, and the typed facade the rest of the core uses.
+
+:func:`get_plugin_manager` registers, in this order: the hook specifications, the
+built-in plugins (:data:`BUILTIN_PLUGINS`, the one list of them), the plugins named in
+``GRAPHINSPECT_PLUGINS`` (comma-separated module names), then every entry point of the
+group ``graphinspect`` (unless ``GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD`` is set), and
+finally checks that every hook implementation matches a specification.
+
+A third-party plugin that fails to import is named in a one-line warning on stderr and
+skipped; the failure is kept in :attr:`Plugins.failures` for ``graphinspect plugins``.
+
+Core code never spells ``pm.hook...``: it asks :class:`Plugins` for loaders, reporters,
+subcommands and transforms, and loads models through :meth:`Plugins.load_model`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pluggy
+
+from inspector import PROJECT_NAME, __version__, hookspecs
+from inspector.errors import InputError
+
+if TYPE_CHECKING:
+    from inspector.ir import Model
+    from inspector.records import ModelLoader, Reporter, Subcommand
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "plugins.torch_loader",
+    "plugins.onnx_loader",
+    "plugins.inspect_command",
+    "plugins.plugins_command",
+)
+"""Module names of the built-in plugins, registered like any third-party plugin."""
+
+ENTRY_POINT_GROUP = PROJECT_NAME
+DISABLE_AUTOLOAD_ENV = "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD"
+EXTRA_PLUGINS_ENV = "GRAPHINSPECT_PLUGINS"
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PluginOrigin:
+    """Where a registered plugin came from: "builtin", "env" or "entry point"."""
+
+    name: str
+    source: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and why (one line)."""
+
+    name: str
+    source: str
+    distribution: str | None
+    error: str
+
+
+@dataclass
+class _Registry:
+    origins: dict[str, PluginOrigin] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+
+
+def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
+    """Build the plugin manager and return it wrapped in the :class:`Plugins` facade.
+
+    ``autoload`` overrides the ``GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD`` switch; ``warn``
+    receives one line per plugin that failed to load (default: print to stderr).
+    """
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if warn is None:
+        warn = _warn_stderr
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    registry = _Registry()
+    for module_name in BUILTIN_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        registry.origins[module_name] = PluginOrigin(module_name, "builtin", PROJECT_NAME, __version__)
+    for module_name in _split_names(os.environ.get(EXTRA_PLUGINS_ENV, "")):
+        if pm.has_plugin(module_name):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+            pm.register(module, name=module_name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
+            _record_failure(registry, warn, module_name, "env", None, exc)
+            continue
+        registry.origins[module_name] = PluginOrigin(module_name, "env")
+    if autoload:
+        _load_entry_points(pm, registry, warn)
+    pm.check_pending()
+    return Plugins(pm, registry)
+
+
+def _load_entry_points(pm: pluggy.PluginManager, registry: _Registry, warn) -> None:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.has_plugin(entry_point.name) or pm.is_blocked(entry_point.name):
+            continue
+        dist = getattr(entry_point, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        dist_version = dist.version if dist is not None else None
+        try:
+            plugin = entry_point.load()
+            pm.register(plugin, name=entry_point.name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
+            _record_failure(registry, warn, entry_point.name, "entry point", dist_name, exc)
+            continue
+        registry.origins[entry_point.name] = PluginOrigin(entry_point.name, "entry point", dist_name, dist_version)
+
+
+def _record_failure(registry: _Registry, warn, name: str, source: str, dist: str | None, exc: BaseException) -> None:
+    error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    registry.failures.append(PluginFailure(name, source, dist, error))
+    where = f" (from {dist})" if dist else ""
+    warn(f"plugin {name!r}{where} failed to load and was skipped: {error}")
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"graphinspect: warning: {message}", file=sys.stderr)
+
+
+def _split_names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+class Plugins:
+    """The typed facade over the plugin manager that the core and commands use."""
+
+    def __init__(self, pm: pluggy.PluginManager, registry: _Registry | None = None) -> None:
+        self.pm = pm
+        self._registry = registry or _Registry()
+
+    # ----------------------------------------------------------------- contributions
+
+    def loaders(self) -> list["ModelLoader"]:
+        """Every loader, highest priority first (registration order among equals)."""
+        found = _flatten(self.pm.hook.graphinspect_loaders())
+        return sorted(found, key=lambda loader: -loader.priority)
+
+    def subcommands(self) -> list["Subcommand"]:
+        return _flatten(self.pm.hook.graphinspect_subcommands())
+
+    def reporters(self) -> list["Reporter"]:
+        return _flatten(self.pm.hook.graphinspect_reporters())
+
+    def reporter(self, name: str, schema: str) -> "Reporter":
+        """The reporter called ``name`` that understands ``schema``."""
+        for reporter in self.reporters():
+            if reporter.name == name and schema in reporter.schemas:
+                return reporter
+        raise KeyError(name)
+
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call any hook by name and flatten the results (for hooks added by plugins)."""
+        return _flatten(getattr(self.pm.hook, hook_name)(**kwargs))
+
+    # ----------------------------------------------------------------- loading
+
+    def load_model(self, path: str | os.PathLike) -> "Model":
+        """Identify ``path`` by content and load it with the first loader that accepts it.
+
+        Raises :class:`InputError` when the file is missing, not a regular file, empty,
+        of no known format, or when the chosen loader cannot read it.
+        """
+        path = Path(path)
+        head = _read_head(path)
+        loaders = self.loaders()
+        for loader in loaders:
+            try:
+                accepted = loader.sniff(path, head)
+            except Exception:  # noqa: BLE001 - a sniffer that trips is a "no"
+                accepted = False
+            if accepted:
+                return loader.load(path)
+        formats = sorted({fmt for loader in loaders for fmt in loader.formats})
+        raise InputError(path, f"unknown model format (graphinspect reads: {', '.join(formats)})")
+
+    # ----------------------------------------------------------------- introspection
+
+    @property
+    def failures(self) -> list[PluginFailure]:
+        return list(self._registry.failures)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One record per registered plugin: name, source, distribution, version, hooks."""
+        records = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None or name == "inspector.hookspecs":
+                continue
+            origin = self._registry.origins.get(name, PluginOrigin(name, "registered"))
+            callers = self.pm.get_hookcallers(plugin) or []
+            records.append(
+                {
+                    "name": name,
+                    "source": origin.source,
+                    "distribution": origin.distribution,
+                    "version": origin.version,
+                    "hooks": sorted(caller.name for caller in callers),
+                    "status": "loaded",
+                }
+            )
+        for failure in self._registry.failures:
+            records.append(
+                {
+                    "name": failure.name,
+                    "source": failure.source,
+                    "distribution": failure.distribution,
+                    "version": None,
+                    "hooks": [],
+                    "status": f"failed: {failure.error}",
+                }
+            )
+        return records
+
+
+def _flatten(results: Iterable[Iterable[Any] | None]) -> list[Any]:
+    items: list[Any] = []
+    for result in results:
+        if result is not None:
+            items.extend(result)
+    return items
+
+
+def _read_head(path: Path) -> bytes:
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not a model file")
+    if not path.is_file():
+        raise InputError(path, "is not a regular file")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    if not head:
+        raise InputError(path, "is empty")
+    return head

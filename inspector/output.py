@@ -1,0 +1,161 @@
+"""Writing results: rich consoles, reporter selection, files written all-or-nothing.
+
+Commands render through :func:`emit`, so every command treats ``--format`` and ``-o``
+the same way: the reporter is chosen by name (or by the output file's suffix), the
+document is rendered in memory, and the file is replaced only once rendering succeeded,
+so a failed command leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from inspector.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from inspector.manager import Plugins
+
+DEFAULT_FILE_WIDTH = 160
+
+
+def make_console(stream: TextIO | None = None, *, color: bool | None = None, width: int | None = None) -> "Console":
+    """A rich Console on ``stream`` (stdout by default).
+
+    Colour is off when ``color`` is False, when ``NO_COLOR`` is set, or when the stream
+    is not a terminal. The width is ``width``, else ``COLUMNS``, else the terminal's,
+    else :data:`DEFAULT_FILE_WIDTH` for files and pipes (tables are wide).
+    """
+    from rich.console import Console
+
+    stream = stream if stream is not None else sys.stdout
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    if color is None:
+        color = is_tty and not os.environ.get("NO_COLOR")
+    if width is None:
+        env_width = os.environ.get("COLUMNS", "")
+        width = int(env_width) if env_width.isdigit() else (None if is_tty else DEFAULT_FILE_WIDTH)
+    return Console(
+        file=stream,
+        width=width,
+        no_color=not color,
+        color_system="auto" if color else None,
+        force_terminal=color if color else False,
+        highlight=False,
+        emoji=False,
+        soft_wrap=False,
+        legacy_windows=False,
+    )
+
+
+def choose_format(requested: str | None, output: str | None, plugins: "Plugins", schema: str, default: str) -> str:
+    """The reporter name for ``--format``/``-o``: explicit, else by suffix, else ``default``."""
+    reporters = [r for r in plugins.reporters() if schema in r.schemas]
+    names = sorted({r.name for r in reporters})
+    if requested:
+        if requested not in names:
+            raise UsageError(f"unknown --format {requested!r} (choose from: {', '.join(names)})")
+        return requested
+    if output:
+        suffix = Path(output).suffix.lower()
+        for reporter in reporters:
+            if suffix and suffix in reporter.suffixes:
+                return reporter.name
+    return default
+
+
+def emit(document: dict[str, Any], fmt: str, output: str | None, plugins: "Plugins", options: dict[str, Any]) -> None:
+    """Render ``document`` with the reporter ``fmt`` to stdout or, atomically, to ``output``."""
+    reporter = plugins.reporter(fmt, document["schema"])
+    if output is None or output == "-":
+        reporter.render(document, sys.stdout, options)
+        sys.stdout.flush()
+        return
+    buffer = io.StringIO()
+    reporter.render(document, buffer, {**options, "to_file": True})
+    write_text_atomic(Path(output), buffer.getvalue())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: cannot write: folder {folder} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/±Inf floats replaced by None, so the JSON is standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def dump_json(document: dict[str, Any], stream: TextIO) -> None:
+    json.dump(json_safe(document), stream, indent=2, allow_nan=False)
+    stream.write("\n")
+
+
+def fmt_float(value: float | None, digits: int = 4) -> str:
+    """A compact number for tables: 4 significant digits, '-' for None, 'nan'/'inf' spelled."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if 1e-3 <= magnitude < 1e5:
+        return f"{value:.{digits}g}"
+    return f"{value:.{max(digits - 2, 1)}e}"
+
+
+def fmt_range(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None:
+        return "-"
+    return f"[{fmt_float(lo)}, {fmt_float(hi)}]"
+
+
+def fmt_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def fmt_count(count: int) -> str:
+    """12_345_678 -> '12.3M'; small counts as they are."""
+    if count >= 1_000_000_000:
+        return f"{count / 1e9:.2f}G"
+    if count >= 1_000_000:
+        return f"{count / 1e6:.2f}M"
+    if count >= 10_000:
+        return f"{count / 1e3:.1f}K"
+    return str(count)
