@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.onnx_loader",
     "plugins.inspect_command",
     "plugins.plugins_command",
+    "plugins.json_report",
 )
 """Module names of the built-in plugins, registered like any third-party plugin."""
 

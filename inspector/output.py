@@ -159,3 +159,10 @@ def fmt_count(count: int) -> str:
     if count >= 10_000:
         return f"{count / 1e3:.1f}K"
     return str(count)
+
+
+def document_header(schema: str) -> dict[str, Any]:
+    """The first two keys of every document: its schema and the tool that wrote it."""
+    from inspector import PROJECT_NAME, __version__
+
+    return {"schema": schema, "tool": {"name": PROJECT_NAME, "version": __version__}}
