@@ -25,7 +25,8 @@ import pluggy
 from inspector import PROJECT_NAME
 
 if TYPE_CHECKING:
-    from inspector.records import ModelLoader, Reporter, Subcommand
+    from inspector.records import Check, ModelLoader, Reporter, Subcommand
+    from inspector.transforms import Transform
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
@@ -112,4 +113,64 @@ def graphinspect_reporters() -> Iterable["Reporter"]:
         @hookimpl
         def graphinspect_reporters():
             yield Reporter("verdict", "Just the verdict.", ("graphinspect/diff@1",), render)
+    """
+
+
+# --------------------------------------------------------------------------- explaining
+
+
+@hookspec
+def graphinspect_transforms() -> Iterable["Transform"]:
+    """Transforms that explain how an exporter changed parameters (see
+    :mod:`inspector.transforms` for the protocol: ``propose``, ``check``, ``reproduce``).
+
+    Example, a transform for exporters that negate a weight (for illustration)::
+
+        from inspector.hookspecs import hookimpl
+        from inspector.ir import CONV
+        from inspector.transforms import Reproduction, Transform
+
+        class Negate(Transform):
+            \"\"\"w' = -w.\"\"\"
+            name = "negate"
+            target_kinds = frozenset({CONV})
+
+            def propose(self, target, anchor, source):
+                layer = source.layer(anchor)
+                if layer is not None and layer.kind == CONV:
+                    yield self.candidate(layer)
+
+            def check(self, target, candidate):
+                (conv,) = candidate.sources
+                if conv.params["weight"].shape != target.params["weight"].shape:
+                    return "weight shapes differ"
+                return None
+
+            def reproduce(self, target, candidate):
+                weight = candidate.sources[0].params["weight"]
+                return Reproduction({"weight": -weight.array().astype("float64")},
+                                    origins={"weight": weight})
+
+        @hookimpl
+        def graphinspect_transforms():
+            yield Negate()
+    """
+
+
+@hookspec
+def graphinspect_checks() -> Iterable["Check"]:
+    """Checks that add findings to a finished diff (NaN/Inf, unfolded BatchNorm, ...).
+
+    Example::
+
+        from inspector.hookspecs import hookimpl
+        from inspector.records import Check, Finding
+
+        def too_many_unmatched(result):
+            if len(result.unmatched_source) > 100:
+                yield Finding("warning", "many_unmatched", "over 100 PyTorch layers unused")
+
+        @hookimpl
+        def graphinspect_checks():
+            yield Check("many_unmatched", "Warn when most of the model is unused.", too_many_unmatched)
     """

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pluggy
 
 from inspector import PROJECT_NAME, __version__, hookspecs
-from inspector.errors import InputError
+from inspector.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from inspector.ir import Model
-    from inspector.records import ModelLoader, Reporter, Subcommand
+    from inspector.records import Check, ModelLoader, Reporter, Subcommand
+    from inspector.transforms import Transform
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.torch_loader",
@@ -38,6 +39,16 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.inspect_command",
     "plugins.plugins_command",
     "plugins.json_report",
+    "plugins.diff_command",
+    "plugins.identity",
+    "plugins.fold_batchnorm",
+    "plugins.merge_branches",
+    "plugins.linear_layouts",
+    "plugins.split_qkv",
+    "plugins.findings",
+    "plugins.table_report",
+    "plugins.markdown_report",
+    "plugins.html_report",
 )
 """Module names of the built-in plugins, registered like any third-party plugin."""
 
@@ -157,12 +168,19 @@ class Plugins:
     def reporters(self) -> list["Reporter"]:
         return _flatten(self.pm.hook.graphinspect_reporters())
 
+    def transforms(self) -> list["Transform"]:
+        """Every transform, in the order they are tried (``order``, then registration)."""
+        return sorted(_flatten(self.pm.hook.graphinspect_transforms()), key=lambda transform: transform.order)
+
+    def checks(self) -> list["Check"]:
+        return _flatten(self.pm.hook.graphinspect_checks())
+
     def reporter(self, name: str, schema: str) -> "Reporter":
         """The reporter called ``name`` that understands ``schema``."""
         for reporter in self.reporters():
             if reporter.name == name and schema in reporter.schemas:
                 return reporter
-        raise KeyError(name)
+        raise UsageError(f"no reporter {name!r} renders {schema} documents")
 
     def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call any hook by name and flatten the results (for hooks added by plugins)."""

@@ -71,3 +71,25 @@ class Reporter:
     schemas: tuple[str, ...]
     render: Callable[[dict[str, Any], TextIO, dict[str, Any]], None]
     suffixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a diff noticed: ``severity`` is "error", "warning" or "info"; ``code`` a
+    stable identifier ("mismatch", "nan_inf", "unfolded_batchnorm", ...); ``layer`` the
+    target (or source) layer it concerns, or None for the model as a whole."""
+
+    severity: str
+    code: str
+    message: str
+    layer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A whole-diff check: ``run(result)`` looks at a finished
+    :class:`~inspector.diff.DiffResult` and yields :class:`Finding` records."""
+
+    name: str
+    description: str
+    run: Callable[[Any], Any]

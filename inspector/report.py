@@ -1,0 +1,197 @@
+"""DiffResult -> the versioned diff document, the one source every reporter renders.
+
+The document (``"schema": "graphinspect/diff@1"``; a contract: fields are only ever
+added, never renamed or removed, within a major version)::
+
+    {
+      "schema": "graphinspect/diff@1",
+      "tool": {"name": "graphinspect", "version": "0.1.0"},
+      "source": {"path", "format", "layers", "parameters"},
+      "target": {"path", "format", "layers", "parameters"},
+      "tolerance": {"rtol": float | null, "atol": float | null},   # null: per-dtype default
+      "summary": {
+        "verdict": "faithful" | "differs" | "incomplete",
+        "matched", "mismatched", "unmatched_target", "unmatched_source",
+        "by_transform": {"fold_batchnorm": 53, "identity": 12, ...},
+        "max_rel_err": float | null,        # over all matched parameters
+        "text": "one paragraph in words"
+      },
+      "layers": [                            # every parameter-carrying target layer, in order
+        {"target": "<ONNX node name>", "op": "Conv",
+         "sources": ["model.0.conv", "model.0.bn"],   # PyTorch module paths
+         "transform": "fold_batchnorm" | null,
+         "status": "ok" | "mismatch" | "unmatched",
+         "matched_by": "name" | "scope" | "alignment" | "search" | null,
+         "note": "",
+         "params": [{"name": "weight", "target_tensor": "<initializer name>",
+                     "source_tensor": "<state_dict key>" | null,
+                     "source_range": [lo, hi] | null, "target_range": [lo, hi],
+                     "reproduced_range": [lo, hi] | null,
+                     "max_abs_err": float | null, "max_rel_err": float | null,
+                     "status": "ok" | "mismatch" | "unmatched",
+                     "bad_channels": [int, ...], "bad_channel_count": int}]}
+      ],
+      "unmatched_source": ["<module path>", ...],
+      "findings": [{"severity": "error" | "warning" | "info", "code", "message",
+                    "layer": str | null}]
+    }
+
+``max_rel_err`` is ``max|t - e| / max|e|`` (error relative to the tensor's scale);
+``bad_channels`` holds at most :data:`MAX_LISTED_CHANNELS` channel indices,
+``bad_channel_count`` all of them. Non-finite floats are written as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.ir import Model
+from inspector.output import document_header
+
+SCHEMA = "graphinspect/diff@1"
+MAX_LISTED_CHANNELS = 20
+
+
+def build_document(result: DiffResult, rtol: float | None = None, atol: float | None = None) -> dict[str, Any]:
+    """The diff document of ``result`` (see the module docstring for the contract)."""
+    document = document_header(SCHEMA)
+    document["source"] = _model_entry(result.source)
+    document["target"] = _model_entry(result.target)
+    document["tolerance"] = {"rtol": rtol, "atol": atol}
+    errors = [p.max_rel_err for layer in result.layers if layer.status != UNMATCHED for p in layer.params if p.max_rel_err is not None]
+    document["summary"] = {
+        "verdict": result.verdict,
+        "matched": result.count(OK),
+        "mismatched": result.count(MISMATCH),
+        "unmatched_target": result.count(UNMATCHED),
+        "unmatched_source": len(result.unmatched_source),
+        "by_transform": result.by_transform(),
+        "max_rel_err": max(errors) if errors else None,
+        "text": summary_text(result),
+    }
+    document["layers"] = [_layer_entry(layer) for layer in result.layers]
+    document["unmatched_source"] = list(result.unmatched_source)
+    document["findings"] = [
+        {"severity": f.severity, "code": f.code, "message": f.message, "layer": f.layer} for f in result.findings
+    ]
+    return document
+
+
+def _model_entry(model: Model) -> dict[str, Any]:
+    return {
+        "path": model.path,
+        "format": model.format,
+        "layers": len(model.param_layers()),
+        "parameters": model.num_parameters,
+    }
+
+
+def _layer_entry(layer: LayerDiff) -> dict[str, Any]:
+    return {
+        "target": layer.target,
+        "op": layer.op,
+        "sources": list(layer.sources),
+        "transform": layer.transform,
+        "status": layer.status,
+        "matched_by": layer.matched_by,
+        "note": layer.note,
+        "params": [_param_entry(param) for param in layer.params],
+    }
+
+
+def _param_entry(param: ParamDiff) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "target_tensor": param.target_tensor,
+        "source_tensor": param.source_tensor,
+        "source_range": _pair(param.source_range),
+        "target_range": _pair(param.target_range),
+        "reproduced_range": _pair(param.reproduced_range),
+        "max_abs_err": param.max_abs_err,
+        "max_rel_err": param.max_rel_err,
+        "status": param.status,
+        "bad_channels": list(param.bad_channels[:MAX_LISTED_CHANNELS]),
+        "bad_channel_count": param.bad_channel_count,
+    }
+
+
+def _pair(value: tuple[float, float] | None) -> list[float] | None:
+    return None if value is None else [float(value[0]), float(value[1])]
+
+
+# ----------------------------------------------------------------------------- in words
+
+_TRANSFORM_PHRASES = {
+    "identity": "kept as they are",
+    "fold_batchnorm": "Conv/Linear + BatchNorm folded",
+    "merge_branches": "RepConv/RepVGG branches merged",
+    "transpose": "Linear layers stored transposed",
+    "split_qkv": "attention in_proj slices",
+    "cast": "cast to another dtype",
+}
+
+
+def summary_text(result: DiffResult) -> str:
+    """The verdict in words: what was matched and how, what was not, and where."""
+    sentences = []
+    by_op: dict[str, dict[str, int]] = {}
+    for layer in result.layers:
+        if layer.status == OK and layer.transform:
+            counts = by_op.setdefault(layer.op, {})
+            counts[layer.transform] = counts.get(layer.transform, 0) + 1
+    for op, counts in by_op.items():
+        total = sum(counts.values())
+        parts = [f"{count} {_TRANSFORM_PHRASES.get(name, name)}" for name, count in sorted(counts.items(), key=lambda item: -item[1])]
+        sentences.append(f"{total} {op} layer{'s' if total != 1 else ''}: {', '.join(parts)}.")
+    errors = [p.max_rel_err for layer in result.layers if layer.status == OK for p in layer.params if p.max_rel_err is not None]
+    if errors:
+        sentences.append(f"Every matched parameter re-computed within {max(errors):.1e} relative to its scale.")
+    mismatched = [layer for layer in result.layers if layer.status == MISMATCH]
+    for layer in mismatched[:5]:
+        sentences.append(_describe_mismatch(layer))
+    if len(mismatched) > 5:
+        sentences.append(f"... and {len(mismatched) - 5} more layers differ.")
+    unmatched = [layer for layer in result.layers if layer.status == UNMATCHED]
+    if unmatched:
+        names = ", ".join(layer.target for layer in unmatched[:5])
+        more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
+        sentences.append(f"{len(unmatched)} ONNX layer{'s' if len(unmatched) != 1 else ''} could not be traced to the PyTorch model: {names}{more}.")
+    if result.unmatched_source:
+        sentences.append(f"{len(result.unmatched_source)} PyTorch layer{'s are' if len(result.unmatched_source) != 1 else ' is'} not used by the export.")
+    sentences.append(_verdict_sentence(result))
+    return " ".join(sentences)
+
+
+def _describe_mismatch(layer: LayerDiff) -> str:
+    bad = [param for param in layer.params if param.status == MISMATCH]
+    parts = []
+    for param in bad:
+        where = ""
+        if param.bad_channel_count:
+            shown = ", ".join(str(c) for c in param.bad_channels[:5])
+            more = f" and {param.bad_channel_count - 5} more" if param.bad_channel_count > 5 else ""
+            where = f" in output channel{'s' if param.bad_channel_count != 1 else ''} {shown}{more}"
+        parts.append(f"{param.name} differs by up to {param.max_abs_err:.3g} ({param.max_rel_err:.2%} of its scale){where}")
+    sources = " + ".join(layer.sources) or "?"
+    return f"{layer.target} ({layer.op}, from {sources} via {layer.transform}): {'; '.join(parts)}."
+
+
+def _verdict_sentence(result: DiffResult) -> str:
+    verdict = result.verdict
+    if verdict == "faithful":
+        folded = result.by_transform()
+        reasons = []
+        if folded.get("fold_batchnorm"):
+            reasons.append("BatchNorm was folded into the layers before it")
+        if folded.get("merge_branches"):
+            reasons.append("re-parameterised branches were merged")
+        if folded.get("transpose") or folded.get("split_qkv"):
+            reasons.append("Linear weights are stored transposed or split")
+        if folded.get("cast"):
+            reasons.append("some tensors changed dtype")
+        why = f": the value ranges differ because {', '.join(reasons)}" if reasons else ""
+        return f"The export is faithful{why}."
+    if verdict == "differs":
+        return "The export differs from the PyTorch model: the layers above hold values no known transform explains."
+    return "The diff is incomplete: some ONNX parameters could not be explained."

@@ -1,0 +1,191 @@
+"""What a transform plugin implements, and the view of the source model it works on.
+
+A *transform* explains how an exporter turned some PyTorch parameters into the
+parameters of one ONNX layer, by re-computing them. The matching engine
+(:mod:`inspector.match`) finds an *anchor* for each target layer (a source layer or
+module path named by the target's hints, or found by aligning the two models), then asks
+every transform, cheapest first:
+
+1. ``propose(target, anchor, source)``: which groups of source layers (a
+   :class:`Candidate`) could explain ``target`` around ``anchor``;
+2. ``check(target, candidate)``: ``None`` when the transform applies, else the reason it
+   does not ("weight shape 16x3x7x7 != 16x3x3x3");
+3. ``reproduce(target, candidate)``: the expected target parameters, computed in
+   float64 from the source values (a :class:`Reproduction`).
+
+The engine compares each reproduced tensor with the target's, elementwise, within the
+tolerance of the lowest precision involved, and accepts the first candidate that
+reproduces every parameter. A name match is never enough: numbers decide.
+
+``target`` may be ``None`` in ``reproduce`` (``graphinspect fuse``): the transform then
+returns its result in the PyTorch layout. ``groups(source)`` lists the fusable groups of
+a source model for ``fuse``; transforms that fuse nothing return nothing.
+
+Conventions every transform follows:
+
+- Parameter roles are shared by all formats: "weight", "bias", "running_mean",
+  "running_var"; an absent "bias" is the same as a zero bias on either side.
+- ``Reproduction.origins`` names, per target role, the source param the value chiefly
+  comes from (its range is reported as the "source range").
+- ``Reproduction.channel_axes`` gives, per role, the axis of output channels in the
+  target layout (0 for Conv weights, 1 for a MatMul initializer), so a mismatch can be
+  located ("output channel 17").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from inspector.ir import Layer, Model, Param
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Source layers that may explain one target layer, as one transform reads them.
+
+    ``variant`` distinguishes candidates over the same layers ("q", "k", "v" slices of an
+    attention projection; "eps=1e-05 (guessed)" when a BatchNorm's eps is unknown).
+    ``extra`` carries transform-private values (slice bounds, eps) from ``propose`` to
+    ``reproduce``.
+    """
+
+    transform: str
+    sources: tuple[Layer, ...]
+    variant: str = ""
+    extra: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.sources]
+
+    def get(self, key: str, default: object = None) -> object:
+        for name, value in self.extra:
+            if name == key:
+                return value
+        return default
+
+
+@dataclass(slots=True)
+class Reproduction:
+    """Expected target parameters, re-computed in float64 from the source.
+
+    ``params``: role -> expected array in the target's layout (float64).
+    ``origins``: role -> the source :class:`~inspector.ir.Param` it chiefly comes from.
+    ``channel_axes``: role -> output-channel axis in the target layout (default 0).
+    ``note``: a short fact worth showing ("eps 1e-3 from the module", "slice k").
+    """
+
+    params: dict[str, np.ndarray]
+    origins: dict[str, Param | None] = field(default_factory=dict)
+    channel_axes: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+class Transform:
+    """Base class of transform plugins; subclasses set the class attributes and override
+    :meth:`propose`, :meth:`check` and :meth:`reproduce` (and :meth:`groups` if they fuse).
+
+    ``target_kinds``: kinds of target layers it may explain (:mod:`inspector.ir` kinds);
+    empty means any kind.
+    ``order``: lower is tried first; the cheap, certain ones (identity) come first.
+    """
+
+    name: str = ""
+    description: str = ""
+    target_kinds: frozenset[str] = frozenset()
+    order: int = 100
+
+    def propose(self, target: Layer, anchor: str, source: "SourceIndex") -> Iterable[Candidate]:
+        return ()
+
+    def check(self, target: Layer, candidate: Candidate) -> str | None:
+        return None
+
+    def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
+        raise NotImplementedError
+
+    def groups(self, source: "SourceIndex") -> Iterable[Candidate]:
+        return ()
+
+    def candidate(self, *sources: Layer, variant: str = "", **extra: object) -> Candidate:
+        """A :class:`Candidate` of this transform."""
+        return Candidate(self.name, tuple(sources), variant, tuple(extra.items()))
+
+    def __repr__(self) -> str:
+        return f"<transform {self.name}>"
+
+
+class SourceIndex:
+    """Read-only lookups over a source (PyTorch) model for transforms and the matcher.
+
+    Layers are in ``named_modules()`` order. Module paths come from ``Model.modules``
+    when the format has a module tree, else from the layer names' prefixes (a bare
+    state_dict). The root module is "".
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.layers = list(model.layers)
+        self._by_name = {layer.name: layer for layer in self.layers}
+        self._position = {layer.name: position for position, layer in enumerate(self.layers)}
+        modules = dict(model.modules)
+        for layer in self.layers:
+            parts = layer.name.split(".")
+            for depth in range(len(parts) + 1):
+                modules.setdefault(".".join(parts[:depth]), "")
+        self.modules = modules
+        self._by_tensor: dict[str, tuple[Layer, Param]] = {}
+        for layer in self.layers:
+            for param in layer.params.values():
+                self._by_tensor.setdefault(param.tensor_name, (layer, param))
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def layer(self, name: str) -> Layer | None:
+        return self._by_name.get(name)
+
+    def is_module(self, path: str) -> bool:
+        return path in self.modules
+
+    def module_class(self, path: str) -> str:
+        """The module's class name without its package ("RepConv"), or "" if unknown."""
+        return self.modules.get(path, "").rsplit(".", 1)[-1]
+
+    def by_tensor(self, tensor_name: str) -> tuple[Layer, Param] | None:
+        """The (layer, param) whose state_dict key is ``tensor_name``."""
+        return self._by_tensor.get(tensor_name)
+
+    def position(self, layer: Layer) -> int:
+        return self._position[layer.name]
+
+    # -- tree and order -----------------------------------------------------------------
+
+    @staticmethod
+    def parent(path: str) -> str:
+        return path.rpartition(".")[0]
+
+    def under(self, path: str, depth: int | None = None) -> list[Layer]:
+        """Layers strictly below module ``path`` (all of them, or ``depth`` levels down)."""
+        prefix = f"{path}." if path else ""
+        found = []
+        for layer in self.layers:
+            if layer.name.startswith(prefix) and layer.name != path:
+                rest = layer.name[len(prefix):]
+                if depth is None or rest.count(".") < depth:
+                    found.append(layer)
+        return found
+
+    def siblings(self, layer: Layer) -> list[Layer]:
+        """Layers with the same parent module, in order (``layer`` included)."""
+        return self.under(self.parent(layer.name), depth=1)
+
+    def following(self, layer: Layer) -> Iterator[Layer]:
+        """The layers after ``layer``, in order."""
+        return iter(self.layers[self._position[layer.name] + 1:])
+
+    def preceding(self, layer: Layer) -> Iterator[Layer]:
+        """The layers before ``layer``, nearest first."""
+        return reversed(self.layers[: self._position[layer.name]])

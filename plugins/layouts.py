@@ -1,0 +1,80 @@
+"""How targets store what PyTorch layers hold: shared by the transform plugins.
+
+Not a plugin itself (it implements no hook); the transforms import it.
+
+Linear layouts. A ``torch.nn.Linear`` computes ``y = x W^T + b`` with ``W`` of shape
+(out, in). Exporters write it as
+
+- ``Gemm(A=x, B, C)`` computing ``alpha * A op(B) + beta * C`` where ``op(B) = B^T`` if
+  ``transB`` else ``B``: so ``B = W / alpha`` (transB=1) or ``B = W^T / alpha``
+  (transB=0), and ``C = b / beta``;
+- ``MatMul(x, B)`` with ``B = W^T`` (in, out), plus an ``Add`` of ``b`` (the matcher
+  joins that Add's constant to the MatMul as its "bias").
+
+Conv attributes. ONNX names them ``group``/``strides``/``dilations``/``kernel_shape``;
+PyTorch ``groups``/``stride``/``dilation``/``kernel_size``. A source whose attributes
+are unknown (a bare state_dict) is not contradicted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inspector.ir import Layer
+
+
+def linear_is_transposed(target: Layer | None) -> bool:
+    """Whether ``target`` stores a Linear weight as (in, out)."""
+    if target is None:
+        return False
+    if target.op_type == "MatMul":
+        return True
+    if target.op_type == "Gemm":
+        return not int(target.attrs.get("transB", 0))
+    return False
+
+
+def linear_to_target(weight: np.ndarray, bias: np.ndarray | None, target: Layer | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(expected weight, expected bias, output-channel axis) of a Linear's ``W``/``b`` in
+    ``target``'s layout (the PyTorch layout when ``target`` is None)."""
+    alpha = float(target.attrs.get("alpha", 1.0)) if target is not None and target.op_type == "Gemm" else 1.0
+    beta = float(target.attrs.get("beta", 1.0)) if target is not None and target.op_type == "Gemm" else 1.0
+    transposed = linear_is_transposed(target)
+    expected_weight = (weight.T if transposed else weight) / alpha
+    expected_bias = None if bias is None else bias / beta
+    if expected_bias is not None and target is not None and "bias" in target.params:
+        stored = target.params["bias"].shape
+        if int(np.prod(stored)) == expected_bias.size:
+            expected_bias = expected_bias.reshape(stored)
+    return expected_weight, expected_bias, 1 if transposed else 0
+
+
+def _as_tuple(value, rank: int) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * rank
+    return tuple(int(v) for v in value)
+
+
+def conv_attrs_disagree(target: Layer, conv: Layer) -> str | None:
+    """Why the target Conv cannot be this source conv (groups/stride/dilation), or None."""
+    weight = conv.params.get("weight")
+    rank = max(len(weight.shape) - 2, 1) if weight is not None else 2
+    pairs = (
+        ("group", "groups", lambda v: int(v)),
+        ("strides", "stride", lambda v: _as_tuple(v, rank)),
+        ("dilations", "dilation", lambda v: _as_tuple(v, rank)),
+    )
+    for target_key, source_key, normalise in pairs:
+        if target_key in target.attrs and source_key in conv.attrs:
+            target_value = normalise(target.attrs[target_key])
+            source_value = normalise(conv.attrs[source_key])
+            if target_value != source_value:
+                return f"{source_key} {source_value} != {target_key} {target_value}"
+    return None
+
+
+def float64(param) -> np.ndarray:
+    """A param's values as float64 (the precision every re-computation uses)."""
+    return np.asarray(param.array(), dtype=np.float64)
