@@ -103,10 +103,13 @@ class ParamStats:
 class Param:
     """One named tensor of a layer: shape and dtype at once, values on demand.
 
-    ``name`` is the role in its layer ("weight", "bias", "running_mean", ...);
-    ``tensor_name`` is the name the file gives the tensor (the PyTorch state_dict key,
-    or the ONNX initializer name). ``read`` returns the values as a numpy array of
-    ``shape`` and ``dtype``; it is called at most once.
+    ``name`` is the role in the layer that first uses it ("weight", "bias",
+    "running_mean", ...); a tensor shared by several layers is one Param whose role in
+    each layer is that layer's ``params`` key. ``tensor_name`` is the name the file gives
+    the tensor (the PyTorch state_dict key, or the ONNX initializer name). ``read``
+    returns the values as a numpy array of ``shape`` and ``dtype``; it is called at most
+    once. The array may be read-only (memory-mapped, or a view of the file's buffer):
+    never modify it in place.
     """
 
     __slots__ = ("name", "shape", "dtype", "tensor_name", "_read", "_array", "_stats")

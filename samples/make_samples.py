@@ -6,7 +6,8 @@ Pairs written (all small; < 2 MB together):
 
 - ``rtdetr_stem.pt``: an Ultralytics-style checkpoint dict whose ``model`` is a pickled
   fp16 module of classes that claim to live in ``ultralytics`` (not installed), with
-  ``rtdetr_stem_state_dict.pt`` (the fp32 state_dict) and ``rtdetr_stem.onnx``: exported
+  ``rtdetr_stem_state_dict.pt`` (those weights as an fp32 state_dict) and
+  ``rtdetr_stem.onnx``: exported
   the Ultralytics way: in fp32, each Conv+BN fused first, legacy exporter, metadata
   imgsz/stride/names;
 - ``resnet_block.pt``: a whole pickled torchvision-style ResNet (fp32), with
@@ -161,9 +162,11 @@ def build(out: Path) -> list[Path]:
     torch.manual_seed(0)
     stem = lookalikes.randomise_batchnorm(lookalikes.rtdetr_stem(16), seed=1).eval()
     save_as_ultralytics(ultralytics_checkpoint(stem), out / "rtdetr_stem.pt")
+    # What a user gets from that checkpoint: the fp16 weights, as an fp32 state_dict.
+    # Ultralytics exports the fp16 checkpoint after .float(), so the export sees the same.
+    stem = stem.half().float()
     torch.save(stem.state_dict(), out / "rtdetr_stem_state_dict.pt")
-    # Ultralytics exports the fp16 checkpoint after .float(): use the fp16-rounded weights.
-    export_ultralytics_style(stem.half().float(), out / "rtdetr_stem.onnx", slim=False)
+    export_ultralytics_style(stem, out / "rtdetr_stem.onnx", slim=False)
     written += [out / "rtdetr_stem.pt", out / "rtdetr_stem_state_dict.pt", out / "rtdetr_stem.onnx"]
 
     torch.manual_seed(1)

@@ -1,0 +1,248 @@
+"""ONNX graph nodes -> :class:`inspector.ir.Layer`, with their params and hints.
+
+One layer per top-level node, in graph order. Structure (node order, which tensor each
+input is, who produces it) comes from onnx-graphsurgeon; attributes and per-node
+``metadata_props`` come from the proto node at the same position (graphsurgeon turns
+attributes into its own objects and drops the metadata), checked by op type and,
+failing that, paired by first output name, which single assignment makes unique.
+
+Layer names are the node names, made unique by appending "#2", "#3"... only to repeats;
+unnamed nodes are called "<op_type>_<position>".
+
+A constant input is one whose tensor is an initializer, the output of a Constant node,
+or either of those through a chain of Identity nodes. Each distinct tensor becomes one
+:class:`~inspector.ir.Param` shared by every layer using it, so ``Model.params()``
+counts it once; the Param's ``name`` is its role in the first layer that uses it, its
+``tensor_name`` the initializer's (or Constant output's) name. Identity and Constant
+layers themselves carry no params (their tensor belongs to the layers consuming it).
+Which constant inputs are params, and under which role, is in :mod:`.kinds`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from inspector.ir import Layer, Param
+
+from . import hints, kinds
+from .tensors import ExternalSlice, dtype_name, summarize_tensor, tensor_reader
+
+if TYPE_CHECKING:
+    from onnx import AttributeProto, GraphProto, NodeProto
+
+MAX_IDENTITY_CHAIN = 64
+"""Identity nodes followed back from an input before giving up (a guard, not a limit seen)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Constant:
+    """A constant tensor an input resolves to: its names along the chain and its values."""
+
+    names: tuple[str, ...]  # the name the node uses first, the stored tensor's name last
+    dtype: str
+    shape: tuple[int, ...]
+    read: Callable[[], np.ndarray]
+
+    @property
+    def tensor_name(self) -> str:
+        return self.names[-1]
+
+
+class LayerBuilder:
+    """Builds the layers of one graph; holds the shared Param objects while it does."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        graph_proto: "GraphProto",
+        gs_graph: Any,
+        external: dict[str, ExternalSlice],
+    ) -> None:
+        self.model_path = model_path
+        self.graph_proto = graph_proto
+        self.gs_graph = gs_graph
+        self.external = external
+        self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer}
+        self._proto_by_gs_node: dict[int, "NodeProto"] = _pair_nodes(graph_proto.node, gs_graph.nodes)
+        self._params: dict[str, Param] = {}
+
+    def build(self) -> list[Layer]:
+        layers = []
+        used_names: set[str] = set()
+        for position, gs_node in enumerate(self.gs_graph.nodes):
+            proto = self._proto_by_gs_node.get(id(gs_node))
+            layer = self._layer(position, gs_node, proto)
+            layer.name = _unique(layer.name, used_names)
+            layers.append(layer)
+        return layers
+
+    def _layer(self, position: int, gs_node: Any, proto: "NodeProto | None") -> Layer:
+        op_type = kinds.qualified_op_type(gs_node.op, gs_node.domain or "")
+        inputs = [tensor.name for tensor in gs_node.inputs]
+        outputs = [tensor.name for tensor in gs_node.outputs]
+        metadata = {entry.key: entry.value for entry in proto.metadata_props} if proto is not None else {}
+        attrs = {attr.name: plain_attribute(attr) for attr in proto.attribute} if proto is not None else {}
+        params, param_names = self._params_of(op_type, gs_node)
+        name = gs_node.name or f"{gs_node.op}_{position}"
+        first_output = outputs[0] if outputs else ""
+        return Layer(
+            name=name,
+            kind=kinds.layer_kind(op_type, set(params)),
+            op_type=op_type,
+            attrs=attrs,
+            params=params,
+            inputs=inputs,
+            outputs=outputs,
+            hints=hints.layer_hints(gs_node.name or "", first_output, metadata, param_names),
+            metadata=metadata,
+        )
+
+    # ----------------------------------------------------------------- params
+
+    def _params_of(self, op_type: str, gs_node: Any) -> tuple[dict[str, Param], list[str]]:
+        """The node's params by role, and the tensor names they go by (for hints)."""
+        if op_type in ("Identity", "Constant"):
+            return {}, []  # pass-throughs: their tensor is a param of the consumers
+        constants = {
+            position: constant
+            for position, tensor in enumerate(gs_node.inputs)
+            if (constant := self._resolve(tensor)) is not None
+        }
+        shapes = {position: (constant.dtype, math.prod(constant.shape)) for position, constant in constants.items()}
+        params: dict[str, Param] = {}
+        names: list[str] = []
+        for position, role in kinds.param_roles(op_type, shapes).items():
+            params[role] = self._param(role, constants[position])
+            names.extend(constants[position].names)
+        return params, names
+
+    def _param(self, role: str, constant: _Constant) -> Param:
+        param = self._params.get(constant.tensor_name)
+        if param is None:
+            param = Param(role, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name)
+            self._params[constant.tensor_name] = param
+        return param
+
+    def _resolve(self, tensor: Any) -> _Constant | None:
+        """The constant behind an input tensor, following Identity chains; None if not constant."""
+        names: list[str] = []
+        for _ in range(MAX_IDENTITY_CHAIN):
+            if not tensor.name:
+                return None  # an omitted optional input
+            names.append(tensor.name)
+            initializer = self.initializers.get(tensor.name)
+            if initializer is not None:
+                return self._stored_constant(names, initializer, f"initializer {tensor.name!r}")
+            producers = list(tensor.inputs)
+            if len(producers) != 1:
+                return None
+            producer = producers[0]
+            if producer.domain not in ("", "ai.onnx", None):
+                return None
+            if producer.op == "Constant":
+                return self._constant_node_value(names, self._proto_by_gs_node.get(id(producer)))
+            if producer.op != "Identity" or not producer.inputs:
+                return None
+            tensor = producer.inputs[0]
+        return None
+
+    def _stored_constant(self, names: list[str], tensor: Any, needed_by: str) -> _Constant:
+        read = tensor_reader(tensor, self.external.get(names[-1]), self.model_path, needed_by)
+        shape = tuple(int(d) for d in tensor.dims)
+        return _Constant(tuple(names), dtype_name(tensor.data_type), shape, read)
+
+    def _constant_node_value(self, names: list[str], proto: "NodeProto | None") -> _Constant | None:
+        if proto is None:
+            return None
+        for attr in proto.attribute:
+            if attr.name == "value":
+                return self._stored_constant(names, attr.t, f"constant {names[-1]!r}")
+            literal = _CONSTANT_LITERALS.get(attr.name)
+            if literal is not None:
+                dtype, field = literal
+                array = np.asarray(getattr(attr, field), dtype=dtype)
+                if attr.name in ("value_float", "value_int"):
+                    array = array.reshape(())
+                else:
+                    array = array.reshape(-1)
+                return _Constant(tuple(names), array.dtype.name, array.shape, lambda array=array: array)
+        return None  # strings and sparse values are not params
+
+
+_CONSTANT_LITERALS = {
+    "value_float": (np.float32, "f"),
+    "value_floats": (np.float32, "floats"),
+    "value_int": (np.int64, "i"),
+    "value_ints": (np.int64, "ints"),
+}
+
+
+def plain_attribute(attr: "AttributeProto") -> Any:
+    """An attribute's value as plain Python; tensors and graphs as one-line summaries."""
+    from onnx import AttributeProto
+
+    kind = attr.type
+    if kind == AttributeProto.FLOAT:
+        return _float32_value(attr.f)
+    if kind == AttributeProto.INT:
+        return int(attr.i)
+    if kind == AttributeProto.STRING:
+        return attr.s.decode("utf-8", "replace")
+    if kind == AttributeProto.FLOATS:
+        return [_float32_value(value) for value in attr.floats]
+    if kind == AttributeProto.INTS:
+        return [int(value) for value in attr.ints]
+    if kind == AttributeProto.STRINGS:
+        return [value.decode("utf-8", "replace") for value in attr.strings]
+    if kind == AttributeProto.TENSOR:
+        return summarize_tensor(attr.t)
+    if kind == AttributeProto.TENSORS:
+        return [summarize_tensor(tensor) for tensor in attr.tensors]
+    if kind == AttributeProto.GRAPH:
+        return _summarize_graph(attr.g)
+    if kind == AttributeProto.GRAPHS:
+        return [_summarize_graph(graph) for graph in attr.graphs]
+    if kind == AttributeProto.SPARSE_TENSOR:
+        return f"sparse tensor {dtype_name(attr.sparse_tensor.values.data_type)}{list(attr.sparse_tensor.dims)}"
+    return f"<{AttributeProto.AttributeType.Name(kind).lower()} attribute>"
+
+
+def _float32_value(value: float) -> float:
+    # Attributes are float32: 1e-5 is stored as 9.99999974737875e-06. The shortest
+    # decimal that round-trips through float32 is what the exporter was given.
+    return float(str(np.float32(value)))
+
+
+def _summarize_graph(graph: "GraphProto") -> str:
+    return f"graph {graph.name!r} ({len(graph.node)} nodes)"
+
+
+def _pair_nodes(proto_nodes: Any, gs_nodes: list[Any]) -> dict[int, "NodeProto"]:
+    """gs node id -> its proto node: by position when the op types agree, else by first output."""
+    if len(proto_nodes) == len(gs_nodes) and all(
+        proto.op_type == node.op and (proto.domain or "") == (node.domain or "")
+        for proto, node in zip(proto_nodes, gs_nodes)
+    ):
+        return {id(node): proto for proto, node in zip(proto_nodes, gs_nodes)}
+    by_output = {proto.output[0]: proto for proto in proto_nodes if proto.output and proto.output[0]}
+    pairs = {}
+    for node in gs_nodes:
+        if node.outputs and node.outputs[0].name in by_output:
+            pairs[id(node)] = by_output[node.outputs[0].name]
+    return pairs
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """``name``, or ``name#2``, ``name#3``... for the first one not yet used."""
+    unique = name
+    count = 1
+    while unique in used:
+        count += 1
+        unique = f"{name}#{count}"
+    used.add(unique)
+    return unique

@@ -1,0 +1,145 @@
+"""Reading an ONNX file into a :class:`inspector.ir.Model`.
+
+``onnx.load(path, load_external_data=False)`` parses the protobuf; external data files
+are checked (present, inside the model's directory, long enough) but not read;
+``onnx_graphsurgeon.import_onnx`` gives the graph structure, from which
+:class:`~.layers.LayerBuilder` makes the layers.
+
+Anything wrong with the file ends in :class:`~inspector.errors.InputError` with a
+one-line problem: not protobuf / truncated, no graph, missing or short external data,
+a graph graphsurgeon cannot import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inspector.errors import InputError
+from inspector.ir import Model, TensorInfo
+
+from .layers import LayerBuilder
+from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
+
+if TYPE_CHECKING:
+    from onnx import GraphProto, ModelProto, ValueInfoProto
+
+FORMAT = "onnx"
+DOC_STRING_CHARS = 200
+"""The model doc_string is cut to this many characters in ``Model.details``."""
+
+
+def load_onnx(path: Path) -> Model:
+    """Load an ONNX model; raises :class:`InputError` for anything wrong with the file."""
+    path = Path(path)
+    model_proto = _parse(path)
+    if not model_proto.HasField("graph"):
+        raise InputError(path, "is not a valid ONNX model (it has no graph)")
+    try:
+        return _model(path, model_proto)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt file parses into odd protos (bytes names, bad types)
+        raise InputError(path, f"is not a usable ONNX graph ({_one_line(exc)})") from exc
+
+
+def _model(path: Path, model_proto: "ModelProto") -> Model:
+    graph = model_proto.graph
+    external = _check_external_data(path, graph)
+    layers = LayerBuilder(path, graph, _import_graph(model_proto), external).build()
+    initializer_names = {tensor.name for tensor in graph.initializer}
+    return Model(
+        format=FORMAT,
+        path=str(path),
+        layers=layers,
+        inputs=[_tensor_info(value) for value in graph.input if value.name not in initializer_names],
+        outputs=[_tensor_info(value) for value in graph.output],
+        metadata={entry.key: entry.value for entry in model_proto.metadata_props},
+        producer=f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
+        details=_details(model_proto, bool(external)),
+    )
+
+
+def _parse(path: Path) -> "ModelProto":
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - DecodeError, ValueError, RuntimeWarning...: all mean "corrupt"
+        raise InputError(path, f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})") from exc
+
+
+def _import_graph(model_proto: "ModelProto") -> Any:
+    import onnx_graphsurgeon as gs
+    from onnx_graphsurgeon.logger import G_LOGGER
+
+    # graphsurgeon prints its warnings on stdout, where a JSON report may be going; the
+    # loader's own problems are InputErrors, and graphsurgeon's critical ones raise.
+    with G_LOGGER.suppress(G_LOGGER.CRITICAL + 1):
+        return gs.import_onnx(model_proto)
+
+
+def _check_external_data(path: Path, graph: "GraphProto") -> dict[str, ExternalSlice]:
+    """tensor name -> its checked external slice, for initializers and Constant values.
+
+    Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
+    """
+    files = ExternalFiles(path)
+    slices: dict[str, ExternalSlice] = {}
+    for tensor in graph.initializer:
+        if uses_external_data(tensor):
+            slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or not node.output:
+            continue
+        for attr in node.attribute:
+            if attr.name == "value" and uses_external_data(attr.t):
+                slices[node.output[0]] = files.slice(attr.t, f"constant {node.output[0]!r}")
+    return slices
+
+
+def _tensor_info(value: "ValueInfoProto") -> TensorInfo:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return TensorInfo(value.name, None, kind or "undefined")
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return TensorInfo(value.name, None, dtype_name(tensor_type.elem_type))
+    shape: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(int(dim.dim_value))
+        elif dim.HasField("dim_param") and dim.dim_param:
+            shape.append(dim.dim_param)
+        else:
+            shape.append(None)
+    return TensorInfo(value.name, tuple(shape), dtype_name(tensor_type.elem_type))
+
+
+def _details(model_proto: "ModelProto", external_data: bool) -> dict[str, Any]:
+    """Facts for the summary; ``subgraphs`` counts top-level nodes only (If/Loop/Scan)."""
+    from onnx import AttributeProto
+
+    graph_kinds = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+    subgraphs = sum(
+        1 for node in model_proto.graph.node if any(attr.type in graph_kinds for attr in node.attribute)
+    )
+    doc_string = model_proto.doc_string.strip()
+    if len(doc_string) > DOC_STRING_CHARS:
+        doc_string = doc_string[: DOC_STRING_CHARS - 1] + "…"
+    return {
+        "ir_version": int(model_proto.ir_version),
+        "opset": {(entry.domain or "ai.onnx"): int(entry.version) for entry in model_proto.opset_import},
+        "graph_name": model_proto.graph.name,
+        "doc_string": doc_string,
+        "external_data": external_data,
+        "subgraphs": subgraphs,
+        "functions": len(model_proto.functions),
+    }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

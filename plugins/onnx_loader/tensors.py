@@ -1,0 +1,212 @@
+"""Tensors of an ONNX file: dtype and shape from the header, values read lazily.
+
+A ``TensorProto`` holds its values inline (``raw_data`` or a typed field, already in
+memory since ``onnx.load`` read the file) or in an external file (``data_location =
+EXTERNAL``, with ``location``/``offset``/``length`` entries). External files are checked
+when the model is loaded (every file exists, inside the model's directory, and long
+enough) but never read then: :func:`tensor_reader` returns a callable that memory-maps
+just the tensor's own slice when the values are asked for, so a 2 GB model costs no
+memory until a parameter is used.
+
+onnx is imported inside the functions; :mod:`inspector` never sees a proto.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from inspector.errors import InputError
+
+if TYPE_CHECKING:
+    from onnx import TensorProto
+
+SMALL_TENSOR_VALUES = 8
+"""Tensor attributes with at most this many inline elements are summarised with values."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalSlice:
+    """Where an external tensor's bytes are: ``length`` bytes of ``file`` from ``offset``."""
+
+    file: Path
+    location: str
+    offset: int
+    length: int
+
+
+def dtype_name(data_type: int) -> str:
+    """The numpy dtype name of an ONNX element type ("float32", "bfloat16", "int64")."""
+    from onnx import TensorProto, helper
+
+    if data_type == TensorProto.STRING:
+        return "string"
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).name
+    except (KeyError, TypeError, ValueError):
+        return "undefined"
+
+
+def uses_external_data(tensor: "TensorProto") -> bool:
+    from onnx import TensorProto
+
+    return tensor.HasField("data_location") and tensor.data_location == TensorProto.EXTERNAL
+
+
+def expected_nbytes(tensor: "TensorProto") -> int | None:
+    """The byte size of the tensor's raw data, or None when it is not fixed (strings)."""
+    from onnx import TensorProto
+
+    numel = math.prod(tensor.dims)
+    bits = {
+        TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4,
+        TensorProto.INT2: 2, TensorProto.UINT2: 2,
+        TensorProto.FLOAT6E2M3: 6, TensorProto.FLOAT6E3M2: 6,
+    }.get(tensor.data_type)  # fmt: skip
+    if bits is not None:
+        return (numel * bits + 7) // 8
+    name = dtype_name(tensor.data_type)
+    if name in ("string", "undefined"):
+        return None
+    return numel * np.dtype(_numpy_dtype(tensor.data_type)).itemsize
+
+
+class ExternalFiles:
+    """The external data files of one model, each located, checked and measured once."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = model_path
+        self._base = model_path.parent.resolve()
+        self._sizes: dict[str, tuple[Path, int]] = {}
+
+    def slice(self, tensor: "TensorProto", needed_by: str) -> ExternalSlice:
+        """Find and check the external bytes of ``tensor``.
+
+        Raises :class:`InputError` naming the file when it is missing, outside the model's
+        directory, or too short; ``needed_by`` says who needs it ("initializer 'fc.weight'").
+        """
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        if not location:
+            raise InputError(self.model_path, f"{needed_by} is stored externally but names no file")
+        try:
+            offset = int(entries.get("offset") or 0)
+            length = int(entries["length"]) if entries.get("length") else None
+        except ValueError:
+            raise InputError(self.model_path, f"{needed_by} has an invalid external data offset or length") from None
+        if offset < 0 or (length is not None and length < 0):
+            raise InputError(self.model_path, f"{needed_by} has a negative external data offset or length")
+        file, size = self._file(location, needed_by)
+        expected = expected_nbytes(tensor)
+        if length is None:
+            length = expected if expected is not None else size - offset
+        elif expected is not None and length != expected:
+            raise InputError(
+                self.model_path,
+                f"{needed_by} has {length} bytes of external data, but its shape and dtype need {expected}",
+            )
+        if offset + length > size:
+            raise InputError(
+                self.model_path,
+                f"external data file {location!r} is too short for {needed_by} "
+                f"(needs bytes {offset}..{offset + length}, the file has {size}): truncated?",
+            )
+        return ExternalSlice(file, location, offset, length)
+
+    def _file(self, location: str, needed_by: str) -> tuple[Path, int]:
+        known = self._sizes.get(location)
+        if known is not None:
+            return known
+        file = (self._base / location).resolve()
+        # A model file must not make us read arbitrary files (onnx refuses them too).
+        if os.path.isabs(location) or not file.is_relative_to(self._base):
+            raise InputError(
+                self.model_path, f"external data file {location!r} ({needed_by}) is outside the model's directory"
+            )
+        if not file.is_file():
+            raise InputError(
+                self.model_path, f"external data file {location!r} (needed by {needed_by}) not found next to the model"
+            )
+        self._sizes[location] = (file, file.stat().st_size)
+        return self._sizes[location]
+
+
+def tensor_reader(
+    tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str
+) -> Callable[[], np.ndarray]:
+    """A callable returning the values of ``tensor`` (in its stored dtype) when called.
+
+    Inline tensors are converted from the in-memory proto; external ones are
+    memory-mapped from their slice (read-only), or read and unpacked for packed types.
+    Any failure becomes an :class:`InputError` naming ``needed_by``.
+    """
+
+    def read() -> np.ndarray:
+        try:
+            if where is None:
+                from onnx import numpy_helper
+
+                return numpy_helper.to_array(tensor)
+            return _read_external(tensor, where)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
+            problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
+
+    return read
+
+
+def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
+    from onnx import TensorProto, numpy_helper
+
+    shape = tuple(int(d) for d in tensor.dims)
+    numel = math.prod(shape)
+    dtype = np.dtype(_numpy_dtype(tensor.data_type)) if dtype_name(tensor.data_type) != "string" else None
+    plain = dtype is not None and numel * dtype.itemsize == where.length and sys.byteorder == "little"
+    if plain:
+        if numel == 0:
+            return np.empty(shape, dtype)
+        mapped = np.memmap(where.file, dtype=dtype, mode="r", offset=where.offset, shape=(numel,))
+        return np.asarray(mapped).reshape(shape)
+    # Packed (4-, 2-, 6-bit) types, or a big-endian host: let onnx decode the bytes.
+    with open(where.file, "rb") as stream:
+        stream.seek(where.offset)
+        data = stream.read(where.length)
+    inline = TensorProto()
+    inline.data_type = tensor.data_type
+    inline.dims.extend(shape)
+    inline.raw_data = data
+    return numpy_helper.to_array(inline)
+
+
+def _numpy_dtype(data_type: int):
+    from onnx import helper
+
+    return helper.tensor_dtype_to_np_dtype(data_type)
+
+
+def summarize_tensor(tensor: "TensorProto") -> str:
+    """A one-line summary of a tensor attribute: "tensor int64[2] = [1, -1]".
+
+    Values are shown only for small inline tensors; nothing external is read.
+    """
+    shape = [int(d) for d in tensor.dims]
+    text = f"tensor {dtype_name(tensor.data_type)}{shape}"
+    if uses_external_data(tensor) or math.prod(shape) > SMALL_TENSOR_VALUES:
+        return text
+    try:
+        from onnx import numpy_helper
+
+        values = numpy_helper.to_array(tensor)
+    except Exception:  # noqa: BLE001 - a summary never fails the load
+        return text
+    if values.dtype.kind == "V":  # bfloat16 and float8 (ml_dtypes) do not list as numbers
+        values = values.astype(np.float32)
+    return f"{text} = {values.tolist()}"

@@ -1,0 +1,399 @@
+"""The ONNX loader: sniffing, layers, params, hints, lazy external data, bad files.
+
+Models are built here: small torch modules exported with both exporters (once per
+module), and hand-made graphs from onnx.helper for the cases exporters do not make on
+demand (Constant/Identity chains, fp16/bf16 initializers, external data).
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from inspector import ir
+from inspector.errors import InputError
+from plugins.onnx_loader import graphinspect_loaders, load_onnx, looks_like_onnx
+from plugins.onnx_loader.hints import legacy_scope
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Net(nn.Module):
+    """Conv+BN+ReLU (folded by both exporters), a BN that cannot be folded, a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Block()
+        self.norm = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.block(x)).mean((2, 3)))
+
+
+def _net() -> Net:
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():
+        for bn in (net.block.bn, net.norm):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-1.0, 1.0)
+            bn.running_mean.uniform_(-1.0, 1.0)
+            bn.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def _export(path: Path, dynamo: bool, module=None, shape=(1, 3, 8, 8)) -> Path:
+    module = module if module is not None else _net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.randn(*shape),), str(path), dynamo=dynamo, verbose=False)
+    return path
+
+
+def _with_model_metadata(path: Path, props: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    helper.set_model_props(model, props)
+    onnx.save_model(model, str(path))
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("exports")
+    legacy = _export(folder / "legacy.onnx", dynamo=False)
+    _with_model_metadata(legacy, {"imgsz": "[8, 8]", "task": "classify"})
+    dynamo = _export(folder / "dynamo.onnx", dynamo=True)
+    return {"legacy": legacy, "dynamo": dynamo}
+
+
+def _initializers(path: Path) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def _check_values(model: ir.Model, path: Path) -> None:
+    expected = _initializers(path)
+    for _, param in model.params():
+        array = param.array()
+        assert array.dtype == expected[param.tensor_name].dtype
+        assert array.shape == param.shape
+        np.testing.assert_array_equal(array, expected[param.tensor_name])
+
+
+# --------------------------------------------------------------------------- real exports
+
+
+def test_legacy_export_layers_params_and_hints(exports):
+    model = load_onnx(exports["legacy"])
+    assert model.format == "onnx" and model.producer.startswith("pytorch ")
+    assert model.metadata == {"imgsz": "[8, 8]", "task": "classify"}
+    assert model.details["opset"]["ai.onnx"] >= 17 and model.details["external_data"] is False
+    assert [(i.name, i.shape, i.dtype) for i in model.inputs] == [("input.1", (1, 3, 8, 8), "float32")]
+
+    layers = model.param_layers()
+    assert [(layer.op_type, layer.kind) for layer in layers] == [
+        ("Conv", ir.CONV), ("BatchNormalization", ir.BATCHNORM), ("Gemm", ir.LINEAR)
+    ]  # fmt: skip
+    conv, norm, fc = layers
+    assert conv.name == "/block/conv/Conv" and conv.index < norm.index < fc.index
+    assert {role: p.shape for role, p in conv.params.items()} == {"weight": (4, 3, 3, 3), "bias": (4,)}
+    assert conv.params["weight"].tensor_name.startswith("onnx::Conv_")  # the folded, anonymous tensor
+    assert conv.hints == ("block.conv",)  # anonymous initializer names are not hints
+    assert conv.attrs["pads"] == [1, 1, 1, 1] and conv.attrs["group"] == 1
+    assert list(norm.params) == ["weight", "bias", "running_mean", "running_var"]
+    assert norm.hints[0] == "norm" and "norm.running_var" in norm.hints
+    assert norm.attrs["epsilon"] == 1e-05  # the float32 attribute, shown as given
+    assert list(fc.params) == ["weight", "bias"] and fc.params["weight"].shape == (5, 4)
+    assert fc.hints[:2] == ("fc", "fc.weight") and fc.attrs["transB"] == 1
+    assert all(p.dtype == "float32" for _, p in model.params())
+    _check_values(model, exports["legacy"])
+
+
+def test_dynamo_export_layers_params_hints_and_metadata(exports):
+    model = load_onnx(exports["dynamo"])
+    layers = model.param_layers()
+    assert [layer.kind for layer in layers] == [ir.CONV, ir.BATCHNORM, ir.LINEAR]
+    conv, norm, fc = layers
+    # The rewriter folded the BatchNorm into the Conv: the scope is the BatchNorm's, the
+    # initializers keep the conv's torch names.
+    assert conv.metadata["pkg.onnxscript.rewriter.rule_name"].startswith("FuseBatchNormIntoConv")
+    assert "pkg.torch.onnx.class_hierarchy" in conv.metadata
+    assert conv.hints[:2] == ("block.bn", "block.conv")
+    assert conv.params["weight"].tensor_name == "block.conv.weight"
+    assert conv.params["bias"].tensor_name == "block.conv.weight_bias"
+    assert norm.hints[0] == "norm" and norm.params["running_var"].tensor_name == "norm.running_var"
+    assert fc.hints[0] == "fc" and fc.params["bias"].tensor_name == "fc.bias"
+    _check_values(model, exports["dynamo"])
+
+
+def test_onnxslim_keeps_module_paths_in_hints(tmp_path):
+    onnxslim = pytest.importorskip("onnxslim")
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(4, 6)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU())
+            self.head = Head()
+
+        def forward(self, x):
+            return self.head(self.body(x).flatten(2).transpose(1, 2))
+
+    exported = _export(tmp_path / "plain.onnx", dynamo=False, module=Model().eval(), shape=(1, 3, 4, 4))
+    slimmed = tmp_path / "slim.onnx"
+    onnxslim.slim(str(exported), str(slimmed))
+    model = load_onnx(slimmed)
+    conv, linear = model.param_layers()
+    assert conv.hints[0] == "body.0"
+    # onnxslim fused MatMul+Add into a Gemm named after its output, with a new weight.
+    assert linear.op_type == "Gemm" and linear.name.endswith("_output_0")
+    assert linear.hints[0] == "head.proj"
+    assert linear.params["weight"].tensor_name.startswith("/head/proj/")
+    _check_values(model, slimmed)
+
+
+@pytest.mark.parametrize(
+    ("name", "scope"),
+    [
+        ("/model.0/stem1/conv/Conv", "model.0.stem1.conv"),
+        ("/m/model/model.0/conv/Conv", "m.model.0.conv"),
+        ("/model.22/cv2.0/cv2.0.0/conv/Conv", "model.22.cv2.0.0.conv"),
+        ("/model.2/conv_1/Conv", "model.2.conv_1"),
+        ("/model.0/conv/Conv_output_0", "model.0.conv"),
+        ("/fc/Gemm", "fc"),
+        ("/Constant", None),
+        ("node_Conv_76", None),
+    ],
+)
+def test_legacy_scope_paths(name, scope):
+    assert legacy_scope(name) == scope
+
+
+# --------------------------------------------------------------------------- hand-made graphs
+
+
+def _save(tmp_path: Path, nodes, initializers, name="model.onnx", inputs=None, outputs=None, **save) -> Path:
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])]
+    outputs = outputs or [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / name
+    onnx.save_model(model, str(path), **save)
+    return path
+
+
+def test_constant_and_identity_chains_and_shared_initializer(tmp_path):
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((2, 3, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(2).astype(np.float32)
+    shared = rng.standard_normal((4, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Identity", ["w"], ["w_1"], name="id_a"),
+        helper.make_node("Identity", ["w_1"], ["w_2"], name="id_b"),
+        helper.make_node("Constant", [], ["b_const"], value=numpy_helper.from_array(bias)),
+        helper.make_node("Conv", ["x", "w_2", "b_const"], ["y"], name="conv"),
+        helper.make_node("MatMul", ["y", "m"], ["z1"], name="mm"),
+        helper.make_node("MatMul", ["z1", "m"], ["z2"], name="mm"),
+        helper.make_node("Constant", [], ["shape"], value_ints=[1, -1]),
+        helper.make_node("Reshape", ["z2", "shape"], ["out"]),
+    ]
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(shared, "m")])
+    model = load_onnx(path)
+    names = [layer.name for layer in model.layers]
+    assert names == ["id_a", "id_b", "Constant_2", "conv", "mm", "mm#2", "Constant_6", "Reshape_7"]
+    conv = model.layer("conv")
+    assert conv.params["weight"].tensor_name == "w"  # through two Identity nodes
+    assert conv.params["bias"].tensor_name == "b_const"  # a Constant node's output
+    np.testing.assert_array_equal(conv.params["weight"].array(), weight)
+    np.testing.assert_array_equal(conv.params["bias"].array(), bias)
+    assert model.layer("id_a").params == {} and model.layer("Constant_2").kind == ir.CONSTANT
+    first, second = model.layer("mm"), model.layer("mm#2")
+    assert first.kind == second.kind == ir.LINEAR
+    assert first.params["weight"] is second.params["weight"]
+    assert sum(1 for _ in model.params()) == 3 and model.num_parameters == weight.size + bias.size + shared.size
+    assert model.layer("Reshape_7").params == {}  # shape constants are not params
+    assert model.inputs[0].shape == ("batch", 3, 4, 4) and model.outputs[0].shape is None
+
+
+def test_kinds_roles_and_domains(tmp_path):
+    def init(name, *shape, dtype=np.float32):
+        return numpy_helper.from_array(np.ones(shape, dtype), name)
+
+    nodes = [
+        helper.make_node("FusedConv", ["x", "fw", "fb"], ["c"], name="fused", domain="com.microsoft", activation="Relu"),
+        helper.make_node("PRelu", ["c", "slope"], ["p"], name="prelu"),
+        helper.make_node("Mul", ["p", "half"], ["h"], name="mul_scalar"),
+        helper.make_node("Add", ["h", "channel_bias"], ["a"], name="add_vector"),
+        helper.make_node("Reshape", ["a", "shape"], ["r"], name="reshape"),
+        helper.make_node("LayerNormalization", ["r", "ln.weight", "ln.bias"], ["n"], name="ln", epsilon=1e-5),
+        helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+        helper.make_node("MatMul", ["n", "e"], ["out"], name="matmul_activations"),
+    ]
+    initializers = [
+        init("fw", 2, 3, 1, 1), init("fb", 2), init("slope", 2, 1, 1), init("half"), init("channel_bias", 2, 1, 1),
+        init("shape", 2, dtype=np.int64), init("ln.weight", 32), init("ln.bias", 32), init("table", 10, 32),
+        init("ids", 3, dtype=np.int64),
+    ]  # fmt: skip
+    model = load_onnx(_save(tmp_path, nodes, initializers))
+    summary = {layer.name: (layer.op_type, layer.kind, list(layer.params)) for layer in model.layers}
+    assert summary == {
+        "fused": ("com.microsoft.FusedConv", ir.CONV, ["weight", "bias"]),
+        "prelu": ("PRelu", ir.ACTIVATION, ["weight"]),
+        "mul_scalar": ("Mul", ir.ELEMENTWISE, []),  # a scalar: not a param
+        "add_vector": ("Add", ir.ELEMENTWISE, ["bias"]),
+        "reshape": ("Reshape", "reshape", []),  # a shape: not a param
+        "ln": ("LayerNormalization", ir.LAYERNORM, ["weight", "bias"]),
+        "embed": ("Gather", ir.EMBEDDING, ["weight"]),  # small int indices are not params
+        "matmul_activations": ("MatMul", "matmul", []),
+    }
+    assert model.layer("fused").attrs == {"activation": "Relu"}
+    assert model.layer("ln").hints == ("ln", "ln.weight", "ln.bias")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("external", [False, True])
+def test_half_precision_initializers(tmp_path, dtype, external):
+    weight = np.linspace(-2, 2, 24, dtype=np.float32).reshape(2, 3, 2, 2).astype(getattr(ml_dtypes, dtype, dtype))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    save = dict(save_as_external_data=True, location="weights.bin", size_threshold=0) if external else {}
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w")], **save)
+    param = load_onnx(path).layer("conv").params["weight"]
+    assert param.dtype == dtype and param.shape == (2, 3, 2, 2)
+    array = param.array()
+    assert array.dtype == weight.dtype
+    np.testing.assert_array_equal(array, weight)
+
+
+# --------------------------------------------------------------------------- external data
+
+
+def _external_model(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    weight = np.arange(2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3)
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["y"], name="/conv/Conv"),
+        helper.make_node("Relu", ["y"], ["z"], name="/act/Relu"),
+    ]
+    initializers = [
+        numpy_helper.from_array(weight, "conv.weight"),
+        numpy_helper.from_array(np.ones(2, np.float32), "conv.bias"),
+    ]
+    path = _save(
+        tmp_path, nodes, initializers,
+        save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0,
+    )  # fmt: skip
+    return path, weight
+
+
+def test_external_data_is_read_lazily(tmp_path):
+    path, weight = _external_model(tmp_path)
+    model = load_onnx(path)
+    assert model.details["external_data"] is True
+    conv = model.layer("/conv/Conv")
+    assert conv.hints == ("conv", "conv.weight", "conv.bias")
+    assert all(param._array is None for param in conv.params.values())
+    np.testing.assert_array_equal(conv.params["weight"].array(), weight)
+    assert conv.params["bias"]._array is None  # reading one param reads nothing else
+    np.testing.assert_array_equal(conv.params["bias"].array(), np.ones(2, np.float32))
+
+
+def test_missing_external_data_file(tmp_path):
+    path, _ = _external_model(tmp_path)
+    (tmp_path / "weights.bin").unlink()
+    with pytest.raises(InputError) as caught:
+        load_onnx(path)
+    message = str(caught.value)
+    assert "'weights.bin'" in message and "not found" in message and "conv.weight" in message
+    assert "\n" not in message
+
+
+def test_truncated_external_data_file(tmp_path):
+    path, _ = _external_model(tmp_path)
+    data = tmp_path / "weights.bin"
+    data.write_bytes(data.read_bytes()[:50])
+    with pytest.raises(InputError, match="weights.bin.*too short"):
+        load_onnx(path)
+
+
+# --------------------------------------------------------------------------- sniffing and bad files
+
+
+def _head(path: Path) -> bytes:
+    return path.read_bytes()[:4096]
+
+
+def test_sniff_accepts_onnx_under_any_name(exports, tmp_path):
+    for path in exports.values():
+        assert looks_like_onnx(path, _head(path))
+    disguised = tmp_path / "model.pt"
+    disguised.write_bytes(exports["legacy"].read_bytes())
+    assert looks_like_onnx(disguised, _head(disguised))
+    tiny, _ = _external_model(tmp_path)
+    assert looks_like_onnx(tiny, _head(tiny))
+
+
+def test_sniff_rejects_other_files(tmp_path):
+    checkpoint = tmp_path / "model.onnx"
+    torch.save({"weight": torch.zeros(3)}, checkpoint)  # a zip
+    pickled = tmp_path / "legacy.pt"
+    pickled.write_bytes(pickle.dumps({"a": 1}))
+    text = tmp_path / "notes.onnx"
+    text.write_text('"rated": 5 stars (see: "README") with notes\n' * 40)
+    noise = tmp_path / "noise.onnx"
+    noise.write_bytes(np.random.default_rng(1).bytes(8192))
+    for path in (checkpoint, pickled, text, noise):
+        assert not looks_like_onnx(path, _head(path)), path.name
+    for seed in range(200):
+        data = np.random.default_rng(seed).bytes(2048)
+        noise.write_bytes(data)
+        assert not looks_like_onnx(noise, data)
+
+
+def test_truncated_and_garbage_files_are_input_errors(exports, tmp_path):
+    truncated = tmp_path / "half.onnx"
+    data = exports["legacy"].read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\xfe not a model \x00" * 30)
+    for path in (truncated, garbage):
+        with pytest.raises(InputError) as caught:
+            load_onnx(path)
+        assert str(caught.value).startswith(str(path)) and "not a valid ONNX model" in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+
+def test_model_without_graph_is_an_input_error(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(onnx.ModelProto(ir_version=8).SerializeToString())
+    with pytest.raises(InputError, match="no graph"):
+        load_onnx(path)
+
+
+def test_hook_contributes_the_loader():
+    (loader,) = list(graphinspect_loaders())
+    assert loader.name == "onnx" and loader.formats == ("onnx",)
+    assert loader.load is load_onnx and loader.sniff is looks_like_onnx
