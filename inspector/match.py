@@ -95,14 +95,17 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
 
     NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference.
     """
-    t = np.asarray(target, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
+    t = np.asarray(target)
+    if t.dtype.kind != "f":
+        t = t.astype(np.float64)
     if t.shape != e.shape:
         t = t.reshape(e.shape)
     if e.size == 0:
         return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
     with np.errstate(invalid="ignore", over="ignore"):
-        err = np.subtract(t, e)
+        # Widening inside the ufunc avoids a full float64 copy of the target.
+        err = np.subtract(t, e, dtype=np.float64)
         np.abs(err, out=err)
         max_abs = float(err.max())
         lo, hi = float(e.min()), float(e.max())
@@ -114,7 +117,7 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
             rel = max_abs / scale if scale > 0 else 0.0
             violation = max_abs / floor if floor > 0 else 0.0
             return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
-        return _compare_slowly(t, e, err, tolerance, channel_axis)
+        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis)
 
 
 def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int) -> Comparison:
@@ -182,7 +185,9 @@ class HintResolver:
 
     Exact paths and state_dict keys first; then the longest unique match of trailing
     path components (a wrapper adds leading components: ``m.model.0.bn`` -> ``model.0.bn``;
-    the legacy exporter repeats Sequential names: ``model.model.0.conv``); then with a
+    the legacy exporter repeats Sequential names: ``model.model.0.conv``; or the source
+    has a prefix the hint lacks: ``module.`` of DataParallel), never a partial overlap of
+    two paths that both have components the other lacks; then with a
     call-count suffix removed (``conv_1``: the module's second call); then the parent
     module (a fused RepConv's new ``conv`` child is not in the checkpoint).
     """
@@ -236,7 +241,13 @@ class HintResolver:
         if self.source.is_module(exact):
             return [exact]
         for k in range(len(parts), 0, -1):
-            paths = self._suffixes.get(tuple(parts[-k:]))
+            # One side may have leading components the other lacks (a wrapper, a repeated
+            # Sequential name), but not both: "model.2.m.0.conv" is not "model.0.conv",
+            # though both end in "0.conv".
+            paths = [
+                path for path in self._suffixes.get(tuple(parts[-k:]), ())
+                if k == len(parts) or path.count(".") + 1 == k
+            ]
             if paths:
                 if len(paths) == 1:
                     return list(paths)
@@ -549,8 +560,8 @@ class Matcher:
                     name=role,
                     target_tensor=target_param.tensor_name if target_param is not None else "(absent: zero)",
                     source_tensor=origin.tensor_name if origin is not None else None,
-                    source_range=origin.stats().range if origin is not None else None,
-                    target_range=target_param.stats().range if target_param is not None else (0.0, 0.0),
+                    source_range=origin.value_range().range if origin is not None else None,
+                    target_range=target_param.value_range().range if target_param is not None else (0.0, 0.0),
                     reproduced_range=comparison.expected_range,
                     max_abs_err=comparison.max_abs_err,
                     max_rel_err=comparison.max_rel_err,
@@ -566,7 +577,7 @@ class Matcher:
     def _unmatched(self, target: Layer) -> LayerDiff:
         diff = LayerDiff(target=target.name, op=target.op_type, kind=target.kind)
         for role, param in target.params.items():
-            diff.params.append(ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.stats().range))
+            diff.params.append(ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.value_range().range))
         return diff
 
 

@@ -58,7 +58,7 @@ def unmatched_targets(result: DiffResult) -> Iterable[Finding]:
 def nan_inf(result: DiffResult) -> Iterable[Finding]:
     for side, model in (("PyTorch", result.source), ("ONNX", result.target)):
         for layer, param in model.params():
-            stats = param.stats()
+            stats = param.value_range()
             if stats.nan or stats.inf:
                 yield Finding(
                     "error", "nan_inf",

@@ -154,7 +154,7 @@ class FoldBatchNorm(Transform):
 
     @staticmethod
     def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        weight = float64(conv.params["weight"])
+        weight = conv.params["weight"].array()
         channels = out_channels(conv)
         gamma = float64(bn.params["weight"]) if "weight" in bn.params else np.ones(channels)
         beta = float64(bn.params["bias"]) if "bias" in bn.params else np.zeros(channels)
@@ -166,9 +166,10 @@ class FoldBatchNorm(Transform):
             in_channels, per_group = weight.shape[0], weight.shape[1]
             grouped = weight.reshape(groups, in_channels // groups, per_group, *weight.shape[2:])
             factors = scale.reshape(groups, 1, per_group, *([1] * (weight.ndim - 2)))
-            folded = (grouped * factors).reshape(weight.shape)
+            folded = np.multiply(grouped, factors, dtype=np.float64).reshape(weight.shape)
         else:
-            folded = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
+            # Widening inside the multiply: one pass, no float64 copy of the weight first.
+            folded = np.multiply(weight, scale.reshape(-1, *([1] * (weight.ndim - 1))), dtype=np.float64)
         conv_bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(channels)
         return folded, (conv_bias - mean) * scale + beta, scale, beta
 

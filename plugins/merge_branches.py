@@ -73,6 +73,25 @@ def find_branches(module: str, source: SourceIndex) -> tuple[list[tuple[Layer, L
     return branches, identity_bn
 
 
+def is_parallel_block(module: str, branches: list[tuple[Layer, Layer | None]], identity_bn: Layer | None,
+                      source: SourceIndex) -> bool:
+    """Whether the branches :func:`find_branches` found at ``module`` can be told apart
+    from sequential convs by structure alone, as ``groups`` (no numbers to verify) needs.
+
+    Each branch must sit in a child module of its own (a conv+BN pair that shares its
+    parent with another is a sequential conv -> BN -> conv -> BN, as in a ResNet
+    BasicBlock), and the block must hold nothing but its branches (an Ultralytics RepC3
+    holds cv1/cv2 beside the RepConvs in ``m``).
+    """
+    parents = [source.parent(conv.name) for conv, _ in branches]
+    if len(set(parents)) != len(parents):
+        return False
+    members = {layer.name for pair in branches for layer in pair if layer is not None}
+    if identity_bn is not None:
+        members.add(identity_bn.name)
+    return all(layer.name in members for layer in source.under(module) if layer.params)
+
+
 def _plain(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -106,7 +125,7 @@ class MergeBranches(Transform):
             if any(module == t or module.startswith(f"{t}.") for t in taken):
                 continue
             found = find_branches(module, source)
-            if found is not None:
+            if found is not None and is_parallel_block(module, *found, source):
                 taken.append(module)
                 yield from self._candidates(module, *found, guesses=GUESSED_EPS[:1])
 
@@ -141,20 +160,22 @@ class MergeBranches(Transform):
         guessed = candidate.get("eps")
         convs = [by_name[conv] for conv, _ in candidate.get("branches")]
         kernel = max(conv.params["weight"].shape[2:] for conv in convs)
-        weight_sum = None
-        bias_sum = None
+        first = convs[0].params["weight"].shape
+        # Sum in place into one k x k buffer: the branches are added where their
+        # (centred) kernels sit, which is what zero-padding them would do.
+        weight_sum = np.zeros((first[0], first[1], *kernel))
+        bias_sum = np.zeros(first[0])
         for conv_name, bn_name in candidate.get("branches"):
             conv = by_name[conv_name]
-            weight = float64(conv.params["weight"])
+            weight = conv.params["weight"].array()
             bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(weight.shape[0])
+            scale = np.ones(weight.shape[0])
             if bn_name is not None:
                 scale, shift = _bn_affine(by_name[bn_name], guessed)
-                weight = weight * scale.reshape(-1, *([1] * (weight.ndim - 1)))
                 bias = bias * scale + shift
-            pads = [(0, 0), (0, 0)] + [((k - s) // 2, (k - s) // 2) for k, s in zip(kernel, weight.shape[2:])]
-            weight = np.pad(weight, pads)
-            weight_sum = weight if weight_sum is None else weight_sum + weight
-            bias_sum = bias if bias_sum is None else bias_sum + bias
+            region = (slice(None), slice(None), *(slice((k - s) // 2, (k - s) // 2 + s) for k, s in zip(kernel, weight.shape[2:])))
+            weight_sum[region] += np.multiply(weight, scale.reshape(-1, *([1] * (weight.ndim - 1))), dtype=np.float64)
+            bias_sum += bias
         identity = candidate.get("identity")
         if identity is not None:
             scale, shift = _bn_affine(by_name[identity], guessed)
