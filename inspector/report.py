@@ -123,11 +123,11 @@ def _pair(value: tuple[float, float] | None) -> list[float] | None:
 # ----------------------------------------------------------------------------- in words
 
 _TRANSFORM_PHRASES = {
-    "identity": "kept as they are",
+    "identity": "unchanged",
     "fold_batchnorm": "Conv/Linear + BatchNorm folded",
     "merge_branches": "RepConv/RepVGG branches merged",
-    "transpose": "Linear layers stored transposed",
-    "split_qkv": "attention in_proj slices",
+    "transpose": "Linear stored transposed",
+    "split_qkv": "attention q/k/v slices",
     "cast": "cast to another dtype",
 }
 

@@ -147,33 +147,84 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     console.print(summary)
     console.print()
 
-    table = Table(header_style="bold")
-    for header, justify in (
-        ("Layer", "left"), ("Kind", "left"), ("Type", "left"), ("Param", "left"), ("Shape", "left"),
-        ("Dtype", "left"), ("Min", "right"), ("Max", "right"), ("Mean", "right"), ("Std", "right"),
-        ("NaN/Inf", "right"),
-    ):
-        table.add_column(header, justify=justify, overflow="fold")
-    for layer in document["layers"]:
-        if not layer["params"]:
-            table.add_row(Text(layer["name"]), layer["kind"], Text(layer["op_type"]), "", "", "", "", "", "", "", "")
-            continue
-        for position, param in enumerate(layer["params"]):
-            bad = param["nan"] + param["inf"]
-            table.add_row(
-                Text(layer["name"]) if position == 0 else "",
-                layer["kind"] if position == 0 else "",
-                Text(layer["op_type"]) if position == 0 else "",
-                Text(param["name"]),
-                "x".join(str(d) for d in param["shape"]) or "scalar",
-                param["dtype"],
-                fmt_float(param["min"]),
-                fmt_float(param["max"]),
-                fmt_float(param["mean"]),
-                fmt_float(param["std"]),
-                f"[red]{param['nan']}/{param['inf']}[/red]" if bad else "0/0",
-            )
-    console.print(table)
+    rows = [(layer, _param_cells(param)) for layer in document["layers"] for param in layer["params"] or [None]]
+    natural = sum(
+        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) + 2 for i, (header, _) in enumerate(_PARAM_HEADERS)
+    ) + sum(max([len(header)] + [len(str(layer[key])) for layer, _ in rows]) + 2
+            for header, key in (("Layer", "name"), ("Kind", "kind"), ("Type", "op_type")))
+    if natural <= console.width:
+        console.print(_wide_table(rows))
+    else:
+        _print_stacked(console, document["layers"], rows)
+
+
+_PARAM_HEADERS = (("Param", "left"), ("Shape", "left"), ("Dtype", "left"), ("Min", "right"), ("Max", "right"),
+                  ("Mean", "right"), ("Std", "right"), ("NaN/Inf", "right"))
+
+
+def _param_cells(param: dict[str, Any] | None) -> list:
+    from rich.text import Text
+
+    if param is None:
+        return [""] * len(_PARAM_HEADERS)
+    bad = param["nan"] + param["inf"]
+    return [
+        Text(param["name"]),
+        "x".join(str(d) for d in param["shape"]) or "scalar",
+        param["dtype"],
+        fmt_float(param["min"]),
+        fmt_float(param["max"]),
+        fmt_float(param["mean"]),
+        fmt_float(param["std"]),
+        Text(f"{param['nan']}/{param['inf']}", style="red" if bad else ""),
+    ]
+
+
+def _wide_table(rows):
+    """One row per parameter; the layer's columns on its first row only."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, justify in (("Layer", "left"), ("Kind", "left"), ("Type", "left"), *_PARAM_HEADERS):
+        table.add_column(header, justify=justify, no_wrap=True)
+    previous = None
+    for layer, cells in rows:
+        first = layer is not previous
+        previous = layer
+        table.add_row(
+            Text(layer["name"]) if first else "", layer["kind"] if first else "", Text(layer["op_type"]) if first else "", *cells
+        )
+    return table
+
+
+def _print_stacked(console, layers, rows) -> None:
+    """For narrow consoles: each layer's name on a line of its own, its parameters under
+    it, every block with the same column widths so the numbers stay aligned."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    widths = [max([len(header)] + [len(str(cells[i])) for _, cells in rows]) for i, (header, _) in enumerate(_PARAM_HEADERS)]
+    widths[0] += 2  # parameters are indented under their layer
+
+    def block(show_header: bool) -> Table:
+        table = Table(header_style="bold", box=box.SIMPLE_HEAD if show_header else None, pad_edge=False,
+                      show_header=show_header, show_edge=False)
+        for (header, justify), width in zip(_PARAM_HEADERS, widths):
+            table.add_column(header, justify=justify, no_wrap=True, min_width=width, max_width=width)
+        return table
+
+    console.print(block(show_header=True))
+    for layer in layers:
+        console.print(Text.assemble((layer["name"], "bold"), "  ", layer["kind"], " ", (layer["op_type"], "dim")))
+        table = block(show_header=False)
+        for owner, cells in rows:
+            if owner is layer and any(str(cell) for cell in cells):
+                table.add_row(Text.assemble("  ", cells[0]), *cells[1:])
+        if table.row_count:
+            console.print(table)
 
 
 def _describe_tensor(info: dict[str, Any]) -> str:
