@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.table_report",
     "plugins.markdown_report",
     "plugins.html_report",
+    "plugins.fuse_command",
 )
 """Module names of the built-in plugins, registered like any third-party plugin."""
 
