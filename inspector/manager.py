@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.markdown_report",
     "plugins.html_report",
     "plugins.fuse_command",
+    "plugins.verify",
 )
 """Module names of the built-in plugins, registered like any third-party plugin."""
 

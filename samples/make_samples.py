@@ -17,6 +17,9 @@ Pairs written (all small; < 2 MB together):
   RepConv branches, attention and LayerNorm, Ultralytics-style checkpoint and export
   (onnxslim applied when it is installed).
 
+And ``bus.png``, a small synthetic street picture (sky, road, a bus) for
+``graphinspect verify --image`` (needs Pillow; skipped without it).
+
 The architectures are in :mod:`samples.lookalikes`, so a state_dict can be run with
 ``--model samples.lookalikes:rtdetr_stem`` from the repository root.
 """
@@ -181,7 +184,42 @@ def build(out: Path) -> list[Path]:
     save_as_ultralytics(ultralytics_checkpoint(detector), out / "rtdetr_like.pt")
     export_ultralytics_style(detector.half().float(), out / "rtdetr_like.onnx", slim=True)
     written += [out / "rtdetr_like.pt", out / "rtdetr_like.onnx"]
+
+    if make_bus_image(out / "bus.png"):
+        written.append(out / "bus.png")
     return written
+
+
+def make_bus_image(path: Path, width: int = 240, height: int = 180) -> bool:
+    """Draw a synthetic street picture (no photo may be shipped): a sky gradient, a road,
+    a yellow bus with windows and wheels. 4:3, so letterboxing to a square pads it.
+    Returns False when Pillow is not installed."""
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:
+        return False
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    horizon = height * 3 // 5
+    for y in range(horizon):
+        shade = y / horizon
+        draw.line([(0, y), (width, y)], fill=(int(90 + 100 * shade), int(150 + 70 * shade), 235))
+    for y in range(horizon, height):
+        grey = 70 + (y - horizon) // 3
+        draw.line([(0, y), (width, y)], fill=(grey, grey, grey + 5))
+    for x in range(0, width, 40):
+        draw.rectangle([x + 5, height - 22, x + 25, height - 19], fill=(235, 235, 235))
+    left, top, right, bottom = width // 8, height // 4, width * 7 // 8, horizon + height // 8
+    draw.rounded_rectangle([left, top, right, bottom], radius=10, fill=(245, 190, 30), outline=(60, 50, 20), width=2)
+    for x in range(left + 12, right - 30, 30):
+        draw.rectangle([x, top + 12, x + 22, top + 36], fill=(70, 110, 150), outline=(30, 30, 30))
+    draw.rectangle([right - 26, top + 12, right - 8, bottom - 8], fill=(60, 90, 120), outline=(30, 30, 30))
+    for cx in (left + 30, right - 40):
+        draw.ellipse([cx - 14, bottom - 14, cx + 14, bottom + 14], fill=(25, 25, 25))
+        draw.ellipse([cx - 6, bottom - 6, cx + 6, bottom + 6], fill=(150, 150, 150))
+    draw.ellipse([width - 50, 12, width - 22, 40], fill=(255, 240, 170))
+    image.save(path, optimize=True)
+    return True
 
 
 def main() -> None:
