@@ -11,8 +11,9 @@ For every target layer that carries parameters, the :class:`Matcher`
    re-computes the target's parameters;
 3. accepts the first candidate whose every parameter is within tolerance
    (:func:`compare`); otherwise keeps the closest one and reports a mismatch when the
-   source is credible (named by a hint, or at most half the elements are off), and
-   "unmatched" when not.
+   source is credible (named by a hint, or at most half the elements are off; for a
+   constant that is not a weight layer's, named by a tensor name, or by its scope with
+   at most half the elements off), and "unmatched" when not.
 
 A name is never proof: the dynamo exporter keeps ``conv.weight`` on a tensor that holds
 conv x BN, so a name only makes a candidate; the numbers decide.
@@ -306,29 +307,47 @@ def prepare_targets(target: Model) -> tuple[list[Layer], list[Layer]]:
 
     A MatMul whose output feeds an Add of a constant vector is how exporters write a
     Linear on 3-D input: the Add's constant joins the MatMul as its "bias" (in a copy of
-    the layer), and the Add is not listed on its own.
+    the layer), and the Add is not listed on its own. When the Add's other operand is a
+    slice a Split cuts from a constant at run time (the dynamo exporter splits
+    ``in_proj_bias`` so), that slice is the MatMul's bias.
     """
     consumers: dict[str, list[Layer]] = {}
+    producers: dict[str, tuple[Layer, int]] = {}
     for layer in target.layers:
         for name in layer.inputs:
             consumers.setdefault(name, []).append(layer)
+        for position, name in enumerate(layer.outputs):
+            producers[name] = (layer, position)
     absorbed: set[str] = set()
     explained: list[Layer] = []
     others: list[Layer] = []
     for layer in target.layers:
         if not layer.params or layer.name in absorbed:
             continue
-        if layer.kind in WEIGHT_KINDS:
+        if layer.kind in WEIGHT_KINDS and not _neutral_instance_norm(layer):
             if layer.op_type == "MatMul" and "bias" not in layer.params and layer.outputs:
                 add = _bias_add(layer, consumers.get(layer.outputs[0], []))
                 if add is not None:
                     absorbed.add(add.name)
                     layer = _with_bias(layer, add)
+                else:
+                    layer = _with_split_bias(layer, consumers.get(layer.outputs[0], []), producers)
             explained.append(layer)
         elif any(param.numel > 1 and param.dtype.startswith(("float", "bfloat")) for param in layer.params.values()):
             others.append(layer)
     others = [layer for layer in others if layer.name not in absorbed]
     return explained, others
+
+
+def _neutral_instance_norm(layer: Layer) -> bool:
+    """An InstanceNormalization with scale 1 and bias 0: how both exporters write a
+    GroupNorm (its affine parameters follow as Mul and Add) and an InstanceNorm without
+    affine parameters. Those constants are made at export, not PyTorch parameters, so the
+    layer is explained when it can be and otherwise listed as untraced."""
+    if layer.kind != ir.INSTANCENORM or not set(layer.params) <= {"weight", "bias"}:
+        return False
+    weight, bias = layer.params.get("weight"), layer.params.get("bias")
+    return bool((weight is None or np.all(weight.array() == 1)) and (bias is None or np.all(bias.array() == 0)))
 
 
 def _bias_add(matmul: Layer, consumers: list[Layer]) -> Layer | None:
@@ -340,6 +359,34 @@ def _bias_add(matmul: Layer, consumers: list[Layer]) -> Layer | None:
         return None
     (param,) = add.params.values()
     return add if param.numel == weight.shape[1] else None
+
+
+def _with_split_bias(matmul: Layer, consumers: list[Layer], producers: dict[str, tuple[Layer, int]]) -> Layer:
+    """``matmul`` with the bias an Add takes from an equal Split of a constant vector, or
+    ``matmul`` itself when its Add is no such thing."""
+    weight = matmul.params.get("weight")
+    if len(consumers) != 1 or weight is None or len(weight.shape) != 2 or consumers[0].op_type != "Add":
+        return matmul
+    add = consumers[0]
+    others = [name for name in add.inputs if name != matmul.outputs[0]]
+    if add.params or len(others) != 1 or others[0] not in producers:
+        return matmul
+    split, position = producers[others[0]]
+    if split.op_type != "Split" or len(split.params) != 1 or len(split.inputs) != 1:
+        return matmul  # a "split" sizes input (a shape constant) is not kept: sizes unknown
+    (whole,) = split.params.values()
+    width = weight.shape[1]
+    sizes = split.attrs.get("split") or [whole.numel // max(len(split.outputs), 1)] * len(split.outputs)
+    if len(whole.shape) != 1 or sum(sizes) != whole.numel or sizes[position] != width:
+        return matmul
+    start, stop = sum(sizes[:position]), sum(sizes[:position]) + width
+    part = Param("bias", (width,), whole.dtype, lambda: whole.array()[start:stop], f"{whole.tensor_name}[{start}:{stop}]")
+    merged = Layer(
+        matmul.name, matmul.kind, matmul.op_type, matmul.attrs, {**matmul.params, "bias": part},
+        matmul.inputs, add.outputs, matmul.hints + add.hints, {**matmul.metadata, "bias_node": add.name},
+    )
+    merged.index = matmul.index
+    return merged
 
 
 def _with_bias(layer: Layer, add: Layer) -> Layer:
@@ -441,9 +488,14 @@ class Matcher:
                         return self._layer_diff(target, attempt, OK)
                     if best is None or attempt.violation < best.violation:
                         best = attempt
+        # A weight layer must come from somewhere: its closest candidate is credible when
+        # named or mostly right. Another constant may be made at export (a position
+        # table that happens to have a parameter's size): credible when named, or found
+        # in the module's scope and mostly right (a GroupNorm's weight as a Mul).
         credible = best is not None and (
             best.matched_by == "name"
-            or (must_explain and (best.matched_by == "scope" or best.bad_fraction <= 0.5))
+            or (must_explain and best.matched_by == "scope")
+            or ((must_explain or best.matched_by == "scope") and best.bad_fraction <= 0.5)
         )
         if credible:
             if best.approximate:
@@ -459,14 +511,20 @@ class Matcher:
         return diff
 
     def anchors(self, target: Layer, searching: bool = True) -> Iterable[tuple[str, str]]:
-        """Source paths to try for ``target``, strongest first, each with how it was found."""
-        seen: set[str] = set()
+        """Source paths to try for ``target``, strongest first, each with how it was found.
+
+        A path named by several hints is tried once, as found by the strongest of them: a
+        dynamo node's scope names the module, and its initializer's name names it too
+        (``cross.in_proj_weight``), which makes a difference credible (a "name").
+        """
+        found: dict[str, str] = {}
         for hint in target.hints:
             paths, how = self.resolver.resolve(hint)
             for path in paths:
-                if path not in seen:
-                    seen.add(path)
-                    yield path, how
+                if found.get(path) != "name":
+                    found[path] = how
+        yield from found.items()
+        seen = set(found)
         aligned = self.aligned().get(target.name)
         if aligned is not None and aligned.name not in seen:
             seen.add(aligned.name)

@@ -13,7 +13,7 @@ added, never renamed or removed, within a major version)::
         "verdict": "faithful" | "differs" | "incomplete",
         "matched", "mismatched", "unmatched_target", "unmatched_source",
         "by_transform": {"fold_batchnorm": 53, "identity": 12, ...},
-        "max_rel_err": float | null,        # over all matched parameters
+        "max_rel_err": float | null,        # over every parameter compared (ok or mismatch)
         "text": "one paragraph in words"
       },
       "layers": [                            # every parameter-carrying target layer, in order

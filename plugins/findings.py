@@ -79,12 +79,14 @@ def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:
 
 
 def guessed_eps(result: DiffResult) -> Iterable[Finding]:
-    guessed = [layer for layer in result.layers if layer.transform == "fold_batchnorm" and "guessed" in layer.note]
+    guessed = [layer for layer in result.layers
+               if layer.transform in ("fold_batchnorm", "merge_branches") and "guessed" in layer.note]
     if guessed:
         values = sorted({layer.variant for layer in guessed})
         yield Finding(
             "info", "guessed_eps",
-            f"{len(guessed)} BatchNorm eps values are not recorded in the file; the folds fit with {', '.join(values)}",
+            f"The file does not record BatchNorm eps; {len(guessed)} folded layer{'s' if len(guessed) != 1 else ''} "
+            f"fit with {'; '.join(values)}",
         )
 
 

@@ -23,7 +23,7 @@ exporting, so the fused conv is ``model.N.conv`` with a bias the checkpoint neve
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -37,14 +37,30 @@ FOLDABLE = (ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR)
 GUESSED_EPS = (1e-5, 1e-3)
 
 
-def out_channels(layer: Layer) -> int | None:
-    """Output channels of a conv/linear source layer, from its weight's shape."""
+def conv_groups(layer: Layer, bn: Layer | None = None) -> int:
+    """A conv's groups: from the module, else (a bare state_dict does not record them)
+    for a ConvTranspose the count that gives it as many output channels as ``bn`` has
+    features (its weight is (in, out/groups, k...): the shape alone cannot tell)."""
+    groups = layer.attrs.get("groups")
+    if groups is not None:
+        return int(groups)
+    weight = layer.params.get("weight")
+    running_mean = bn.params.get("running_mean") if bn is not None else None
+    if layer.kind == ir.CONV_TRANSPOSE and weight is not None and len(weight.shape) >= 2 and running_mean is not None:
+        per_group, features = weight.shape[1], running_mean.numel
+        if per_group and features % per_group == 0 and weight.shape[0] % (features // per_group) == 0:
+            return features // per_group
+    return 1
+
+
+def out_channels(layer: Layer, bn: Layer | None = None) -> int | None:
+    """Output channels of a conv/linear source layer, from its weight's shape (and, for a
+    ConvTranspose of unknown groups, the BatchNorm ``bn`` that may follow it)."""
     weight = layer.params.get("weight")
     if weight is None or not weight.shape:
         return None
     if layer.kind == ir.CONV_TRANSPOSE:
-        groups = int(layer.attrs.get("groups", 1))
-        return weight.shape[1] * groups
+        return weight.shape[1] * conv_groups(layer, bn)
     return weight.shape[0]
 
 
@@ -52,7 +68,6 @@ def batchnorm_after(layer: Layer, source: SourceIndex) -> Layer | None:
     """The BatchNorm that normalises ``layer``'s output: the next BatchNorm among its
     siblings with as many features as ``layer`` has output channels."""
     parent = source.parent(layer.name)
-    channels = out_channels(layer)
     for following in source.following(layer):
         if source.parent(following.name) != parent:
             continue
@@ -60,6 +75,7 @@ def batchnorm_after(layer: Layer, source: SourceIndex) -> Layer | None:
             return None  # another conv comes first: this one's output is not normalised here
         if following.kind == ir.BATCHNORM:
             running_mean = following.params.get("running_mean")
+            channels = out_channels(layer, following)
             return following if running_mean is not None and running_mean.numel == channels else None
     return None
 
@@ -75,6 +91,35 @@ def layer_before(bn: Layer, source: SourceIndex) -> Layer | None:
         if preceding.kind == ir.BATCHNORM:
             return None
     return None
+
+
+def batchnorms_for(conv: Layer, source: SourceIndex) -> Iterator[Layer]:
+    """The BatchNorms that may normalise ``conv``: the one after it (:func:`batchnorm_after`)
+    first, then its other sibling BatchNorms with as many features: a module may define
+    all its convs first and its BatchNorms after them (``conv1, conv2, bn1, bn2``), which
+    the definition order cannot pair. The numbers decide among them."""
+    first = batchnorm_after(conv, source)
+    if first is not None:
+        yield first
+    for sibling in source.siblings(conv):
+        if sibling.kind == ir.BATCHNORM and sibling is not first and _normalises(conv, sibling):
+            yield sibling
+
+
+def convs_for(bn: Layer, source: SourceIndex) -> Iterator[Layer]:
+    """The conv/linear layers ``bn`` may normalise: :func:`layer_before` first, then the
+    other siblings with as many output channels as it has features."""
+    first = layer_before(bn, source)
+    if first is not None:
+        yield first
+    for sibling in source.siblings(bn):
+        if sibling.kind in FOLDABLE and sibling is not first and _normalises(sibling, bn):
+            yield sibling
+
+
+def _normalises(conv: Layer, bn: Layer) -> bool:
+    running_mean = bn.params.get("running_mean")
+    return running_mean is not None and running_mean.numel == out_channels(conv, bn)
 
 
 class FoldBatchNorm(Transform):
@@ -100,20 +145,17 @@ class FoldBatchNorm(Transform):
         layer = source.layer(anchor)
         if layer is not None:
             if layer.kind in FOLDABLE:
-                bn = batchnorm_after(layer, source)
-                if bn is not None:
+                for bn in batchnorms_for(layer, source):
                     yield layer, bn
             elif layer.kind == ir.BATCHNORM:
-                conv = layer_before(layer, source)
-                if conv is not None:
+                for conv in convs_for(layer, source):
                     yield conv, layer
             return
         # A module (an Ultralytics Conv, a torchvision downsample Sequential): its own
         # conv + BN children.
         for child in source.under(anchor, depth=1):
             if child.kind in FOLDABLE:
-                bn = batchnorm_after(child, source)
-                if bn is not None:
+                for bn in batchnorms_for(child, source):
                     yield child, bn
 
     def _with_eps(self, conv: Layer, bn: Layer, guesses=GUESSED_EPS) -> Iterable[Candidate]:
@@ -135,6 +177,10 @@ class FoldBatchNorm(Transform):
             return f"weight has {target_weight.numel} elements, the source {weight.numel}"
         if conv.kind != ir.LINEAR and weight.shape != target_weight.shape:
             return f"weight shape {list(target_weight.shape)} != {list(weight.shape)}"
+        if conv.kind == ir.CONV_TRANSPOSE and "groups" not in conv.attrs and "group" in target.attrs:
+            groups = conv_groups(conv, bn)
+            if groups != int(target.attrs["group"]):
+                return f"groups {groups} (from the BatchNorm's features) != group {target.attrs['group']}"
         if conv.kind in (ir.CONV, ir.CONV_TRANSPOSE):
             return conv_attrs_disagree(target, conv)
         return None
@@ -155,14 +201,14 @@ class FoldBatchNorm(Transform):
     @staticmethod
     def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         weight = conv.params["weight"].array()
-        channels = out_channels(conv)
+        channels = out_channels(conv, bn)
         gamma = float64(bn.params["weight"]) if "weight" in bn.params else np.ones(channels)
         beta = float64(bn.params["bias"]) if "bias" in bn.params else np.zeros(channels)
         mean = float64(bn.params["running_mean"])
         var = float64(bn.params["running_var"])
         scale = gamma / np.sqrt(var + eps)
         if conv.kind == ir.CONV_TRANSPOSE:
-            groups = int(conv.attrs.get("groups", 1))
+            groups = conv_groups(conv, bn)
             in_channels, per_group = weight.shape[0], weight.shape[1]
             grouped = weight.reshape(groups, in_channels // groups, per_group, *weight.shape[2:])
             factors = scale.reshape(groups, 1, per_group, *([1] * (weight.ndim - 2)))

@@ -140,9 +140,15 @@ class MergeBranches(Transform):
         if known:
             yield self.candidate(*layers, module=module, branches=structure, identity=identity_name, eps=None)
             return
-        for guess in guesses:
-            yield self.candidate(*layers, variant=f"eps={guess:g}", module=module, branches=structure,
-                                 identity=identity_name, eps=guess)
+        # The identity BatchNorm may have another eps than the branches' (Ultralytics'
+        # Conv blocks use 1e-3, RepConv's own identity BatchNorm keeps PyTorch's 1e-5).
+        pairs = [(guess, guess) for guess in guesses]
+        if identity_bn is not None:
+            pairs += [(guess, other) for guess in guesses for other in guesses if other != guess]
+        for guess, identity_guess in pairs:
+            variant = f"eps={guess:g}" + (f", identity eps={identity_guess:g}" if identity_guess != guess else "")
+            yield self.candidate(*layers, variant=variant, module=module, branches=structure,
+                                 identity=identity_name, eps=guess, identity_eps=identity_guess)
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         weight = target.params.get("weight")
@@ -178,7 +184,7 @@ class MergeBranches(Transform):
             bias_sum += bias
         identity = candidate.get("identity")
         if identity is not None:
-            scale, shift = _bn_affine(by_name[identity], guessed)
+            scale, shift = _bn_affine(by_name[identity], candidate.get("identity_eps", guessed))
             channels, per_group = weight_sum.shape[0], weight_sum.shape[1]
             centre = tuple(k // 2 for k in kernel)
             rows = np.arange(channels)
@@ -188,7 +194,11 @@ class MergeBranches(Transform):
         bn_of_widest = dict(candidate.get("branches")).get(widest.name)
         origins = {"weight": widest.params["weight"],
                    "bias": by_name[bn_of_widest].params.get("bias") if bn_of_widest else widest.params.get("bias")}
-        eps_note = "eps from the modules" if guessed is None else f"eps {guessed:g} (guessed: the file does not record it)"
+        eps_note = "eps from the modules"
+        if guessed is not None:
+            identity_eps = candidate.get("identity_eps", guessed)
+            other = f", identity eps {identity_eps:g}" if identity and identity_eps != guessed else ""
+            eps_note = f"eps {guessed:g}{other} (guessed: the file does not record it)"
         note = f"{len(convs)} branches" + (" + identity" if identity else "") + f" of {candidate.get('module')}; {eps_note}"
         return Reproduction({"weight": weight_sum, "bias": bias_sum}, origins, {"weight": 0, "bias": 0}, note)
 

@@ -57,6 +57,9 @@ def projection(attention: Layer, part: str) -> tuple[np.ndarray, np.ndarray | No
     widths = [weight.shape[0] for weight in weights]
     starts = np.cumsum([0, *widths])
     if part == "qkv":
+        if len({weight.shape[1:] for weight in weights}) > 1:
+            # kdim/vdim differ from embed_dim: the three projections read different inputs.
+            raise KeyError("q/k/v_proj_weight take inputs of different widths: they are never one block")
         return np.concatenate([float64(w) for w in weights]), bias, weights[0]
     index = "qkv".index(part)
     rows = slice(int(starts[index]), int(starts[index + 1]))

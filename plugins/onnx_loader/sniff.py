@@ -6,7 +6,9 @@ number << 3 | wire type, as a varint) followed by a varint value or a varint len
 that many bytes. We accept the head when its first fields are ModelProto fields with
 the right wire types, nested messages start with a field of their own message type,
 strings are UTF-8 (the producer and domain names also printable), no length runs past
-the end of the file, and the model either starts with a plausible ``ir_version``
+the end of the file (unless the head already started like a model, with ``ir_version``
+and another field: that is a truncated ONNX file, which the loader reports as such), and
+the model either starts with a plausible ``ir_version``
 (every protobuf serialiser writes fields in number order, and a valid model always
 sets it) or shows at least three valid fields including the graph or the opset imports.
 
@@ -94,14 +96,16 @@ def _plausible_model_head(head: bytes, file_size: int) -> bool:
             length, position = _varint(head, position)
             if length is None:
                 break
-            if position + length > file_size:
-                return False
             payload = head[position : position + length]
             complete = len(payload) == length
             if number in _STRING_FIELDS and not _is_text(payload, complete, number in _NAME_FIELDS):
                 return False
             if number in _NESTED_FIRST_FIELDS and payload and not _plausible_first_field(payload, number):
                 return False
+            if position + length > file_size:
+                # A field running past the end of the file: a truncated model when it
+                # started like one (the loader then says so), else not ONNX at all.
+                return bool(fields) and fields[0] == _IR_VERSION and len(fields) >= 2
             position += length
         fields.append(number)
         if len(fields) >= 8:
