@@ -31,6 +31,7 @@ import numpy as np
 from inspector import ir
 from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.ir import Layer, Model, Param
+from inspector.records import Finding
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
 
 WEIGHT_KINDS = frozenset(
@@ -444,6 +445,8 @@ class Matcher:
         self.atol = atol
         self._aligned: dict[str, Layer] | None = None
         self._targets, self._others = prepare_targets(target)
+        self.transform_errors: dict[str, tuple[str, str]] = {}
+        """Transform name -> (first target layer, error) for transforms that raised."""
 
     # -- public ---------------------------------------------------------------------
 
@@ -463,6 +466,11 @@ class Matcher:
                 used.update(diff.sources)
         result.layers.sort(key=lambda item: self.target_model.layer(item.target).index)
         result.unmatched_source = [layer.name for layer in self.source.layers if layer.name not in used and _has_weights(layer)]
+        for name, (layer, error) in self.transform_errors.items():
+            result.findings.append(Finding(
+                "warning", "transform_error",
+                f"the {name} transform raised {error} (first on {layer}); it was skipped where it failed", layer,
+            ))
         return result
 
     def explain(self, target: Layer, must_explain: bool = True) -> LayerDiff:
@@ -474,20 +482,25 @@ class Matcher:
             for transform in self.transforms:
                 if transform.target_kinds and target.kind not in transform.target_kinds:
                     continue
-                for candidate in transform.propose(target, anchor, self.source):
-                    key = (transform.name, tuple(candidate.names), candidate.variant)
-                    if key in tried:
-                        continue
-                    tried.add(key)
-                    reason = transform.check(target, candidate)
-                    if reason is not None:
-                        reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
-                        continue
-                    attempt = self._attempt(target, transform, candidate, matched_by)
-                    if attempt.ok:
-                        return self._layer_diff(target, attempt, OK)
-                    if best is None or attempt.violation < best.violation:
-                        best = attempt
+                try:
+                    for candidate in transform.propose(target, anchor, self.source):
+                        key = (transform.name, tuple(candidate.names), candidate.variant)
+                        if key in tried:
+                            continue
+                        tried.add(key)
+                        reason = transform.check(target, candidate)
+                        if reason is not None:
+                            reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
+                            continue
+                        attempt = self._attempt(target, transform, candidate, matched_by)
+                        if attempt.ok:
+                            return self._layer_diff(target, attempt, OK)
+                        if best is None or attempt.violation < best.violation:
+                            best = attempt
+                except Exception as exc:  # noqa: BLE001 - one broken transform must not end the diff
+                    error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    self.transform_errors.setdefault(transform.name, (target.name, error))
+                    reasons.append(f"{transform.name} failed: {error}")
         # A weight layer must come from somewhere: its closest candidate is credible when
         # named or mostly right. Another constant may be made at export (a position
         # table that happens to have a parameter's size): credible when named, or found

@@ -566,3 +566,33 @@ def test_tolerance_overrides(rtdetr, tmp_path, cli):
     for bad in ("-1", "nan", "x"):
         code, out, err = cli("diff", *args, "--rtol", bad)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+
+
+def test_a_transform_that_raises_is_reported_and_skipped(monkeypatch):
+    """A broken (third-party) transform costs its own candidates, not the whole diff."""
+    from inspector.diff import diff_models
+    from inspector.manager import get_plugin_manager
+    from inspector.transforms import Transform
+    from conftest import SAMPLES
+
+    class Broken(Transform):
+        name = "broken"
+        order = 0
+
+        def propose(self, target, anchor, source):
+            raise RuntimeError("plugin bug")
+
+    plugins = get_plugin_manager(autoload=False)
+    plugins.pm.register(type("BrokenPlugin", (), {"graphinspect_transforms": _hookimpl(lambda: [Broken()])})(), "broken")
+    source = plugins.load_model(SAMPLES / "rtdetr_stem.pt")
+    target = plugins.load_model(SAMPLES / "rtdetr_stem.onnx")
+    result = diff_models(plugins, source, target)
+    assert result.verdict == "faithful"
+    (finding,) = [f for f in result.findings if f.code == "transform_error"]
+    assert "broken" in finding.message and "RuntimeError: plugin bug" in finding.message
+
+
+def _hookimpl(function):
+    from inspector.hookspecs import hookimpl
+
+    return staticmethod(hookimpl(function))
