@@ -25,6 +25,25 @@ EXIT_DIFFERS = 1
 EXIT_TROUBLE = 2
 
 
+def non_negative(text: str) -> float:
+    """An argparse ``type`` for tolerances and sizes: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, not {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse ``type``: a number > 0."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be positive, not 0")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors exit 2 with a one-line message."""
 

@@ -196,18 +196,9 @@ class Plugins:
         Raises :class:`InputError` when the file is missing, not a regular file, empty,
         of no known format, or when the chosen loader cannot read it.
         """
-        path = Path(path)
-        head = _read_head(path)
         loaders = self.loaders()
-        for loader in loaders:
-            try:
-                accepted = loader.sniff(path, head)
-            except Exception:  # noqa: BLE001 - a sniffer that trips is a "no"
-                accepted = False
-            if accepted:
-                return loader.load(path)
         formats = sorted({fmt for loader in loaders for fmt in loader.formats})
-        raise InputError(path, f"unknown model format (graphinspect reads: {', '.join(formats)})")
+        return load_with(path, loaders, f"unknown model format (graphinspect reads: {', '.join(formats)})")
 
     # ----------------------------------------------------------------- introspection
 
@@ -253,6 +244,24 @@ def _flatten(results: Iterable[Iterable[Any] | None]) -> list[Any]:
         if result is not None:
             items.extend(result)
     return items
+
+
+def load_with(path: str | os.PathLike, loaders: Iterable["ModelLoader"], unknown: str) -> "Model":
+    """Load ``path`` with the first of ``loaders`` whose ``sniff`` accepts it.
+
+    Raises :class:`InputError` for a missing, non-regular or empty file, and with the
+    problem ``unknown`` when no loader accepts it.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    for loader in loaders:
+        try:
+            accepted = loader.sniff(path, head)
+        except Exception:  # noqa: BLE001 - a sniffer that trips is a "no"
+            accepted = False
+        if accepted:
+            return loader.load(path)
+    raise InputError(path, unknown)
 
 
 def _read_head(path: Path) -> bytes:

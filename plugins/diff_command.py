@@ -11,10 +11,10 @@ summary and verdict always cover the whole model.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import sys
 
+from inspector.cli import non_negative
 from inspector.diff import OK, diff_models
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit
@@ -29,20 +29,10 @@ def configure_parser(parser) -> None:
     parser.add_argument("target", help="its export (.onnx)")
     parser.add_argument("--format", help="table (default), json, markdown, html, or a reporter plugin's format")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)")
-    parser.add_argument("--rtol", type=_non_negative, help="relative tolerance (default: per dtype; 1e-4 for fp32, 2e-3 if fp16 is involved)")
-    parser.add_argument("--atol", type=_non_negative, help="absolute tolerance (default: per dtype; 1e-6 for fp32)")
+    parser.add_argument("--rtol", type=non_negative, help="relative tolerance (default: per dtype; 1e-4 for fp32, 2e-3 if fp16 is involved)")
+    parser.add_argument("--atol", type=non_negative, help="absolute tolerance (default: per dtype; 1e-6 for fp32)")
     parser.add_argument("--only-problems", action="store_true", help="list only layers that differ or are unmatched")
     parser.add_argument("--layer", metavar="GLOB", action="append", help="list only layers whose ONNX or PyTorch name matches GLOB")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a tolerance must be zero or positive, not {text}")
-    return value
 
 
 def run(args, plugins) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from inspector.hookspecs import hookimpl
 from inspector.records import Reporter
-from plugins.table_report import (
+from plugins.diff_wording import (
     LAYER_HEADERS,
     SCHEMA,
     SEVERITY_TITLES,

@@ -160,19 +160,9 @@ LOADERS: tuple[ModelLoader, ...] = (
 
 def load(path: str | Path) -> Model:
     """Load any file these loaders read, chosen by content; InputError when none does."""
-    path = Path(path)
-    try:
-        head = _read_head(path)
-    except OSError as exc:
-        raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
-    for loader in LOADERS:
-        try:
-            accepted = loader.sniff(path, head)
-        except Exception:  # noqa: BLE001 - a sniffer that trips is a "no"
-            accepted = False
-        if accepted:
-            return loader.load(path)
-    raise InputError(path, "is not a PyTorch file (torch.save, TorchScript, torch.export) nor safetensors")
+    from inspector.manager import load_with
+
+    return load_with(path, LOADERS, "is not a PyTorch file (torch.save, TorchScript, torch.export) nor safetensors")
 
 
 @hookimpl

@@ -54,6 +54,7 @@ import argparse
 import sys
 from typing import Any
 
+from inspector.cli import non_negative, positive
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit
@@ -83,33 +84,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     running.add_argument("--model", metavar="FACTORY", help="build the architecture with package.module:factory or path/to/file.py:factory and load the file's weights into it (weights-only)")
     running.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     checking = parser.add_argument_group("tolerance (defaults by the ONNX model's precision: fp32 atol 1e-4, rtol 1e-3, layer-rtol 1e-3; fp16 1e-3, 1e-2, 1e-2)")
-    checking.add_argument("--atol", type=_non_negative, help="absolute tolerance of the outputs")
-    checking.add_argument("--rtol", type=_non_negative, help="relative tolerance of the outputs: |onnx - torch| <= atol + rtol * |torch|")
+    checking.add_argument("--atol", type=non_negative, help="absolute tolerance of the outputs")
+    checking.add_argument("--rtol", type=non_negative, help="relative tolerance of the outputs: |onnx - torch| <= atol + rtol * |torch|")
     checking.add_argument("--check-error-stat", choices=("max", "mean", "median"), default="max", help="apply the tolerance to every element (max, default), or to the mean or median error")
     layers = parser.add_argument_group("per layer")
     layers.add_argument("--per-layer", action="store_true", help="compare every matched layer's activation and name the first that diverges")
     layers.add_argument("--layers", metavar="GLOB", action="append", help="only layers whose ONNX node or PyTorch module matches GLOB (implies --per-layer)")
-    layers.add_argument("--layer-rtol", type=_non_negative, help="a layer diverges when max|onnx - torch| > layer-rtol x max|torch|")
-    layers.add_argument("--chunk-mb", type=_positive, default=DEFAULT_CHUNK_MB, help=f"ONNX intermediate tensors fetched per run, in MiB (default {DEFAULT_CHUNK_MB})")
+    layers.add_argument("--layer-rtol", type=non_negative, help="a layer diverges when max|onnx - torch| > layer-rtol x max|torch|")
+    layers.add_argument("--chunk-mb", type=positive, default=DEFAULT_CHUNK_MB, help=f"ONNX intermediate tensors fetched per run, in MiB (default {DEFAULT_CHUNK_MB})")
     parser.add_argument("--format", help="table (default) or json, or a reporter plugin's format")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be zero or positive, not {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def run(args: argparse.Namespace, plugins: Any) -> int:
