@@ -455,10 +455,12 @@ class Matcher:
         used: set[str] = set()
         for layer in self._targets:
             diff = self.explain(layer, must_explain=True)
+            _release(layer)
             result.layers.append(diff)
             used.update(diff.sources)
         for layer in self._others:
             diff = self.explain(layer, must_explain=False)
+            _release(layer)
             if diff.status == UNMATCHED:
                 result.untraced_constants.append(layer.name)
             else:
@@ -661,6 +663,13 @@ def _sampled(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance, axi
     result = compare(actual.reshape(expected.shape)[index], expected[index], tolerance)
     return Comparison(False, result.max_abs_err, result.max_rel_err, max(result.bad_fraction, 1 / PROBE_SIZE),
                       result.violation, [], result.expected_range)
+
+
+def _release(layer: Layer) -> None:
+    """Drop a finished target layer's values (their ranges stay): an ONNX file's tensors
+    are copies out of the protobuf, so keeping them all would hold the model twice."""
+    for param in layer.params.values():
+        param.release()
 
 
 def _range(array: np.ndarray) -> tuple[float, float]:

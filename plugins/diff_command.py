@@ -29,8 +29,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("target", help="its export (.onnx)")
     parser.add_argument("--format", help="table (default), json, markdown, html, or a reporter plugin's format")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)")
-    parser.add_argument("--rtol", type=non_negative, help="relative tolerance (default: per dtype; 1e-4 for fp32, 2e-3 if fp16 is involved)")
-    parser.add_argument("--atol", type=non_negative, help="absolute tolerance (default: per dtype; 1e-6 for fp32)")
+    parser.add_argument("--rtol", type=non_negative, help="relative tolerance (default per dtype: 1e-4 for fp32, 2e-3 if fp16 is involved, 1.6e-2 for bf16); --atol keeps its default unless given")
+    parser.add_argument("--atol", type=non_negative, help="absolute tolerance (default per dtype: 1e-6 for fp32, 1e-5 fp16, 1e-4 bf16)")
     parser.add_argument("--only-problems", action="store_true", help="list only layers that differ or are unmatched")
     parser.add_argument("--layer", metavar="GLOB", action="append", help="list only layers whose ONNX or PyTorch name matches GLOB")
 
