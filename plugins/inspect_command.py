@@ -129,6 +129,10 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     summary.add_column()
     summary.add_row("Model", Text(model["path"]))
     summary.add_row("Format", model["format"])
+    wrapper = model["details"].get("wrapper_key")
+    if wrapper:
+        keys = ", ".join(str(key) for key in model["details"].get("checkpoint_keys", []))
+        summary.add_row("Checkpoint", Text(f"a dict; the model is under {wrapper!r} (keys: {keys})"))
     if model["producer"]:
         summary.add_row("Producer", model["producer"])
     opset = model["details"].get("opset")
