@@ -108,6 +108,34 @@ def test_tampered_channel_is_found_at_its_layer(cli, stem):
     assert bad["max_rel_err"] > 1e-2 and bad["growth"] > 100
 
 
+def test_per_layer_runs_each_framework_once(cli, stem, monkeypatch):
+    """--per-layer takes the outputs from its own runs: one PyTorch forward, one ONNX
+    Runtime run (the intermediate tensors fit one chunk)."""
+    import onnxruntime
+
+    from plugins.verify.runners import TorchRunner
+
+    calls = {"torch": 0, "onnx": 0}
+    forward, run = TorchRunner.forward, onnxruntime.InferenceSession.run
+
+    def counted_forward(self, arrays):
+        calls["torch"] += 1
+        return forward(self, arrays)
+
+    def counted_run(self, *args, **kwargs):
+        calls["onnx"] += 1
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(TorchRunner, "forward", counted_forward)
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", counted_run)
+    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"),
+                                      "--trust-pickle", "--per-layer")
+    assert code == 1, err
+    assert calls == {"torch": 1, "onnx": 1}
+    assert document["outputs"][0]["status"] == "differ"
+    assert document["first_divergent"] == TAMPERED_CONV
+
+
 def test_layers_glob_narrows_and_implies_per_layer(cli, stem):
     code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"),
                                       "--trust-pickle", "--layers", "model.5.*")

@@ -130,9 +130,6 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     arrays = [tensor.array for tensor in tensors]
     feeds = {tensor.name: tensor.array for tensor in tensors}
 
-    onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
-    torch_outputs = runner.run(arrays)
-
     lints = [Lint("info", "runner", note) for note in runner.notes]
     cached_diff: list[Any] = []
 
@@ -143,20 +140,27 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
             cached_diff.append(diff_models(plugins, source, target))
         return cached_diff[0]
 
-    if any(tensor.origin != "random" for tensor in tensors):
-        lints += value_lints(tensors, _onnx_proto(target.path), target, source, diff)
-    outputs, output_lints = compare_outputs(target, onnx_outputs, torch_outputs, tolerances)
-    lints += output_lints
-
     layers = None
     first_divergent = None
+    onnx_outputs = torch_outputs = None
     if args.per_layer or args.layers:
         from plugins.verify.per_layer import compare_layers, plan_layers
 
         if not runner.hookable:
             lints.append(Lint("warning", "per_layer_unavailable", f"{source.path} runs as {runner.runner}, whose modules cannot be hooked: per-layer needs the model as Python modules (--model FACTORY with its weights, or a .pt2)"))
         layers = plan_layers(diff(), runner, args.layers)
-        first_divergent = compare_layers(layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20))
+        # The per-layer runs return the outputs too: each framework runs once.
+        layer_run = compare_layers(layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20))
+        first_divergent, onnx_outputs, torch_outputs = layer_run.first_divergent, layer_run.onnx_outputs, layer_run.torch_outputs
+    if onnx_outputs is None:
+        onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
+    if torch_outputs is None:
+        torch_outputs = runner.run(arrays)
+
+    if any(tensor.origin != "random" for tensor in tensors):
+        lints += value_lints(tensors, _onnx_proto(target.path), target, source, diff)
+    outputs, output_lints = compare_outputs(target, onnx_outputs, torch_outputs, tolerances)
+    lints += output_lints
 
     document = build_document(source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent)
     emit(document, fmt, args.output, plugins, {"color": False if args.no_color else None})

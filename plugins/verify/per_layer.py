@@ -167,6 +167,16 @@ def _why_not_comparable(layer: LayerDiff, plan: LayerComparison, modules: dict[s
 # ----------------------------------------------------------------------------- running
 
 
+@dataclass
+class LayerRun:
+    """What :func:`compare_layers` ran: the first divergent node, and the models' own
+    outputs from those same runs (None when nothing was comparable, so nothing ran)."""
+
+    first_divergent: str | None
+    onnx_outputs: list[np.ndarray] | None = None
+    torch_outputs: list[np.ndarray] | None = None
+
+
 def compare_layers(
     plans: list[LayerComparison],
     runner: "TorchRunner",
@@ -176,32 +186,38 @@ def compare_layers(
     layer_rtol: float,
     chunk_bytes: int,
     session: Any = None,
-) -> str | None:
-    """Fill in the errors of every comparable plan; return the first divergent node's name.
+) -> LayerRun:
+    """Fill in the errors of every comparable plan, in one run of each framework per
+    chunk of intermediate tensors (one chunk unless they exceed ``chunk_bytes``).
 
+    The first chunk's runs also return the models' own outputs, so ``verify
+    --per-layer`` runs each framework once, not once more for the outputs.
     ``session`` may be a session already made from :func:`extra_outputs_model` of the
     comparable plans' tensors (the benchmark reuses one); by default one is created.
     """
     comparable = [plan for plan in plans if plan.comparable]
+    run = LayerRun(None)
     if comparable:
         tensors = list(dict.fromkeys(plan.tensor for plan in comparable))
         if session is None:
             session = onnx_session(extra_outputs_model(target, tensors), target.path, basic_optimizations=True)
         sizes = _estimated_sizes(session, tensors)
-        for chunk in chunk_by_size(tensors, sizes, chunk_bytes):
+        for position, chunk in enumerate(chunk_by_size(tensors, sizes, chunk_bytes)):
             wanted = set(chunk)
-            _run_chunk([plan for plan in comparable if plan.tensor in wanted], chunk, session, runner, target, arrays, feeds, layer_rtol)
+            outputs = _run_chunk([plan for plan in comparable if plan.tensor in wanted], chunk, session, runner,
+                                 target, arrays, feeds, layer_rtol, with_outputs=position == 0)
+            if outputs is not None:
+                run.onnx_outputs, run.torch_outputs = outputs
     previous = None
-    first_divergent = None
     for plan in plans:
         if plan.max_rel_err is None:
             continue
         if previous is not None and previous > 0 and np.isfinite(plan.max_rel_err):
             plan.growth = plan.max_rel_err / previous
         previous = plan.max_rel_err
-        if plan.status == DIFFER and first_divergent is None:
-            first_divergent = plan.target
-    return first_divergent
+        if plan.status == DIFFER and run.first_divergent is None:
+            run.first_divergent = plan.target
+    return run
 
 
 def extra_outputs_model(target: "Model", tensors: list[str]) -> bytes:
@@ -257,8 +273,13 @@ def chunk_by_size(tensors: list[str], sizes: dict[str, int | None], budget: int)
     return [chunk for chunk in chunks if chunk]
 
 
-def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol) -> None:
-    onnx_values = dict(zip(chunk, run_session(session, feeds, target.path, chunk)))
+def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol, with_outputs=False):
+    """Run both frameworks once for ``chunk``; with ``with_outputs``, return
+    (ONNX outputs, PyTorch outputs) of those runs, else None."""
+    final = [info.name for info in target.outputs] if with_outputs else []
+    names = list(chunk) + [name for name in final if name not in chunk]
+    values = dict(zip(names, run_session(session, feeds, target.path, names)))
+    onnx_values = {name: values[name] for name in chunk}
     by_module: dict[str, list[LayerComparison]] = {}
     for plan in plans:
         for name in plan.modules:
@@ -278,7 +299,7 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol)
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in by_module]
     try:
-        runner.forward(arrays)
+        result = runner.forward(arrays)
     finally:
         for handle in handles:
             handle.remove()
@@ -290,6 +311,11 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol)
                 if uncalled else "the PyTorch module runs fewer times than the ONNX nodes matched to it"
             )
         plan._partial = None
+    if not with_outputs:
+        return None
+    from plugins.verify.runners import flatten_outputs
+
+    return [values[name] for name in final], flatten_outputs(result)
 
 
 def _take_activation(plan: LayerComparison, output: Any, onnx_values: dict[str, np.ndarray], layer_rtol: float) -> None:
