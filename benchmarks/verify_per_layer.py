@@ -7,11 +7,13 @@ one process, best of ``--repeat`` interleaved rounds on one 1x3xHxW input:
 
 - baseline: one PyTorch forward plus one ONNX Runtime run of a session created
   beforehand (what ``verify`` without ``--per-layer`` runs);
-- per-layer: :func:`plugins.verify.per_layer.compare_layers`, everything ``--per-layer``
-  adds: the model bytes with every matched tensor as an extra output, that session's
-  creation, its run, the hooked PyTorch forward and the comparisons; and the same with
-  the extra session created beforehand, as the baseline's is (the like-for-like ratio).
-  Session creation is also timed alone.
+- per-layer: :func:`plugins.verify.per_layer.compare_layers`, all ``--per-layer`` runs:
+  the model bytes with every matched tensor as an extra output, that session's creation,
+  its one run (which also gives the model's outputs), the one hooked PyTorch forward and
+  the comparisons; and the same with the extra session created beforehand, as the
+  baseline's is (the like-for-like ratio). Session creation is also timed alone;
+- plain verify's runs: its session's creation plus one run of each framework, which
+  ``--per-layer`` replaces.
 
 The diff (matching, run once; ``--per-layer`` needs it) is timed separately. Run from
 the repository root:
@@ -108,8 +110,14 @@ def main() -> None:
         def session_creation() -> None:
             onnx_session(extra_outputs_model(target, tensors), str(exported), basic_optimizations=True)
 
-        baseline_time, per_layer_time, warm_time, session_time = best_of_interleaved(
-            args.repeat, baseline, per_layer, per_layer_warm, session_creation
+        def plain_verify() -> None:
+            # What plain verify does to get outputs: make its session, run both once.
+            plain = onnx_session(str(exported), str(exported))
+            runner.run([array])
+            run_session(plain, feeds, str(exported))
+
+        baseline_time, per_layer_time, warm_time, session_time, plain_time = best_of_interleaved(
+            args.repeat, baseline, per_layer, per_layer_warm, session_creation, plain_verify
         )
         compared = [plan for plan in plans_holder if plan.status != "not_comparable"]
         activation_mb = sum(int(np.prod(plan.shape)) * 4 for plan in compared) / 2**20
@@ -124,6 +132,8 @@ def main() -> None:
     print(f"  the extra session's creation alone:     {session_time * 1000:8.1f} ms")
     print(f"ratio per-layer / baseline:               {per_layer_time / baseline_time:8.2f}")
     print(f"ratio, both sessions made before:         {warm_time / baseline_time:8.2f}")
+    print(f"plain verify's runs, its session included: {plain_time * 1000:7.1f} ms")
+    print(f"ratio per-layer / plain verify's runs:    {per_layer_time / plain_time:8.2f}")
 
 
 if __name__ == "__main__":
