@@ -99,7 +99,6 @@ def main() -> None:
 
     from inspector.diff import diff_models
     from inspector.manager import get_plugin_manager
-    from samples.make_samples import ULTRALYTICS_MODULES  # noqa: F401  (the classes, importable for the baseline)
 
     plugins = get_plugin_manager(autoload=False)
 

@@ -128,7 +128,7 @@ def diff_models(
 ) -> DiffResult:
     """Match and explain ``target`` (usually ONNX) against ``source`` (usually PyTorch).
 
-    ``rtol``/``atol`` override the per-dtype defaults of :func:`inspector.match.default_tolerance`.
+    ``rtol``/``atol`` override the per-dtype defaults of :func:`inspector.compare.default_tolerance`.
     """
     from inspector.match import Matcher
 

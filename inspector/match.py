@@ -29,151 +29,18 @@ from typing import Iterable
 import numpy as np
 
 from inspector import ir
+from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, probe, sampled
 from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
-from inspector.ir import Layer, Model, Param
+from inspector.ir import Layer, Model
 from inspector.records import Finding
+from inspector.targets import prepare_targets
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
-
-WEIGHT_KINDS = frozenset(
-    {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.EMBEDDING, ir.ATTENTION, "prelu", "rmsnorm"}
-)
-"""Target kinds whose parameters must be explained; other constants are explained when
-they can be and otherwise listed as untraced (scale factors, folded position tables)."""
 
 PRIMARY_KINDS = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.EMBEDDING})
 """Kinds that take part in sequence alignment."""
 
 SEARCH_LIMIT = 8
 """How many same-kind, same-shape source layers the last-resort search tries."""
-
-SMALL_FRACTION = 0.01
-"""Elements below this fraction of a tensor's scale are compared at that fraction: a
-fold's rounding error follows the size of its terms, not of a result that cancels to
-almost zero."""
-
-# Per dtype: (rtol, atol). The lowest precision among the source and target tensors
-# involved decides; fp16 and bf16 loosen the comparison to their rounding error.
-DTYPE_TOLERANCES = {
-    "float64": Tolerance(1e-4, 1e-6),
-    "float32": Tolerance(1e-4, 1e-6),
-    "float16": Tolerance(2e-3, 1e-5),
-    "bfloat16": Tolerance(1.6e-2, 1e-4),
-}
-_PRECISION_RANK = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
-
-
-def default_tolerance(dtypes: Iterable[str]) -> Tolerance:
-    """The tolerance of the least precise floating dtype in ``dtypes`` (fp32 if none)."""
-    worst = "float32"
-    for dtype in dtypes:
-        if _PRECISION_RANK.get(dtype, 1) > _PRECISION_RANK[worst]:
-            worst = dtype
-    return DTYPE_TOLERANCES[worst]
-
-
-# ----------------------------------------------------------------------------- compare
-
-
-@dataclass(slots=True)
-class Comparison:
-    """One target tensor against its expected values (see :class:`~inspector.diff.ParamDiff`)."""
-
-    ok: bool
-    max_abs_err: float
-    max_rel_err: float
-    bad_fraction: float
-    violation: float  # max |t - e| / tolerance; <= 1 when ok
-    bad_channels: list[int]
-    expected_range: tuple[float, float]
-
-
-PROBE_SIZE = 4096
-"""Elements a probe compares before a full comparison (evenly spaced over the tensor)."""
-
-
-def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0) -> Comparison:
-    """Compare elementwise: ``|t - e| <= atol + rtol * max(|e|, SMALL_FRACTION * max|e|)``.
-
-    NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference.
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    t = np.asarray(target)
-    if t.dtype.kind != "f":
-        t = t.astype(np.float64)
-    if t.shape != e.shape:
-        t = t.reshape(e.shape)
-    if e.size == 0:
-        return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
-    with np.errstate(invalid="ignore", over="ignore"):
-        # Widening inside the ufunc avoids a full float64 copy of the target.
-        err = np.subtract(t, e, dtype=np.float64)
-        np.abs(err, out=err)
-        max_abs = float(err.max())
-        lo, hi = float(e.min()), float(e.max())
-        scale = max(abs(lo), abs(hi))
-        floor = tolerance.atol + tolerance.rtol * SMALL_FRACTION * scale
-        if np.isfinite(max_abs) and np.isfinite(scale) and max_abs <= floor:
-            # Every element is within the smallest tolerance any element gets: done in
-            # three passes, which is the common case of a faithful export.
-            rel = max_abs / scale if scale > 0 else 0.0
-            violation = max_abs / floor if floor > 0 else 0.0
-            return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
-        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis)
-
-
-def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int) -> Comparison:
-    magnitude = np.abs(e)
-    finite = np.isfinite(e)
-    scale = float(magnitude[finite].max()) if finite.any() else 0.0
-    same_special = (t == e) | (np.isnan(t) & np.isnan(e))
-    err = np.where(same_special, 0.0, err)
-    err = np.where(np.isnan(err), np.inf, err)
-    tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
-    bad = err > tolerance_elem
-    max_abs = float(err.max())
-    violation = float((err / tolerance_elem).max()) if tolerance_elem.min() > 0 else (0.0 if max_abs == 0 else np.inf)
-    bad_count = int(bad.sum())
-    channels: list[int] = []
-    if bad_count:
-        if e.ndim == 0:
-            channels = [0]
-        else:
-            axis = channel_axis if -e.ndim <= channel_axis < e.ndim else 0
-            other = tuple(i for i in range(e.ndim) if i != axis % e.ndim)
-            channels = [int(c) for c in np.flatnonzero(bad.any(axis=other) if other else bad)]
-    lo = float(e[finite].min()) if finite.any() else float("nan")
-    hi = float(e[finite].max()) if finite.any() else float("nan")
-    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi))
-
-
-def probe(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bool:
-    """Whether a sample of elements agrees: a cheap test before a full comparison.
-
-    Never wrong when it says False: the sampled elements get exactly the tolerance the
-    full :func:`compare` gives them (the scale is the whole tensor's), so a sample that
-    fails means the tensor fails. A True is confirmed by :func:`compare`. The sample is
-    pseudo-random (a fixed seed, so runs repeat): evenly spaced elements alias with
-    kernel sizes and miss, say, the centre taps of merged 3x3 kernels.
-    """
-    if expected.size <= PROBE_SIZE:
-        return True
-    with np.errstate(invalid="ignore", over="ignore"):
-        lo, hi = float(np.nanmin(expected)), float(np.nanmax(expected))
-        scale = max(abs(lo), abs(hi))
-        if not np.isfinite(scale):
-            return True  # let the full comparison sort out infinities
-        index = np.unravel_index(_sample_indices(expected.size), expected.shape)
-        e = np.asarray(expected[index], dtype=np.float64)
-        t = np.asarray(target.reshape(expected.shape)[index], dtype=np.float64)
-        tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(np.abs(e), SMALL_FRACTION * scale)
-        err = np.abs(t - e)
-        return bool(np.all((err <= tolerance_elem) | (t == e) | (np.isnan(t) & np.isnan(e))))
-
-
-def _sample_indices(size: int) -> np.ndarray:
-    return np.random.default_rng(size).integers(0, size, PROBE_SIZE)
 
 
 # ----------------------------------------------------------------------------- hints
@@ -298,106 +165,6 @@ def align(source_layers: list[Layer], target_layers: list[Layer]) -> dict[str, L
         for offset in range(block.size):
             aligned[target_seq[block.b + offset][0].name] = source_seq[block.a + offset][0]
     return aligned
-
-
-# ----------------------------------------------------------------------------- targets
-
-
-def prepare_targets(target: Model) -> tuple[list[Layer], list[Layer]]:
-    """(layers to explain, other constant-carrying layers) in execution order.
-
-    A MatMul whose output feeds an Add of a constant vector is how exporters write a
-    Linear on 3-D input: the Add's constant joins the MatMul as its "bias" (in a copy of
-    the layer), and the Add is not listed on its own. When the Add's other operand is a
-    slice a Split cuts from a constant at run time (the dynamo exporter splits
-    ``in_proj_bias`` so), that slice is the MatMul's bias.
-    """
-    consumers: dict[str, list[Layer]] = {}
-    producers: dict[str, tuple[Layer, int]] = {}
-    for layer in target.layers:
-        for name in layer.inputs:
-            consumers.setdefault(name, []).append(layer)
-        for position, name in enumerate(layer.outputs):
-            producers[name] = (layer, position)
-    absorbed: set[str] = set()
-    explained: list[Layer] = []
-    others: list[Layer] = []
-    for layer in target.layers:
-        if not layer.params or layer.name in absorbed:
-            continue
-        if layer.kind in WEIGHT_KINDS and not _neutral_instance_norm(layer):
-            if layer.op_type == "MatMul" and "bias" not in layer.params and layer.outputs:
-                add = _bias_add(layer, consumers.get(layer.outputs[0], []))
-                if add is not None:
-                    absorbed.add(add.name)
-                    layer = _with_bias(layer, add)
-                else:
-                    layer = _with_split_bias(layer, consumers.get(layer.outputs[0], []), producers)
-            explained.append(layer)
-        elif any(param.numel > 1 and param.dtype.startswith(("float", "bfloat")) for param in layer.params.values()):
-            others.append(layer)
-    others = [layer for layer in others if layer.name not in absorbed]
-    return explained, others
-
-
-def _neutral_instance_norm(layer: Layer) -> bool:
-    """An InstanceNormalization with scale 1 and bias 0: how both exporters write a
-    GroupNorm (its affine parameters follow as Mul and Add) and an InstanceNorm without
-    affine parameters. Those constants are made at export, not PyTorch parameters, so the
-    layer is explained when it can be and otherwise listed as untraced."""
-    if layer.kind != ir.INSTANCENORM or not set(layer.params) <= {"weight", "bias"}:
-        return False
-    weight, bias = layer.params.get("weight"), layer.params.get("bias")
-    return bool((weight is None or np.all(weight.array() == 1)) and (bias is None or np.all(bias.array() == 0)))
-
-
-def _bias_add(matmul: Layer, consumers: list[Layer]) -> Layer | None:
-    weight = matmul.params.get("weight")
-    if len(consumers) != 1 or weight is None or len(weight.shape) != 2:
-        return None
-    add = consumers[0]
-    if add.op_type != "Add" or len(add.params) != 1:
-        return None
-    (param,) = add.params.values()
-    return add if param.numel == weight.shape[1] else None
-
-
-def _with_split_bias(matmul: Layer, consumers: list[Layer], producers: dict[str, tuple[Layer, int]]) -> Layer:
-    """``matmul`` with the bias an Add takes from an equal Split of a constant vector, or
-    ``matmul`` itself when its Add is no such thing."""
-    weight = matmul.params.get("weight")
-    if len(consumers) != 1 or weight is None or len(weight.shape) != 2 or consumers[0].op_type != "Add":
-        return matmul
-    add = consumers[0]
-    others = [name for name in add.inputs if name != matmul.outputs[0]]
-    if add.params or len(others) != 1 or others[0] not in producers:
-        return matmul
-    split, position = producers[others[0]]
-    if split.op_type != "Split" or len(split.params) != 1 or len(split.inputs) != 1:
-        return matmul  # a "split" sizes input (a shape constant) is not kept: sizes unknown
-    (whole,) = split.params.values()
-    width = weight.shape[1]
-    sizes = split.attrs.get("split") or [whole.numel // max(len(split.outputs), 1)] * len(split.outputs)
-    if len(whole.shape) != 1 or sum(sizes) != whole.numel or sizes[position] != width:
-        return matmul
-    start, stop = sum(sizes[:position]), sum(sizes[:position]) + width
-    part = Param("bias", (width,), whole.dtype, lambda: whole.array()[start:stop], f"{whole.tensor_name}[{start}:{stop}]")
-    merged = Layer(
-        matmul.name, matmul.kind, matmul.op_type, matmul.attrs, {**matmul.params, "bias": part},
-        matmul.inputs, add.outputs, matmul.hints + add.hints, {**matmul.metadata, "bias_node": add.name},
-    )
-    merged.index = matmul.index
-    return merged
-
-
-def _with_bias(layer: Layer, add: Layer) -> Layer:
-    (bias,) = add.params.values()
-    merged = Layer(
-        layer.name, layer.kind, layer.op_type, layer.attrs, {**layer.params, "bias": bias},
-        layer.inputs, add.outputs, layer.hints + add.hints, {**layer.metadata, "bias_node": add.name},
-    )
-    merged.index = layer.index
-    return merged
 
 
 # ----------------------------------------------------------------------------- matcher
@@ -592,15 +359,15 @@ class Matcher:
             actual = target_param.array() if target_param is not None else np.zeros_like(expected)
             if expected is None:
                 if role != "bias":
-                    comparisons[role] = (_FAILED, tolerance)
+                    comparisons[role] = (FAILED, tolerance)
                     continue
                 expected = np.zeros(actual.shape, dtype=np.float64)
             if actual.size != expected.size:
-                comparisons[role] = (Comparison(False, np.inf, np.inf, 1.0, np.inf, [], _range(expected)), tolerance)
+                comparisons[role] = (Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)), tolerance)
                 continue
             axis = reproduction.channel_axes.get(role, 0)
             if not full and not probe(actual, expected, tolerance):
-                comparisons[role] = (_sampled(actual, expected, tolerance, axis), tolerance)
+                comparisons[role] = (sampled(actual, expected, tolerance, axis), tolerance)
                 approximate = True
                 break
             comparisons[role] = (compare(actual, expected, tolerance, axis), tolerance)
@@ -654,27 +421,11 @@ class Matcher:
         return diff
 
 
-_FAILED = Comparison(False, np.inf, np.inf, 1.0, np.inf, [], (float("nan"), float("nan")))
-
-
-def _sampled(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance, axis: int) -> Comparison:
-    """A comparison of the probed elements only: enough to rank failed candidates."""
-    index = np.unravel_index(_sample_indices(expected.size), expected.shape)
-    result = compare(actual.reshape(expected.shape)[index], expected[index], tolerance)
-    return Comparison(False, result.max_abs_err, result.max_rel_err, max(result.bad_fraction, 1 / PROBE_SIZE),
-                      result.violation, [], result.expected_range)
-
-
 def _release(layer: Layer) -> None:
     """Drop a finished target layer's values (their ranges stay): an ONNX file's tensors
     are copies out of the protobuf, so keeping them all would hold the model twice."""
     for param in layer.params.values():
         param.release()
-
-
-def _range(array: np.ndarray) -> tuple[float, float]:
-    finite = array[np.isfinite(array)]
-    return (float(finite.min()), float(finite.max())) if finite.size else (float("nan"), float("nan"))
 
 
 def _has_weights(layer: Layer) -> bool:

@@ -19,7 +19,7 @@ from typing import Iterable
 from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
-from inspector.match import WEIGHT_KINDS
+from inspector.targets import WEIGHT_KINDS
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
 from plugins.layouts import conv_attrs_disagree, float64, linear_is_transposed
 

@@ -106,7 +106,7 @@ class LayerComparison:
 def plan_layers(diff: "DiffResult", runner: "TorchRunner", globs: list[str] | None) -> list[LayerComparison]:
     """One :class:`LayerComparison` per diffed layer (narrowed by ``globs``), with the
     ONNX tensor and PyTorch modules to compare, or the reason it cannot be compared."""
-    from inspector.match import prepare_targets
+    from inspector.targets import prepare_targets
 
     target = diff.target
     explained, others = prepare_targets(target)

@@ -1,0 +1,161 @@
+"""Comparing a target tensor with its re-computation: tolerances, a full comparison, a
+cheap probe.
+
+Closeness is elementwise, ``|t - e| <= atol + rtol * max(|e|, SMALL_FRACTION * max|e|)``,
+with ``rtol``/``atol`` from the least precise floating dtype involved
+(:func:`default_tolerance`). The result says how far off (absolute, and relative to the
+tensor's scale) and where (which output channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from inspector.diff import Tolerance
+
+SMALL_FRACTION = 0.01
+"""Elements below this fraction of a tensor's scale are compared at that fraction: a
+fold's rounding error follows the size of its terms, not of a result that cancels to
+almost zero."""
+
+# Per dtype: (rtol, atol). The lowest precision among the source and target tensors
+# involved decides; fp16 and bf16 loosen the comparison to their rounding error.
+DTYPE_TOLERANCES = {
+    "float64": Tolerance(1e-4, 1e-6),
+    "float32": Tolerance(1e-4, 1e-6),
+    "float16": Tolerance(2e-3, 1e-5),
+    "bfloat16": Tolerance(1.6e-2, 1e-4),
+}
+_PRECISION_RANK = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+
+
+def default_tolerance(dtypes: Iterable[str]) -> Tolerance:
+    """The tolerance of the least precise floating dtype in ``dtypes`` (fp32 if none)."""
+    worst = "float32"
+    for dtype in dtypes:
+        if _PRECISION_RANK.get(dtype, 1) > _PRECISION_RANK[worst]:
+            worst = dtype
+    return DTYPE_TOLERANCES[worst]
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+@dataclass(slots=True)
+class Comparison:
+    """One target tensor against its expected values (see :class:`~inspector.diff.ParamDiff`)."""
+
+    ok: bool
+    max_abs_err: float
+    max_rel_err: float
+    bad_fraction: float
+    violation: float  # max |t - e| / tolerance; <= 1 when ok
+    bad_channels: list[int]
+    expected_range: tuple[float, float]
+
+
+PROBE_SIZE = 4096
+"""Elements a probe compares before a full comparison (evenly spaced over the tensor)."""
+
+
+def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0) -> Comparison:
+    """Compare elementwise: ``|t - e| <= atol + rtol * max(|e|, SMALL_FRACTION * max|e|)``.
+
+    NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference.
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    t = np.asarray(target)
+    if t.dtype.kind != "f":
+        t = t.astype(np.float64)
+    if t.shape != e.shape:
+        t = t.reshape(e.shape)
+    if e.size == 0:
+        return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        # Widening inside the ufunc avoids a full float64 copy of the target.
+        err = np.subtract(t, e, dtype=np.float64)
+        np.abs(err, out=err)
+        max_abs = float(err.max())
+        lo, hi = float(e.min()), float(e.max())
+        scale = max(abs(lo), abs(hi))
+        floor = tolerance.atol + tolerance.rtol * SMALL_FRACTION * scale
+        if np.isfinite(max_abs) and np.isfinite(scale) and max_abs <= floor:
+            # Every element is within the smallest tolerance any element gets: done in
+            # three passes, which is the common case of a faithful export.
+            rel = max_abs / scale if scale > 0 else 0.0
+            violation = max_abs / floor if floor > 0 else 0.0
+            return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
+        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis)
+
+
+def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int) -> Comparison:
+    magnitude = np.abs(e)
+    finite = np.isfinite(e)
+    scale = float(magnitude[finite].max()) if finite.any() else 0.0
+    same_special = (t == e) | (np.isnan(t) & np.isnan(e))
+    err = np.where(same_special, 0.0, err)
+    err = np.where(np.isnan(err), np.inf, err)
+    tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
+    bad = err > tolerance_elem
+    max_abs = float(err.max())
+    violation = float((err / tolerance_elem).max()) if tolerance_elem.min() > 0 else (0.0 if max_abs == 0 else np.inf)
+    bad_count = int(bad.sum())
+    channels: list[int] = []
+    if bad_count:
+        if e.ndim == 0:
+            channels = [0]
+        else:
+            axis = channel_axis if -e.ndim <= channel_axis < e.ndim else 0
+            other = tuple(i for i in range(e.ndim) if i != axis % e.ndim)
+            channels = [int(c) for c in np.flatnonzero(bad.any(axis=other) if other else bad)]
+    lo = float(e[finite].min()) if finite.any() else float("nan")
+    hi = float(e[finite].max()) if finite.any() else float("nan")
+    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi))
+
+
+def probe(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bool:
+    """Whether a sample of elements agrees: a cheap test before a full comparison.
+
+    Never wrong when it says False: the sampled elements get exactly the tolerance the
+    full :func:`compare` gives them (the scale is the whole tensor's), so a sample that
+    fails means the tensor fails. A True is confirmed by :func:`compare`. The sample is
+    pseudo-random (a fixed seed, so runs repeat): evenly spaced elements alias with
+    kernel sizes and miss, say, the centre taps of merged 3x3 kernels.
+    """
+    if expected.size <= PROBE_SIZE:
+        return True
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo, hi = float(np.nanmin(expected)), float(np.nanmax(expected))
+        scale = max(abs(lo), abs(hi))
+        if not np.isfinite(scale):
+            return True  # let the full comparison sort out infinities
+        index = np.unravel_index(_sample_indices(expected.size), expected.shape)
+        e = np.asarray(expected[index], dtype=np.float64)
+        t = np.asarray(target.reshape(expected.shape)[index], dtype=np.float64)
+        tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(np.abs(e), SMALL_FRACTION * scale)
+        err = np.abs(t - e)
+        return bool(np.all((err <= tolerance_elem) | (t == e) | (np.isnan(t) & np.isnan(e))))
+
+
+def _sample_indices(size: int) -> np.ndarray:
+    return np.random.default_rng(size).integers(0, size, PROBE_SIZE)
+
+
+FAILED = Comparison(False, np.inf, np.inf, 1.0, np.inf, [], (float("nan"), float("nan")))
+
+
+def sampled(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance, axis: int) -> Comparison:
+    """A comparison of the probed elements only: enough to rank failed candidates."""
+    index = np.unravel_index(_sample_indices(expected.size), expected.shape)
+    result = compare(actual.reshape(expected.shape)[index], expected[index], tolerance)
+    return Comparison(False, result.max_abs_err, result.max_rel_err, max(result.bad_fraction, 1 / PROBE_SIZE),
+                      result.violation, [], result.expected_range)
+
+
+def finite_range(array: np.ndarray) -> tuple[float, float]:
+    finite = array[np.isfinite(array)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (float("nan"), float("nan"))
