@@ -32,13 +32,18 @@ DTYPE_TOLERANCES = {
 _PRECISION_RANK = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 
 
-def default_tolerance(dtypes: Iterable[str]) -> Tolerance:
-    """The tolerance of the least precise floating dtype in ``dtypes`` (fp32 if none)."""
+def least_precise(dtypes: Iterable[str]) -> str:
+    """The least precise floating dtype in ``dtypes`` ("float32" when none is less precise)."""
     worst = "float32"
     for dtype in dtypes:
         if _PRECISION_RANK.get(dtype, 1) > _PRECISION_RANK[worst]:
             worst = dtype
-    return DTYPE_TOLERANCES[worst]
+    return worst
+
+
+def default_tolerance(dtypes: Iterable[str]) -> Tolerance:
+    """The tolerance of the least precise floating dtype in ``dtypes`` (fp32 if none)."""
+    return DTYPE_TOLERANCES[least_precise(dtypes)]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -55,16 +60,25 @@ class Comparison:
     violation: float  # max |t - e| / tolerance; <= 1 when ok
     bad_channels: list[int]
     expected_range: tuple[float, float]
+    approximate: bool = False  # measured on a probe of PROBE_SIZE elements only
 
 
 PROBE_SIZE = 4096
-"""Elements a probe compares before a full comparison (evenly spaced over the tensor)."""
+"""Elements a probe compares before a full comparison."""
 
 
-def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0) -> Comparison:
+def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0,
+            probe_first: bool = False) -> Comparison:
     """Compare elementwise: ``|t - e| <= atol + rtol * max(|e|, SMALL_FRACTION * max|e|)``.
 
     NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference.
+
+    With ``probe_first``, a pseudo-random sample of :data:`PROBE_SIZE` elements is
+    compared first, with exactly the tolerance the full comparison gives them (the scale
+    is the whole tensor's); when the sample already fails, the result covers the sample
+    only (``approximate``): enough to reject and rank a candidate, never wrong about
+    failing. The sample's seed is fixed, so runs repeat; it is random because evenly
+    spaced elements alias with kernel sizes and miss, say, merged 3x3 centre taps.
     """
     e = np.asarray(expected, dtype=np.float64)
     t = np.asarray(target)
@@ -75,12 +89,20 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
     if e.size == 0:
         return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
     with np.errstate(invalid="ignore", over="ignore"):
+        lo, hi = float(e.min()), float(e.max())
+        scale = max(abs(lo), abs(hi))
+        if probe_first and e.size > PROBE_SIZE and np.isfinite(scale):
+            index = np.unravel_index(np.random.default_rng(e.size).integers(0, e.size, PROBE_SIZE), e.shape)
+            sample = _compare_slowly(t[index].astype(np.float64), e[index], None, tolerance, 0, scale)
+            if not sample.ok:
+                sample.approximate = True
+                sample.bad_channels = []
+                sample.bad_fraction = max(sample.bad_fraction, 1 / PROBE_SIZE)
+                return sample
         # Widening inside the ufunc avoids a full float64 copy of the target.
         err = np.subtract(t, e, dtype=np.float64)
         np.abs(err, out=err)
         max_abs = float(err.max())
-        lo, hi = float(e.min()), float(e.max())
-        scale = max(abs(lo), abs(hi))
         floor = tolerance.atol + tolerance.rtol * SMALL_FRACTION * scale
         if np.isfinite(max_abs) and np.isfinite(scale) and max_abs <= floor:
             # Every element is within the smallest tolerance any element gets: done in
@@ -91,10 +113,15 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
         return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis)
 
 
-def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int) -> Comparison:
+def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, scale: float | None = None) -> Comparison:
+    """Every element's own tolerance, the error's size and where it sits. ``scale`` is
+    the tensor's (for a sample of it); ``err`` is ``|t - e|`` when already computed."""
     magnitude = np.abs(e)
     finite = np.isfinite(e)
-    scale = float(magnitude[finite].max()) if finite.any() else 0.0
+    if scale is None:
+        scale = float(magnitude[finite].max()) if finite.any() else 0.0
+    if err is None:
+        err = np.abs(t - e)
     same_special = (t == e) | (np.isnan(t) & np.isnan(e))
     err = np.where(same_special, 0.0, err)
     err = np.where(np.isnan(err), np.inf, err)
@@ -117,45 +144,10 @@ def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int) -> Compa
     return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi))
 
 
-def probe(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bool:
-    """Whether a sample of elements agrees: a cheap test before a full comparison.
-
-    Never wrong when it says False: the sampled elements get exactly the tolerance the
-    full :func:`compare` gives them (the scale is the whole tensor's), so a sample that
-    fails means the tensor fails. A True is confirmed by :func:`compare`. The sample is
-    pseudo-random (a fixed seed, so runs repeat): evenly spaced elements alias with
-    kernel sizes and miss, say, the centre taps of merged 3x3 kernels.
-    """
-    if expected.size <= PROBE_SIZE:
-        return True
-    with np.errstate(invalid="ignore", over="ignore"):
-        lo, hi = float(np.nanmin(expected)), float(np.nanmax(expected))
-        scale = max(abs(lo), abs(hi))
-        if not np.isfinite(scale):
-            return True  # let the full comparison sort out infinities
-        index = np.unravel_index(_sample_indices(expected.size), expected.shape)
-        e = np.asarray(expected[index], dtype=np.float64)
-        t = np.asarray(target.reshape(expected.shape)[index], dtype=np.float64)
-        tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(np.abs(e), SMALL_FRACTION * scale)
-        err = np.abs(t - e)
-        return bool(np.all((err <= tolerance_elem) | (t == e) | (np.isnan(t) & np.isnan(e))))
-
-
-def _sample_indices(size: int) -> np.ndarray:
-    return np.random.default_rng(size).integers(0, size, PROBE_SIZE)
-
-
 FAILED = Comparison(False, np.inf, np.inf, 1.0, np.inf, [], (float("nan"), float("nan")))
 
 
-def sampled(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance, axis: int) -> Comparison:
-    """A comparison of the probed elements only: enough to rank failed candidates."""
-    index = np.unravel_index(_sample_indices(expected.size), expected.shape)
-    result = compare(actual.reshape(expected.shape)[index], expected[index], tolerance)
-    return Comparison(False, result.max_abs_err, result.max_rel_err, max(result.bad_fraction, 1 / PROBE_SIZE),
-                      result.violation, [], result.expected_range)
-
-
 def finite_range(array: np.ndarray) -> tuple[float, float]:
+    """(min, max) over the finite values; NaNs when there are none."""
     finite = array[np.isfinite(array)]
     return (float(finite.min()), float(finite.max())) if finite.size else (float("nan"), float("nan"))

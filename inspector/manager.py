@@ -184,10 +184,6 @@ class Plugins:
                 return reporter
         raise UsageError(f"no reporter {name!r} renders {schema} documents")
 
-    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call any hook by name and flatten the results (for hooks added by plugins)."""
-        return _flatten(getattr(self.pm.hook, hook_name)(**kwargs))
-
     # ----------------------------------------------------------------- loading
 
     def load_model(self, path: str | os.PathLike) -> "Model":
@@ -200,6 +196,17 @@ class Plugins:
         formats = sorted({fmt for loader in loaders for fmt in loader.formats})
         return load_with(path, loaders, f"unknown model format (graphinspect reads: {', '.join(formats)})")
 
+    def load_pair(self, source: str | os.PathLike, target: str | os.PathLike) -> tuple["Model", "Model"]:
+        """Load a PyTorch model and its ONNX export. Given the other way round (the ONNX
+        file first), they are swapped, with a note on stderr: the order is easy to get
+        wrong and never ambiguous."""
+        source_model = self.load_model(source)
+        target_model = self.load_model(target)
+        if source_model.format == "onnx" and target_model.format != "onnx":
+            print(f"graphinspect: note: {source} is the ONNX file; comparing it as the target", file=sys.stderr)
+            return target_model, source_model
+        return source_model, target_model
+
     # ----------------------------------------------------------------- introspection
 
     @property
@@ -210,7 +217,7 @@ class Plugins:
         """One record per registered plugin: name, source, distribution, version, hooks."""
         records = []
         for name, plugin in self.pm.list_name_plugin():
-            if plugin is None or name == "inspector.hookspecs":
+            if plugin is None:
                 continue
             origin = self._registry.origins.get(name, PluginOrigin(name, "registered"))
             callers = self.pm.get_hookcallers(plugin) or []

@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from inspector import ir
-from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, probe, sampled
+from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
 from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.ir import Layer, Model
 from inspector.records import Finding
@@ -149,8 +149,6 @@ def signature(layer: Layer) -> tuple[str, tuple[int, ...]] | None:
         transposed = layer.op_type == "MatMul" or (layer.op_type == "Gemm" and not layer.attrs.get("transB", 0))
         if transposed:
             shape = shape[::-1]
-    if layer.kind == ir.CONV_TRANSPOSE and len(shape) >= 2:
-        shape = (shape[0], shape[1]) + tuple(shape[2:])
     return layer.kind, tuple(shape)
 
 
@@ -233,7 +231,8 @@ class Matcher:
             else:
                 result.layers.append(diff)
                 used.update(diff.sources)
-        result.layers.sort(key=lambda item: self.target_model.layer(item.target).index)
+        position = {layer.name: layer.index for layer in self.target_model.layers}
+        result.layers.sort(key=lambda item: position[item.target])
         result.unmatched_source = [layer.name for layer in self.source.layers if layer.name not in used and _has_weights(layer)]
         for name, (layer, error) in self.transform_errors.items():
             result.findings.append(Finding(
@@ -365,12 +364,11 @@ class Matcher:
             if actual.size != expected.size:
                 comparisons[role] = (Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)), tolerance)
                 continue
-            axis = reproduction.channel_axes.get(role, 0)
-            if not full and not probe(actual, expected, tolerance):
-                comparisons[role] = (sampled(actual, expected, tolerance, axis), tolerance)
+            comparison = compare(actual, expected, tolerance, reproduction.channel_axes.get(role, 0), probe_first=not full)
+            comparisons[role] = (comparison, tolerance)
+            if comparison.approximate:
                 approximate = True
                 break
-            comparisons[role] = (compare(actual, expected, tolerance, axis), tolerance)
         return _Attempt(candidate, transform, reproduction, comparisons, matched_by, approximate)
 
     def _tolerance(self, dtypes: set[str]) -> Tolerance:

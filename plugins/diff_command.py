@@ -12,16 +12,15 @@ summary and verdict always cover the whole model.
 from __future__ import annotations
 
 import fnmatch
-import sys
 
-from inspector.cli import non_negative
+from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
 from inspector.diff import OK, diff_models
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit
 from inspector.records import Subcommand
 from inspector.report import SCHEMA, build_document
 
-EXIT_BY_VERDICT = {"faithful": 0, "differs": 1, "incomplete": 1}
+EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
 
 
 def configure_parser(parser) -> None:
@@ -37,11 +36,7 @@ def configure_parser(parser) -> None:
 
 def run(args, plugins) -> int:
     fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
-    source = plugins.load_model(args.source)
-    target = plugins.load_model(args.target)
-    if source.format == "onnx" and target.format != "onnx":
-        print(f"graphinspect: note: {args.source} is the ONNX file; comparing it as the target", file=sys.stderr)
-        source, target = target, source
+    source, target = plugins.load_pair(args.source, args.target)
     result = diff_models(plugins, source, target, rtol=args.rtol, atol=args.atol)
     document = build_document(result, rtol=args.rtol, atol=args.atol)
     document["layers"] = select_layers(document["layers"], args.only_problems, args.layer)

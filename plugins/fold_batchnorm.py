@@ -188,7 +188,7 @@ class FoldBatchNorm(Transform):
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         conv, bn = candidate.sources
         eps = float(candidate.get("eps"))
-        weight, bias, scale, bn_bias = self._fold(conv, bn, eps)
+        weight, bias = self._fold(conv, bn, eps)
         origins = {"weight": conv.params["weight"], "bias": conv.params.get("bias") or bn.params.get("bias")}
         note = f"eps {eps:g} " + ("from the module" if candidate.get("eps_known") else "(guessed: the file does not record it)")
         if conv.kind == ir.LINEAR:
@@ -199,14 +199,10 @@ class FoldBatchNorm(Transform):
         return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note)
 
     @staticmethod
-    def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """(w', b') of ``conv`` folded with ``bn``, in float64 and the conv's layout."""
         weight = conv.params["weight"].array()
-        channels = out_channels(conv, bn)
-        gamma = float64(bn.params["weight"]) if "weight" in bn.params else np.ones(channels)
-        beta = float64(bn.params["bias"]) if "bias" in bn.params else np.zeros(channels)
-        mean = float64(bn.params["running_mean"])
-        var = float64(bn.params["running_var"])
-        scale = gamma / np.sqrt(var + eps)
+        scale, shift = bn_affine(bn, eps)
         if conv.kind == ir.CONV_TRANSPOSE:
             groups = conv_groups(conv, bn)
             in_channels, per_group = weight.shape[0], weight.shape[1]
@@ -216,8 +212,19 @@ class FoldBatchNorm(Transform):
         else:
             # Widening inside the multiply: one pass, no float64 copy of the weight first.
             folded = np.multiply(weight, scale.reshape(-1, *([1] * (weight.ndim - 1))), dtype=np.float64)
-        conv_bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(channels)
-        return folded, (conv_bias - mean) * scale + beta, scale, beta
+        conv_bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(scale.shape[0])
+        return folded, conv_bias * scale + shift
+
+
+def bn_affine(bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(s, beta - mean * s) of a BatchNorm in eval mode, ``bn(x) = x * s + (beta - mean * s)``
+    per channel, with ``s = gamma / sqrt(var + eps)`` (gamma = 1, beta = 0 when affine=False)."""
+    mean = float64(bn.params["running_mean"])
+    var = float64(bn.params["running_var"])
+    gamma = float64(bn.params["weight"]) if "weight" in bn.params else np.ones_like(mean)
+    beta = float64(bn.params["bias"]) if "bias" in bn.params else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
 
 
 @hookimpl

@@ -23,13 +23,6 @@ from inspector.targets import WEIGHT_KINDS
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
 from plugins.layouts import conv_attrs_disagree, float64, linear_is_transposed
 
-_SAME_KIND = {ir.CONV: {ir.CONV}, ir.CONV_TRANSPOSE: {ir.CONV_TRANSPOSE}, ir.LINEAR: {ir.LINEAR}}
-
-
-def _compatible_kind(target: Layer, source: Layer) -> bool:
-    return source.kind in _SAME_KIND.get(target.kind, {target.kind})
-
-
 class Identity(Transform):
     """t = s: the target stores the source tensor unchanged."""
 
@@ -42,14 +35,14 @@ class Identity(Transform):
         layer = source.layer(anchor)
         if layer is None:
             layers = source.under(anchor, depth=2)
-        elif target.kind in WEIGHT_KINDS and not _compatible_kind(target, layer):
+        elif target.kind in WEIGHT_KINDS and layer.kind != target.kind:
             # An attention module named by the scope of its out_proj's Gemm.
             layers = source.under(anchor, depth=1)
         else:
             layers = [layer]
         for layer in layers:
             if target.kind in WEIGHT_KINDS:
-                if _compatible_kind(target, layer):
+                if layer.kind == target.kind:
                     yield self.candidate(layer)
             else:
                 yield from self._constant_candidates(target, layer)

@@ -32,7 +32,7 @@ from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
-from plugins.fold_batchnorm import GUESSED_EPS, batchnorm_after
+from plugins.fold_batchnorm import GUESSED_EPS, batchnorm_after, bn_affine
 from plugins.layouts import conv_attrs_disagree, float64
 
 MAX_BRANCHES = 6
@@ -204,14 +204,8 @@ class MergeBranches(Transform):
 
 
 def _bn_affine(bn: Layer, guessed_eps: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """(s, beta - mean * s) of a BatchNorm in eval mode."""
-    eps = float(bn.attrs["eps"]) if guessed_eps is None else guessed_eps
-    mean = float64(bn.params["running_mean"])
-    var = float64(bn.params["running_var"])
-    gamma = float64(bn.params["weight"]) if "weight" in bn.params else np.ones_like(mean)
-    beta = float64(bn.params["bias"]) if "bias" in bn.params else np.zeros_like(mean)
-    scale = gamma / np.sqrt(var + eps)
-    return scale, beta - mean * scale
+    """:func:`~plugins.fold_batchnorm.bn_affine` with the module's eps, or the guess."""
+    return bn_affine(bn, float(bn.attrs["eps"]) if guessed_eps is None else guessed_eps)
 
 
 @hookimpl

@@ -51,18 +51,18 @@ Non-finite numbers are written as null.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from inspector.cli import non_negative, positive
+from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative, positive
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit
 from inspector.records import Reporter, Subcommand
 
+from plugins.verify.metrics import ERROR_STATS
 from plugins.verify.report import SCHEMA, render_table
 
-EXIT_BY_VERDICT = {"same": 0, "differ": 1}
+EXIT_BY_VERDICT = {"same": EXIT_OK, "differ": EXIT_DIFFERS}
 DEFAULT_CHUNK_MB = 1024
 
 
@@ -86,7 +86,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     checking = parser.add_argument_group("tolerance (defaults by the ONNX model's precision: fp32 atol 1e-4, rtol 1e-3, layer-rtol 1e-3; fp16 1e-3, 1e-2, 1e-2)")
     checking.add_argument("--atol", type=non_negative, help="absolute tolerance of the outputs")
     checking.add_argument("--rtol", type=non_negative, help="relative tolerance of the outputs: |onnx - torch| <= atol + rtol * |torch|")
-    checking.add_argument("--check-error-stat", choices=("max", "mean", "median"), default="max", help="apply the tolerance to every element (max, default), or to the mean or median error")
+    checking.add_argument("--check-error-stat", choices=ERROR_STATS, default="max", help="apply the tolerance to every element (max, default), or to the mean or median error")
     layers = parser.add_argument_group("per layer")
     layers.add_argument("--per-layer", action="store_true", help="compare every matched layer's activation and name the first that diverges")
     layers.add_argument("--layers", metavar="GLOB", action="append", help="only layers whose ONNX node or PyTorch module matches GLOB (implies --per-layer)")
@@ -103,11 +103,7 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     from plugins.verify.runners import build_torch_runner, onnx_session, run_session
 
     fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
-    source = plugins.load_model(args.source)
-    target = plugins.load_model(args.target)
-    if source.format == "onnx" and target.format != "onnx":
-        print(f"graphinspect: note: {args.source} is the ONNX file; running it as the target", file=sys.stderr)
-        source, target = target, source
+    source, target = plugins.load_pair(args.source, args.target)
     if target.format != "onnx":
         raise UsageError(f"verify compares a PyTorch model with an ONNX model; {args.target} is {target.format}")
     if source.format == "onnx":

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inspector.compare import least_precise
+
 SAME = "same"
 DIFFER = "differ"
 ERROR_STATS = ("max", "mean", "median")
@@ -61,16 +63,11 @@ DEFAULT_TOLERANCES = {
     "float16": (1e-3, 1e-2, 1e-2),
     "bfloat16": (1e-2, 5e-2, 5e-2),
 }
-_PRECISION_RANK = {"float64": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 
 
 def default_tolerances(dtypes: set[str]) -> tuple[float, float, float]:
     """(atol, rtol, layer_rtol) for the least precise float dtype among ``dtypes``."""
-    worst = "float32"
-    for dtype in dtypes:
-        if _PRECISION_RANK.get(dtype, 1) > _PRECISION_RANK[worst]:
-            worst = dtype
-    return DEFAULT_TOLERANCES[worst]
+    return DEFAULT_TOLERANCES[least_precise(dtypes)]
 
 
 @dataclass(slots=True)
