@@ -9,9 +9,8 @@ Ownership:
 - A :class:`Model` owns its layers, in execution order where the format tells it (ONNX
   node order is a topological order) and in definition order otherwise (PyTorch
   ``named_modules()`` order).
-- A :class:`Layer` owns its params. Two ONNX layers may hold :class:`Param` objects that
-  read the same initializer (a shared, deduplicated tensor); they then share the
-  ``tensor_name``.
+- A :class:`Layer` owns its params. Two ONNX layers that read the same initializer (a
+  shared, deduplicated tensor) hold the same :class:`Param` object.
 - A :class:`Param` owns nothing until read: shape and dtype are known from the file's
   header, the values are read by the loader's ``read`` callable on the first call of
   :meth:`Param.array` and kept; :meth:`Param.stats` is computed once and kept even when
@@ -44,7 +43,6 @@ ATTENTION = "attention"
 ACTIVATION = "activation"
 ELEMENTWISE = "elementwise"
 CONSTANT = "constant"
-CONTAINER = "container"
 OTHER = "other"
 
 
@@ -136,8 +134,8 @@ class Param:
     "running_mean", ...); a tensor shared by several layers is one Param whose role in
     each layer is that layer's ``params`` key. ``tensor_name`` is the name the file gives
     the tensor (the PyTorch state_dict key, or the ONNX initializer name). ``read``
-    returns the values as a numpy array of ``shape`` and ``dtype``; it is called at most
-    once. The array may be read-only (memory-mapped, or a view of the file's buffer):
+    returns the values as a numpy array of ``shape`` and ``dtype``; it is called once,
+    and again only after :meth:`release`. The array may be read-only (memory-mapped, or a view of the file's buffer):
     never modify it in place.
     """
 
@@ -155,15 +153,10 @@ class Param:
         self.shape = tuple(int(d) for d in shape)
         self.dtype = str(dtype)
         self.tensor_name = tensor_name if tensor_name is not None else name
-        self._read: Callable[[], np.ndarray] | None = read
+        self._read = read
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None
         self._range: ValueRange | None = None
-
-    @classmethod
-    def from_array(cls, name: str, array: np.ndarray, tensor_name: str | None = None) -> "Param":
-        """A param whose values are already in memory (tests, constants, fused results)."""
-        return cls(name, array.shape, array.dtype.name, lambda: array, tensor_name)
 
     @property
     def numel(self) -> int:
@@ -176,8 +169,6 @@ class Param:
     def array(self) -> np.ndarray:
         """The values, read on the first call and kept until :meth:`release`."""
         if self._array is None:
-            if self._read is None:
-                raise RuntimeError(f"param {self.tensor_name!r} was released and cannot be read again")
             array = self._read()
             if tuple(array.shape) != self.shape:
                 array = array.reshape(self.shape)
@@ -200,11 +191,9 @@ class Param:
                 self._range = ValueRange.of(self.array())
         return self._range
 
-    def release(self, forever: bool = False) -> None:
-        """Drop the cached values (stats and range stay); ``forever`` also drops the reader."""
+    def release(self) -> None:
+        """Drop the cached values (stats and range stay); they are read again if asked."""
         self._array = None
-        if forever:
-            self._read = None
 
     def __repr__(self) -> str:
         return f"Param({self.tensor_name!r}, shape={list(self.shape)}, dtype={self.dtype})"

@@ -150,10 +150,6 @@ class SourceIndex:
     def is_module(self, path: str) -> bool:
         return path in self.modules
 
-    def module_class(self, path: str) -> str:
-        """The module's class name without its package ("RepConv"), or "" if unknown."""
-        return self.modules.get(path, "").rsplit(".", 1)[-1]
-
     def by_tensor(self, tensor_name: str) -> tuple[Layer, Param] | None:
         """The (layer, param) whose state_dict key is ``tensor_name``."""
         return self._by_tensor.get(tensor_name)
