@@ -274,6 +274,9 @@ class Model:
     as ``named_modules()`` prints it, in that order, mapped to its class's qualified name
     ("torch.nn.modules.conv.Conv2d", "ultralytics.nn.modules.conv.RepConv"); the root is
     "". It includes containers and modules without params, which ``layers`` does not.
+
+    ``files`` lists every file the loader read besides ``path`` (an ONNX model's external
+    data files), so that no command writes its output over one of them.
     """
 
     format: str
@@ -285,6 +288,7 @@ class Model:
     metadata: dict[str, str] = field(default_factory=dict)
     producer: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.reindex()

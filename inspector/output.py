@@ -1,9 +1,10 @@
-"""Writing results: rich consoles, reporter selection, files written all-or-nothing.
+"""Writing results: rich consoles, reporter selection, rendering to stdout or a file.
 
 Commands render through :func:`emit`, so every command treats ``--format`` and ``-o``
 the same way: the reporter is chosen by name (or by the output file's suffix), the
-document is rendered in memory, and the file is replaced only once rendering succeeded,
-so a failed command leaves nothing half-written.
+document is rendered in memory, and only then written through
+:class:`~inspector.output_file.OutputFile` (atomically for regular files, in place for
+devices, FIFOs and sockets), so a failed command leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from inspector.errors import UsageError
+from inspector.output_file import OutputFile
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,53 +57,38 @@ def make_console(stream: TextIO | None = None, *, color: bool | None = None, wid
     )
 
 
-def choose_format(requested: str | None, output: str | None, plugins: "Plugins", schema: str, default: str) -> str:
+def choose_format(requested: str | None, output: "str | OutputFile | None", plugins: "Plugins", schema: str, default: str) -> str:
     """The reporter name for ``--format``/``-o``: explicit, else by suffix, else ``default``."""
+    suffix = output.suffix if isinstance(output, OutputFile) else (Path(output).suffix.lower() if output else "")
     reporters = [r for r in plugins.reporters() if schema in r.schemas]
     names = sorted({r.name for r in reporters})
     if requested:
         if requested not in names:
             raise UsageError(f"unknown --format {requested!r} (choose from: {', '.join(names)})")
         return requested
-    if output:
-        suffix = Path(output).suffix.lower()
+    if suffix:
         for reporter in reporters:
             if suffix and suffix in reporter.suffixes:
                 return reporter.name
     return default
 
 
-def emit(document: dict[str, Any], fmt: str, output: str | None, plugins: "Plugins", options: dict[str, Any]) -> None:
-    """Render ``document`` with the reporter ``fmt`` to stdout or, atomically, to ``output``."""
+def emit(document: dict[str, Any], fmt: str, output: OutputFile | None, plugins: "Plugins", options: dict[str, Any]) -> None:
+    """Render ``document`` with the reporter ``fmt`` to stdout (``output`` None or ``-``)
+    or, once rendered whole, to ``output``."""
     reporter = plugins.reporter(fmt, document["schema"])
-    if output is None or output == "-":
+    if output is None or output.is_stdout:
         reporter.render(document, sys.stdout, options)
         sys.stdout.flush()
         return
     buffer = io.StringIO()
     reporter.render(document, buffer, {**options, "to_file": True})
-    write_text_atomic(Path(output), buffer.getvalue())
+    output.write_text(buffer.getvalue())
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"{path}: cannot write: folder {folder} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def prepare_output(given: str | None, inputs=(), option: str = "-o") -> OutputFile | None:
+    """The checked :class:`OutputFile` for an optional ``-o`` value (None when not given)."""
+    return None if given is None else OutputFile.prepare(given, option, inputs)
 
 
 def json_safe(value: Any) -> Any:

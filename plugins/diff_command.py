@@ -16,7 +16,7 @@ import fnmatch
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
 from inspector.diff import OK, diff_models
 from inspector.hookspecs import hookimpl
-from inspector.output import choose_format, emit
+from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Subcommand
 from inspector.report import SCHEMA, build_document
 
@@ -35,12 +35,15 @@ def configure_parser(parser) -> None:
 
 
 def run(args, plugins) -> int:
-    fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
+    output = prepare_output(args.output, inputs=[args.source, args.target])
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     source, target = plugins.load_pair(args.source, args.target)
+    if output is not None:
+        output.protect([*source.files, *target.files])
     result = diff_models(plugins, source, target, rtol=args.rtol, atol=args.atol)
     document = build_document(result, rtol=args.rtol, atol=args.atol)
     document["layers"] = select_layers(document["layers"], args.only_problems, args.layer)
-    emit(document, fmt, args.output, plugins, {"color": False if args.no_color else None})
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return EXIT_BY_VERDICT[result.verdict]
 
 

@@ -58,16 +58,15 @@ branch conv (the kxk one).
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from inspector.diff import diff_models
 from inspector.errors import InputError, UsageError
 from inspector.hookspecs import hookimpl
 from inspector.ir import Model
-from inspector.output import choose_format, document_header, emit
+from inspector.output_file import OutputFile
+from inspector.output import choose_format, document_header, emit, prepare_output
 from inspector.records import Reporter, Subcommand
 from inspector.transforms import SourceIndex
 from plugins.fuse.against import adopt_export_eps, against_entry, all_ok
@@ -94,11 +93,12 @@ def configure_parser(parser) -> None:
 
 
 def run(args, plugins) -> int:
-    _check_outputs(args)
-    if args.output:
-        weight_format(args.output)
-    fmt = choose_format(args.format, args.report, plugins, SCHEMA, default="table")
+    weights, report = _prepare_outputs(args)
+    fmt = choose_format(args.format, report, plugins, SCHEMA, default="table")
     model = plugins.load_model(args.model)
+    for output in (weights, report):
+        if output is not None:
+            output.protect(model.files)
     if model.format == "onnx":
         raise InputError(args.model, "is an ONNX model; fuse reads the PyTorch model (give the export with --against)")
     index = SourceIndex(model)
@@ -110,6 +110,9 @@ def run(args, plugins) -> int:
         target = plugins.load_model(args.against)
         if target.format != "onnx":
             raise InputError(args.against, f"is not an ONNX model ({target.format}); --against takes the export")
+        for output in (weights, report):
+            if output is not None:
+                output.protect(target.files)
         result = diff_models(plugins, model, target)
         groups = adopt_export_eps(groups, result, target, index, transforms)
     listed = [group for group in groups if group.matches(args.layer)] if args.layer else groups
@@ -118,12 +121,12 @@ def run(args, plugins) -> int:
     against = against_entry(result, listed) if result is not None else None
 
     written = None
-    if args.output:
+    if weights is not None:
         state = fused_state_dict(model, groups)
-        written = {"path": args.output, "format": write_weights(args.output, state), "tensors": len(state)}
+        written = {"path": args.output, "format": write_weights(weights, state), "tensors": len(state)}
 
     document = build_document(model, listed, written, against)
-    emit(document, fmt, args.report, plugins, {"color": False if args.no_color else None})
+    emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
     return 0 if against is None or all_ok(against) else 1
 
 
@@ -168,33 +171,19 @@ def _pair(value: tuple[float, float] | None) -> list[float] | None:
     return None if value is None else [float(value[0]), float(value[1])]
 
 
-def _check_outputs(args) -> None:
-    """Usage errors, before any work, for an output that cannot be written or would
-    replace an input or the other output."""
-    inputs = {"the model": args.model, "--against": args.against}
-    outputs = {"-o": args.output, "--report": None if args.report == "-" else args.report}
-    for option, output in outputs.items():
-        if not output:
-            continue
-        folder = Path(output).parent
-        if Path(output).is_dir():
-            raise UsageError(f"{option} {output} is a directory")
-        if not folder.is_dir():
-            raise UsageError(f"{option} {output}: folder {folder} does not exist")
-        for what, given in inputs.items():
-            if given and _same_file(output, given):
-                raise UsageError(f"{option} {output} is {what}: refusing to overwrite an input")
-    if outputs["-o"] and outputs["--report"] and _same_file(outputs["-o"], outputs["--report"]):
+def _prepare_outputs(args) -> tuple[OutputFile | None, OutputFile | None]:
+    """The weights file (``-o``) and the report (``--report``), checked before any work:
+    usable paths, not an input, not each other."""
+    inputs = [args.model, args.against]
+    weights = prepare_output(args.output, inputs=inputs, option="-o")
+    if weights is not None:
+        weight_format(weights)
+    report = prepare_output(args.report, inputs=inputs, option="--report")
+    if weights is not None and weights.is_stdout:
+        raise UsageError("-o -: the weights are binary; give them a file")
+    if weights is not None and report is not None and weights.same_destination(report):
         raise UsageError(f"-o and --report name the same file: {args.output}")
-
-
-def _same_file(first: str, second: str) -> bool:
-    try:
-        if os.path.exists(first) and os.path.exists(second):
-            return os.path.samefile(first, second)
-    except OSError:
-        pass
-    return Path(first).resolve() == Path(second).resolve()
+    return weights, report
 
 
 @hookimpl

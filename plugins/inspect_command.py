@@ -30,6 +30,7 @@ from inspector.output import (
     fmt_count,
     fmt_float,
     make_console,
+    prepare_output,
 )
 from inspector.records import Reporter, Subcommand
 
@@ -45,10 +46,13 @@ def configure_parser(parser) -> None:
 
 
 def run(args, plugins) -> int:
-    fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
+    output = prepare_output(args.output, inputs=[args.model])
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     model = plugins.load_model(args.model)
+    if output is not None:
+        output.protect(model.files)
     document = build_document(model, include_all=args.all, globs=args.layer)
-    emit(document, fmt, args.output, plugins, {"color": False if args.no_color else None})
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return 0
 
 

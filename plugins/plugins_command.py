@@ -15,7 +15,7 @@ from typing import Any
 
 from inspector.hookspecs import hookimpl
 from inspector.manager import DISABLE_AUTOLOAD_ENV
-from inspector.output import choose_format, document_header, emit, make_console
+from inspector.output import choose_format, document_header, emit, make_console, prepare_output
 from inspector.records import Reporter, Subcommand
 
 SCHEMA = "graphinspect/plugins@1"
@@ -27,11 +27,12 @@ def configure_parser(parser) -> None:
 
 
 def run(args, plugins) -> int:
-    fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
+    output = prepare_output(args.output)
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     document = document_header(SCHEMA)
     document["autoload"] = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     document["plugins"] = plugins.describe()
-    emit(document, fmt, args.output, plugins, {"color": False if args.no_color else None})
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return 0
 
 

@@ -17,8 +17,8 @@ Written as:
   each tensor's raw little-endian bytes, in header order, offsets counted from the end
   of the header.
 
-Both are written through :func:`inspector.output.write_bytes_atomic`: a failure leaves
-nothing behind.
+Both are written through :class:`inspector.output_file.OutputFile`: atomically for a
+regular file (a failure leaves nothing behind), in place for a device or FIFO.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ import io
 import json
 import struct
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from inspector.errors import UsageError
 from inspector.ir import Model
-from inspector.output import write_bytes_atomic
+from inspector.output_file import OutputFile
 from plugins.fuse.groups import FusedGroup
 
 WEIGHT_FORMATS = {".pt": "pytorch-state-dict", ".pth": "pytorch-state-dict", ".safetensors": "safetensors"}
@@ -49,11 +48,14 @@ SAFETENSORS_DTYPES = {
 }
 
 
-def weight_format(path: str) -> str:
-    """The format ``-o path`` asks for; a usage error for any other suffix."""
-    suffix = Path(path).suffix.lower()
+def weight_format(output: OutputFile) -> str:
+    """The format the weights file's suffix asks for (a device or FIFO without one gets
+    a torch.save file); a usage error for any other suffix."""
+    suffix = output.suffix
+    if not suffix and output.is_stream:
+        return "pytorch-state-dict"
     if suffix not in WEIGHT_FORMATS:
-        raise UsageError(f"-o {path}: unknown weights suffix {suffix or '(none)'!r} (use .pt, .pth or .safetensors)")
+        raise UsageError(f"{output.option} {output.given}: unknown weights suffix {suffix or '(none)'!r} (use .pt, .pth or .safetensors)")
     return WEIGHT_FORMATS[suffix]
 
 
@@ -77,11 +79,11 @@ def fused_state_dict(model: Model, groups: list[FusedGroup]) -> dict[str, np.nda
     return state
 
 
-def write_weights(path: str, state: dict[str, np.ndarray]) -> str:
-    """Write ``state`` to ``path`` in the format its suffix names; returns that format."""
-    fmt = weight_format(path)
+def write_weights(output: OutputFile, state: dict[str, np.ndarray]) -> str:
+    """Write ``state`` to ``output`` in the format its suffix names; returns that format."""
+    fmt = weight_format(output)
     data = safetensors_bytes(state) if fmt == "safetensors" else torch_save_bytes(state)
-    write_bytes_atomic(Path(path), data)
+    output.write(data)
     return fmt
 
 

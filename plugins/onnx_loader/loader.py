@@ -47,6 +47,7 @@ def _model(path: Path, model_proto: "ModelProto") -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
     layers = LayerBuilder(path, graph, _import_graph(model_proto), external).build()
+    data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = {tensor.name for tensor in graph.initializer}
     return Model(
         format=FORMAT,
@@ -57,6 +58,7 @@ def _model(path: Path, model_proto: "ModelProto") -> Model:
         metadata={entry.key: entry.value for entry in model_proto.metadata_props},
         producer=f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
         details=_details(model_proto, bool(external)),
+        files=data_files,
     )
 
 

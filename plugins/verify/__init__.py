@@ -56,7 +56,7 @@ from typing import Any
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative, positive
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
-from inspector.output import choose_format, emit
+from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
 
 from plugins.verify.metrics import ERROR_STATS
@@ -102,8 +102,12 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     from plugins.verify.report import build_document
     from plugins.verify.runners import build_torch_runner, onnx_session, run_session
 
-    fmt = choose_format(args.format, args.output, plugins, SCHEMA, default="table")
+    factory_file = args.model.rpartition(":")[0] if args.model and ".py:" in args.model else None
+    output = prepare_output(args.output, inputs=[args.source, args.target, args.image, args.input, factory_file])
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     source, target = plugins.load_pair(args.source, args.target)
+    if output is not None:
+        output.protect([*source.files, *target.files])
     if target.format != "onnx":
         raise UsageError(f"verify compares a PyTorch model with an ONNX model; {args.target} is {target.format}")
     if source.format == "onnx":
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     lints += output_lints
 
     document = build_document(source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent)
-    emit(document, fmt, args.output, plugins, {"color": False if args.no_color else None})
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return EXIT_BY_VERDICT[document["verdict"]]
 
 
