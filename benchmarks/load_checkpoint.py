@@ -9,7 +9,7 @@ Then, in one process, best of ``--repeat`` runs:
 
 - baseline: ``torch.load(path, weights_only=False)`` with the package importable (what
   Ultralytics itself does; it runs the pickle's code, which graphinspect never does);
-- graphinspect: ``plugins.torch_loader.load_torch_save(path)`` with the package removed
+- graphinspect: ``plugins.loaders.torch.load_torch_save(path)`` with the package removed
   from ``sys.modules`` and ``sys.path``, so every class is a stand-in.
 
 It prints both times and the ratio. Run from the repository root:
@@ -168,7 +168,7 @@ def main() -> None:
     import torch
 
     torch_import = time.perf_counter() - start
-    from plugins.torch_loader import load_torch_save
+    from plugins.loaders.torch import load_torch_save
 
     with tempfile.TemporaryDirectory() as temp:
         path, params, modules = build_checkpoint(Path(temp), args.width)

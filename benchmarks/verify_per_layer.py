@@ -7,7 +7,7 @@ one process, best of ``--repeat`` interleaved rounds on one 1x3xHxW input:
 
 - baseline: one PyTorch forward plus one ONNX Runtime run of a session created
   beforehand (what ``verify`` without ``--per-layer`` runs);
-- per-layer: :func:`plugins.verify.per_layer.compare_layers`, all ``--per-layer`` runs:
+- per-layer: :func:`plugins.commands.verify.per_layer.compare_layers`, all ``--per-layer`` runs:
   the model bytes with every matched tensor as an extra output, that session's creation,
   its one run (which also gives the model's outputs), the one hooked PyTorch forward and
   the comparisons; and the same with the extra session created beforehand, as the
@@ -59,8 +59,8 @@ def main() -> None:
 
     from inspector.diff import diff_models
     from inspector.manager import get_plugin_manager
-    from plugins.verify.per_layer import compare_layers, extra_outputs_model, plan_layers
-    from plugins.verify.runners import build_torch_runner, onnx_session, run_session
+    from plugins.commands.verify.per_layer import compare_layers, extra_outputs_model, plan_layers
+    from plugins.commands.verify.runners import build_torch_runner, onnx_session, run_session
     from samples import lookalikes
 
     with tempfile.TemporaryDirectory() as folder:

@@ -1,7 +1,7 @@
 """Building the plugin manager, and the typed facade the rest of the core uses.
 
 :func:`get_plugin_manager` registers, in this order: the hook specifications, the
-built-in plugins (:data:`BUILTIN_PLUGINS`, the one list of them), the plugins named in
+built-in plugins (listed by kind in the ``plugins`` package), the plugins named in
 ``GRAPHINSPECT_PLUGINS`` (comma-separated module names), then every entry point of the
 group ``graphinspect`` (unless ``GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD`` is set), and
 finally checks that every hook implementation matches a specification.
@@ -32,27 +32,6 @@ if TYPE_CHECKING:
     from inspector.ir import Model
     from inspector.records import Check, ModelLoader, Reporter, Subcommand
     from inspector.transforms import Transform
-
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "plugins.torch_loader",
-    "plugins.onnx_loader",
-    "plugins.inspect_command",
-    "plugins.plugins_command",
-    "plugins.json_report",
-    "plugins.diff_command",
-    "plugins.identity",
-    "plugins.fold_batchnorm",
-    "plugins.merge_branches",
-    "plugins.linear_layouts",
-    "plugins.split_qkv",
-    "plugins.findings",
-    "plugins.table_report",
-    "plugins.markdown_report",
-    "plugins.html_report",
-    "plugins.fuse_command",
-    "plugins.verify",
-)
-"""Module names of the built-in plugins, registered like any third-party plugin."""
 
 ENTRY_POINT_GROUP = PROJECT_NAME
 DISABLE_AUTOLOAD_ENV = "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD"
@@ -99,7 +78,7 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     registry = _Registry()
-    for module_name in BUILTIN_PLUGINS:
+    for module_name in builtin_plugins():
         module = importlib.import_module(module_name)
         pm.register(module, name=module_name)
         registry.origins[module_name] = PluginOrigin(module_name, "builtin", PROJECT_NAME, __version__)
@@ -117,6 +96,12 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
         _load_entry_points(pm, registry, warn)
     pm.check_pending()
     return Plugins(pm, registry)
+
+
+def builtin_plugins() -> tuple[str, ...]:
+    """Module names of the built-in plugins, in registration order (the map and the lists
+    are in the ``plugins`` package)."""
+    return importlib.import_module("plugins").BUILTIN_PLUGINS
 
 
 def _load_entry_points(pm: pluggy.PluginManager, registry: _Registry, warn) -> None:

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inspector import ir
 from inspector.errors import InputError
-from plugins.onnx_loader import graphinspect_loaders, load_onnx, looks_like_onnx
-from plugins.onnx_loader.hints import legacy_scope
+from plugins.loaders.onnx import graphinspect_loaders, load_onnx, looks_like_onnx
+from plugins.loaders.onnx.hints import legacy_scope
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from conftest import FAKE_SITE, run_cli
-from inspector.manager import BUILTIN_PLUGINS, get_plugin_manager
+from inspector.manager import get_plugin_manager
+from plugins import BUILTIN_PLUGINS
 
 SITE_ENV = {"PYTHONPATH": str(FAKE_SITE), "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": ""}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins import html_report, markdown_report, table_report
+from plugins.reports import html as html_report, markdown as markdown_report, table as table_report
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE_GOLDEN = os.environ.get("GRAPHINSPECT_UPDATE_GOLDEN") == "1"

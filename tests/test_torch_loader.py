@@ -27,8 +27,8 @@ from inspector import PROJECT_NAME, hookspecs, ir
 from inspector.errors import InputError
 from inspector.manager import Plugins
 
-import plugins.torch_loader as torch_loader
-from plugins.torch_loader import (
+import plugins.loaders.torch as torch_loader
+from plugins.loaders.torch import (
     load,
     load_safetensors,
     load_torch_export,
@@ -38,7 +38,7 @@ from plugins.torch_loader import (
     sniff_torch_save,
     sniff_torchscript,
 )
-from plugins.torch_loader.safetensors import sniff_safetensors
+from plugins.loaders.torch.safetensors import sniff_safetensors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -404,7 +404,7 @@ def test_safetensors_without_torch_including_bf16_and_metadata(tmp_path):
     assert_values_equal(model, tensors)
     # The reader itself needs neither torch nor the safetensors package.
     code = (
-        "import sys; from plugins.torch_loader import load_safetensors; "
+        "import sys; from plugins.loaders.torch import load_safetensors; "
         f"m = load_safetensors({str(path)!r}); [p.array() for _, p in m.params()]; "
         "assert 'torch' not in sys.modules and 'safetensors' not in sys.modules, 'imported'"
     )
@@ -412,7 +412,7 @@ def test_safetensors_without_torch_including_bf16_and_metadata(tmp_path):
 
 
 def test_import_does_not_import_torch():
-    code = "import sys, plugins.torch_loader; assert 'torch' not in sys.modules"
+    code = "import sys, plugins.loaders.torch; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 

@@ -113,7 +113,7 @@ def test_per_layer_runs_each_framework_once(cli, stem, monkeypatch):
     Runtime run (the intermediate tensors fit one chunk)."""
     import onnxruntime
 
-    from plugins.verify.runners import TorchRunner
+    from plugins.commands.verify.runners import TorchRunner
 
     calls = {"torch": 0, "onnx": 0}
     forward, run = TorchRunner.forward, onnxruntime.InferenceSession.run
@@ -221,7 +221,7 @@ def test_input_normalised_twice_is_flagged(cli, tmp_path):
 def test_preprocess_image_stretch_and_letterbox_by_hand():
     from PIL import Image
 
-    from plugins.verify.inputs import preprocess_image
+    from plugins.commands.verify.inputs import preprocess_image
 
     colour = (10, 20, 30)
     image = Image.new("RGB", (40, 20), colour)  # 40 wide, 20 high
@@ -342,7 +342,7 @@ def test_torch_export_program_runs_and_hooks(cli, stem, tmp_path):
 
 
 def test_rows_permuted_among_ties_are_the_same():
-    from plugins.verify.metrics import Tolerances, compare_output
+    from plugins.commands.verify.metrics import Tolerances, compare_output
 
     expected = np.array([[[0, 0, 10, 10, 0.9, 1], [5, 5, 20, 20, 0.5, 2], [1, 2, 3, 4, 0.5, 0], [7, 7, 9, 9, 0.1, 3]]], dtype=np.float32)
     actual = expected[:, [0, 2, 1, 3]] + np.float32(1e-7)
@@ -357,7 +357,7 @@ def test_rows_permuted_among_ties_are_the_same():
 
 
 def test_class_agreement_counts_ties_as_agreeing():
-    from plugins.verify.metrics import Tolerances, class_agreement
+    from plugins.commands.verify.metrics import Tolerances, class_agreement
 
     expected = np.array([[0.1, 0.7, 0.7, 0.2, 0.0, 0.3, 0.05], [0.9, 0.1, 0.0, 0.2, 0.3, 0.4, 0.5]])
     actual = expected.copy()
