@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from inspector.diff import Tolerance
+from inspector.results import Tolerance
 
 SMALL_FRACTION = 0.01
 """Elements below this fraction of a tensor's scale are compared at that fraction: a
@@ -51,7 +51,7 @@ def default_tolerance(dtypes: Iterable[str]) -> Tolerance:
 
 @dataclass(slots=True)
 class Comparison:
-    """One target tensor against its expected values (see :class:`~inspector.diff.ParamDiff`)."""
+    """One target tensor against its expected values (see :class:`~inspector.results.ParamDiff`)."""
 
     ok: bool
     max_abs_err: float

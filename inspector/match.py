@@ -30,7 +30,7 @@ import numpy as np
 
 from inspector import ir
 from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
-from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
+from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.ir import Layer, Model
 from inspector.records import Finding
 from inspector.targets import prepare_targets

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TextIO
 
 if TYPE_CHECKING:
     from inspector.ir import Model
     from inspector.manager import Plugins
+    from inspector.results import DiffResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,8 @@ class Finding:
 @dataclass(frozen=True, slots=True)
 class Check:
     """A whole-diff check: ``run(result)`` looks at a finished
-    :class:`~inspector.diff.DiffResult` and yields :class:`Finding` records."""
+    :class:`~inspector.results.DiffResult` and yields :class:`Finding` records."""
 
     name: str
     description: str
-    run: Callable[[Any], Any]
+    run: Callable[["DiffResult"], Iterable[Finding]]

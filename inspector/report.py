@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspector.diff import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
 from inspector.ir import Model
 from inspector.output import document_header
 

@@ -161,7 +161,7 @@ def check_golden(name: str, rendered: str) -> None:
 
 def test_fixture_has_the_fields_build_document_writes():
     """The hand-built document keeps in step with :func:`inspector.report.build_document`."""
-    from inspector.diff import DiffResult, LayerDiff, ParamDiff
+    from inspector.results import DiffResult, LayerDiff, ParamDiff
     from inspector.ir import Model
     from inspector.records import Finding
     from inspector.report import build_document

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from inspector.diff import MISMATCH, UNMATCHED, DiffResult
+from inspector.results import MISMATCH, UNMATCHED, DiffResult
 from inspector.hookspecs import hookimpl
 from inspector.records import Check, Finding
 

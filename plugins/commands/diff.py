@@ -14,7 +14,8 @@ from __future__ import annotations
 import fnmatch
 
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
-from inspector.diff import OK, diff_models
+from inspector.diff import diff_models
+from inspector.results import OK
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Subcommand

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspector.diff import MISMATCH, OK, DiffResult, LayerDiff
+from inspector.results import MISMATCH, OK, DiffResult, LayerDiff
 from inspector.ir import Model
 from inspector.transforms import SourceIndex, Transform
 from plugins.commands.fuse.groups import FusedGroup, fuse_group

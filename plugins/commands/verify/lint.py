@@ -28,7 +28,7 @@ from inspector.errors import InputError
 from inspector.ir import CONV, Model
 
 if TYPE_CHECKING:
-    from inspector.diff import DiffResult
+    from inspector.results import DiffResult
 
     from plugins.commands.verify.inputs import InputTensor
 

@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector import ir
-from inspector.diff import UNMATCHED, LayerDiff
+from inspector.results import UNMATCHED, LayerDiff
 from inspector.errors import UsageError
 
 from plugins.commands.verify.metrics import DIFFER, SAME, relative
 from plugins.commands.verify.runners import onnx_session, run_session
 
 if TYPE_CHECKING:
-    from inspector.diff import DiffResult
+    from inspector.results import DiffResult
     from inspector.ir import Model
 
     from plugins.commands.verify.runners import TorchRunner
