@@ -45,6 +45,14 @@ ELEMENTWISE = "elementwise"
 CONSTANT = "constant"
 OTHER = "other"
 
+WEIGHT_LAYOUT = "weight_layout"
+"""``Layer.attrs`` key of a LINEAR layer: how its 2-D "weight" is stored. :data:`OUT_IN`
+(the default) is PyTorch's ``nn.Linear`` layout, (out_features, in_features);
+:data:`IN_OUT` is its transpose, as ``x @ W`` needs it (an ONNX MatMul, a Gemm without
+transB). Loaders set it; the matcher and the transforms read it and nothing else."""
+OUT_IN = "out_in"
+IN_OUT = "in_out"
+
 
 @dataclass(frozen=True, slots=True)
 class ParamStats:

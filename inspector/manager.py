@@ -165,7 +165,7 @@ class Plugins:
     def reporter(self, name: str, schema: str) -> "Reporter":
         """The reporter called ``name`` that understands ``schema``."""
         for reporter in self.reporters():
-            if reporter.name == name and schema in reporter.schemas:
+            if reporter.name == name and reporter.renders(schema):
                 return reporter
         raise UsageError(f"no reporter {name!r} renders {schema} documents")
 

@@ -136,8 +136,8 @@ def _strip_call_suffix(part: str) -> str:
 def signature(layer: Layer) -> tuple[str, tuple[int, ...]] | None:
     """(kind family, weight shape in PyTorch layout) for alignment, or None.
 
-    A Gemm without transB and a MatMul store a Linear weight transposed; their shape is
-    turned back so it equals the PyTorch module's.
+    A Linear weight stored (in, out) (:data:`~inspector.ir.WEIGHT_LAYOUT`) is turned back
+    so its shape equals the PyTorch module's.
     """
     if layer.kind not in PRIMARY_KINDS:
         return None
@@ -145,10 +145,8 @@ def signature(layer: Layer) -> tuple[str, tuple[int, ...]] | None:
     if weight is None:
         return None
     shape = weight.shape
-    if layer.kind == ir.LINEAR and len(shape) == 2:
-        transposed = layer.op_type == "MatMul" or (layer.op_type == "Gemm" and not layer.attrs.get("transB", 0))
-        if transposed:
-            shape = shape[::-1]
+    if layer.kind == ir.LINEAR and len(shape) == 2 and layer.attrs.get(ir.WEIGHT_LAYOUT) == ir.IN_OUT:
+        shape = shape[::-1]
     return layer.kind, tuple(shape)
 
 
@@ -217,6 +215,8 @@ class Matcher:
 
     def run(self) -> DiffResult:
         result = DiffResult(self.source_model, self.target_model)
+        result.transform_phrases = {t.name: t.phrase or t.name for t in self.transforms}
+        result.transform_explains = {t.name: t.explains for t in self.transforms if t.explains}
         used: set[str] = set()
         for layer in self._targets:
             diff = self.explain(layer, must_explain=True)
@@ -389,6 +389,7 @@ class Matcher:
             matched_by=attempt.matched_by,
             note=attempt.reproduction.note,
             variant=attempt.candidate.variant,
+            facts=dict(attempt.reproduction.facts),
         )
         for role, (comparison, tolerance) in attempt.comparisons.items():
             target_param = target.params.get(role)

@@ -60,7 +60,7 @@ def make_console(stream: TextIO | None = None, *, color: bool | None = None, wid
 def choose_format(requested: str | None, output: "str | OutputFile | None", plugins: "Plugins", schema: str, default: str) -> str:
     """The reporter name for ``--format``/``-o``: explicit, else by suffix, else ``default``."""
     suffix = output.suffix if isinstance(output, OutputFile) else (Path(output).suffix.lower() if output else "")
-    reporters = [r for r in plugins.reporters() if schema in r.schemas]
+    reporters = [r for r in plugins.reporters() if r.renders(schema)]
     names = sorted({r.name for r in reporters})
     if requested:
         if requested not in names:

@@ -9,6 +9,7 @@ them from functions, bound methods or objects as it likes.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TextIO
@@ -63,8 +64,9 @@ class Reporter:
     ``render(document, stream, options)`` writes to a text stream; ``options`` holds the
     command's presentation settings (``color``, ``width``, ``only_problems``, ...), which a
     reporter reads with ``options.get`` and may ignore. ``schemas`` lists the document
-    schemas it understands (``"graphinspect/diff@1"``); ``suffixes`` the file endings
-    that select it for ``-o FILE`` when no ``--format`` is given.
+    schemas it understands, as names or shell-style patterns (``"graphinspect/diff@1"``,
+    ``"graphinspect/*"`` for every document); ``suffixes`` the file endings that select
+    it for ``-o FILE`` when no ``--format`` is given.
     """
 
     name: str
@@ -72,6 +74,10 @@ class Reporter:
     schemas: tuple[str, ...]
     render: Callable[[dict[str, Any], TextIO, dict[str, Any]], None]
     suffixes: tuple[str, ...] = ()
+
+    def renders(self, schema: str) -> bool:
+        """Whether this reporter understands documents of ``schema``."""
+        return any(fnmatch.fnmatchcase(schema, pattern) for pattern in self.schemas)
 
 
 @dataclass(frozen=True, slots=True)

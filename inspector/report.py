@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.results import DIFFERS, FAITHFUL, MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
 from inspector.ir import Model
 from inspector.output import document_header
 
@@ -70,7 +70,7 @@ def build_document(result: DiffResult, rtol: float | None = None, atol: float | 
         "max_rel_err": max(errors) if errors else None,
         "text": summary_text(result),
     }
-    document["layers"] = [_layer_entry(layer) for layer in result.layers]
+    document["layers"] = [layer_entry(layer) for layer in result.layers]
     document["unmatched_source"] = list(result.unmatched_source)
     document["findings"] = [
         {"severity": f.severity, "code": f.code, "message": f.message, "layer": f.layer} for f in result.findings
@@ -87,7 +87,8 @@ def _model_entry(model: Model) -> dict[str, Any]:
     }
 
 
-def _layer_entry(layer: LayerDiff) -> dict[str, Any]:
+def layer_entry(layer: LayerDiff) -> dict[str, Any]:
+    """One entry of the document's ``layers`` (see the module docstring)."""
     return {
         "target": layer.target,
         "op": layer.op,
@@ -122,15 +123,6 @@ def _pair(value: tuple[float, float] | None) -> list[float] | None:
 
 # ----------------------------------------------------------------------------- in words
 
-_TRANSFORM_PHRASES = {
-    "identity": "unchanged",
-    "fold_batchnorm": "Conv/Linear + BatchNorm folded",
-    "merge_branches": "RepConv/RepVGG branches merged",
-    "transpose": "Linear stored transposed",
-    "split_qkv": "attention q/k/v slices",
-    "cast": "cast to another dtype",
-}
-
 
 def summary_text(result: DiffResult) -> str:
     """The verdict in words: what was matched and how, what was not, and where."""
@@ -142,14 +134,14 @@ def summary_text(result: DiffResult) -> str:
             counts[layer.transform] = counts.get(layer.transform, 0) + 1
     for op, counts in by_op.items():
         total = sum(counts.values())
-        parts = [f"{count} {_TRANSFORM_PHRASES.get(name, name)}" for name, count in sorted(counts.items(), key=lambda item: -item[1])]
+        parts = [f"{count} {result.transform_phrases.get(name, name)}" for name, count in sorted(counts.items(), key=lambda item: -item[1])]
         sentences.append(f"{total} {op} layer{'s' if total != 1 else ''}: {', '.join(parts)}.")
     errors = [p.max_rel_err for layer in result.layers if layer.status == OK for p in layer.params if p.max_rel_err is not None]
     if errors:
         sentences.append(f"Every matched parameter re-computed within {max(errors):.1e} relative to its scale.")
     mismatched = [layer for layer in result.layers if layer.status == MISMATCH]
     for layer in mismatched[:5]:
-        sentences.append(_describe_mismatch(layer))
+        sentences.append(describe_mismatch(layer_entry(layer)) + ".")
     if len(mismatched) > 5:
         sentences.append(f"... and {len(mismatched) - 5} more layers differ.")
     unmatched = [layer for layer in result.layers if layer.status == UNMATCHED]
@@ -163,35 +155,50 @@ def summary_text(result: DiffResult) -> str:
     return " ".join(sentences)
 
 
-def _describe_mismatch(layer: LayerDiff) -> str:
-    bad = [param for param in layer.params if param.status == MISMATCH]
+LISTED_IN_WORDS = 5
+"""Bad output channels named in a mismatch sentence; the rest are counted."""
+
+
+def describe_mismatch(layer: dict[str, Any]) -> str:
+    """One mismatched layer of the document in words (no final full stop), the one
+    wording every report and finding uses::
+
+        /model.1/conv/Conv (Conv, from model.1.conv + model.1.bn via fold_batchnorm):
+        weight differs by up to 0.00195 (0.86% of its scale) in output channel 17
+    """
     parts = []
-    for param in bad:
+    for param in layer["params"]:
+        if param.get("status") != MISMATCH:
+            continue
         where = ""
-        if param.bad_channel_count:
-            shown = ", ".join(str(c) for c in param.bad_channels[:5])
-            more = f" and {param.bad_channel_count - 5} more" if param.bad_channel_count > 5 else ""
-            where = f" in output channel{'s' if param.bad_channel_count != 1 else ''} {shown}{more}"
-        parts.append(f"{param.name} differs by up to {param.max_abs_err:.3g} ({param.max_rel_err:.2%} of its scale){where}")
-    sources = " + ".join(layer.sources) or "?"
-    return f"{layer.target} ({layer.op}, from {sources} via {layer.transform}): {'; '.join(parts)}."
+        count = param.get("bad_channel_count") or 0
+        if count:
+            shown = ", ".join(str(c) for c in list(param.get("bad_channels") or [])[:LISTED_IN_WORDS])
+            more = f" and {count - LISTED_IN_WORDS} more" if count > LISTED_IN_WORDS else ""
+            where = f" in output channel{'s' if count != 1 else ''} {shown}{more}"
+        parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
+                     f"({_percent(param.get('max_rel_err'))} of its scale){where}")
+    sources = " + ".join(layer["sources"]) or "?"
+    return f"{layer['target']} ({layer['op']}, from {sources} via {layer['transform']}): {'; '.join(parts)}"
+
+
+def _number(value: float | None) -> str:
+    return "an unknown amount" if value is None else f"{value:.3g}"
+
+
+def _percent(value: float | None) -> str:
+    if value is None or value != value or value == float("inf"):
+        return "all"
+    return f"{value:.2%}"
 
 
 def _verdict_sentence(result: DiffResult) -> str:
     verdict = result.verdict
-    if verdict == "faithful":
-        folded = result.by_transform()
-        reasons = []
-        if folded.get("fold_batchnorm"):
-            reasons.append("BatchNorm was folded into the layers before it")
-        if folded.get("merge_branches"):
-            reasons.append("re-parameterised branches were merged")
-        if folded.get("transpose") or folded.get("split_qkv"):
-            reasons.append("Linear weights are stored transposed or split")
-        if folded.get("cast"):
-            reasons.append("some tensors changed dtype")
+    if verdict == FAITHFUL:
+        reasons = [result.transform_explains[name] for name in result.by_transform() if name in result.transform_explains]
+        reasons = list(dict.fromkeys(reasons))
         why = f": the value ranges differ because {', '.join(reasons)}" if reasons else ""
         return f"The export is faithful{why}."
-    if verdict == "differs":
+    if verdict == DIFFERS:
         return "The export differs from the PyTorch model: the layers above hold values no known transform explains."
     return "The diff is incomplete: some ONNX parameters could not be explained."

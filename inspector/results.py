@@ -69,8 +69,9 @@ class LayerDiff:
 
     ``sources`` are PyTorch module paths; ``transform`` the name of the transform that
     explains it (None when unmatched); ``matched_by`` how the source was found ("name",
-    "scope", "alignment", "search"); ``note`` a short fact from the transform; ``reasons``
-    why candidates were rejected, for an unmatched layer.
+    "scope", "alignment", "search"); ``note`` a short fact from the transform and
+    ``facts`` the same as values (:attr:`~inspector.transforms.Reproduction.facts`);
+    ``reasons`` why candidates were rejected, for an unmatched layer.
     """
 
     target: str
@@ -84,6 +85,7 @@ class LayerDiff:
     note: str = ""
     variant: str = ""
     reasons: list[str] = field(default_factory=list)
+    facts: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -96,6 +98,10 @@ class DiffResult:
     unmatched_source: list[str] = field(default_factory=list)
     findings: "list[Finding]" = field(default_factory=list)
     untraced_constants: list[str] = field(default_factory=list)
+    transform_phrases: dict[str, str] = field(default_factory=dict)
+    """Transform name -> its ``phrase`` (see :class:`~inspector.transforms.Transform`)."""
+    transform_explains: dict[str, str] = field(default_factory=dict)
+    """Transform name -> its ``explains`` sentence part; absent when it changes no value."""
 
     def count(self, status: str) -> int:
         return sum(1 for layer in self.layers if layer.status == status)

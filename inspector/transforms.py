@@ -76,12 +76,20 @@ class Reproduction:
     ``origins``: role -> the source :class:`~inspector.ir.Param` it chiefly comes from.
     ``channel_axes``: role -> output-channel axis in the target layout (default 0).
     ``note``: a short fact worth showing ("eps 1e-3 from the module", "slice k").
+    ``facts``: the same facts as values, for checks and reports to read without parsing
+    the note: ``{"eps": 1e-3, "eps_guessed": False}``. Keys are the transform's own;
+    :data:`EPS_GUESSED` is shared by the BatchNorm transforms.
     """
 
     params: dict[str, np.ndarray]
     origins: dict[str, Param | None] = field(default_factory=dict)
     channel_axes: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+EPS_GUESSED = "eps_guessed"
+"""Fact: the BatchNorm eps was not recorded by the file and was found by trying values."""
 
 
 class Transform:
@@ -91,12 +99,19 @@ class Transform:
     ``target_kinds``: kinds of target layers it may explain (:mod:`inspector.ir` kinds);
     empty means any kind.
     ``order``: lower is tried first; the cheap, certain ones (identity) come first.
+    ``phrase``: what it did, counted in the summary ("5 Conv layers: 5 *Conv/Linear +
+    BatchNorm folded*"); the name when empty.
+    ``explains``: why it makes the values differ, for a faithful verdict ("the value
+    ranges differ because *BatchNorm was folded into the layers before it*"); empty for
+    a transform that changes no value.
     """
 
     name: str = ""
     description: str = ""
     target_kinds: frozenset[str] = frozenset()
     order: int = 100
+    phrase: str = ""
+    explains: str = ""
 
     def propose(self, target: Layer, anchor: str, source: "SourceIndex") -> Iterable[Candidate]:
         return ()

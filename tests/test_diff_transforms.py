@@ -407,9 +407,11 @@ def test_linear_on_3d_input_is_a_transposed_matmul(linear_files, exporter):
     matmul, gemm = result.layers
     assert matmul.note == "MatMul stores W^T"
     np.testing.assert_array_equal(stored(result, matmul, "weight"), model.fc3.weight.detach().numpy().T)
-    # The bias lives in the Add after the MatMul; the matcher joins it to the MatMul.
-    add = next(layer for layer in result.target.layers if layer.op_type == "Add" and layer.params)
-    assert param(matmul, "bias").target_tensor == next(iter(add.params.values())).tensor_name
+    # The bias lives in the Add after the MatMul; the ONNX loader joins it to the MatMul.
+    joined = result.target.layer(matmul.target)
+    assert joined.metadata["bias_node"] and not any(layer.name == joined.metadata["bias_node"] for layer in result.target.layers)
+    assert param(matmul, "bias").target_tensor == joined.params["bias"].tensor_name
+    assert joined.attrs["weight_layout"] == "in_out"
     np.testing.assert_array_equal(stored(result, matmul, "bias"), model.fc3.bias.detach().numpy())
     assert result.target.layer(gemm.target).attrs.get("transB") == 1
     np.testing.assert_array_equal(stored(result, gemm, "weight"), model.fc2.weight.detach().numpy())

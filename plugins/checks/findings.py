@@ -21,6 +21,8 @@ from typing import Iterable
 from inspector.results import MISMATCH, UNMATCHED, DiffResult
 from inspector.hookspecs import hookimpl
 from inspector.records import Check, Finding
+from inspector.report import describe_mismatch, layer_entry
+from inspector.transforms import EPS_GUESSED
 
 # Name parts of modules that only training uses (auxiliary heads, denoising queries,
 # losses, teachers): their absence from an export is expected.
@@ -30,22 +32,8 @@ LISTED = 8
 
 def mismatches(result: DiffResult) -> Iterable[Finding]:
     for layer in result.layers:
-        if layer.status != MISMATCH:
-            continue
-        for param in layer.params:
-            if param.status != MISMATCH:
-                continue
-            where = ""
-            if param.bad_channel_count:
-                shown = ", ".join(str(c) for c in param.bad_channels[:LISTED])
-                more = f" (+{param.bad_channel_count - LISTED} more)" if param.bad_channel_count > LISTED else ""
-                where = f" in output channel{'s' if param.bad_channel_count > 1 else ''} {shown}{more}"
-            yield Finding(
-                "error", "mismatch",
-                f"{param.name} of {layer.target} differs from {layer.transform}({' + '.join(layer.sources)}) by up to "
-                f"{param.max_abs_err:.3g} ({param.max_rel_err:.2%} of its scale){where}",
-                layer.target,
-            )
+        if layer.status == MISMATCH:
+            yield Finding("error", "mismatch", describe_mismatch(layer_entry(layer)), layer.target)
 
 
 def unmatched_targets(result: DiffResult) -> Iterable[Finding]:
@@ -79,8 +67,7 @@ def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:
 
 
 def guessed_eps(result: DiffResult) -> Iterable[Finding]:
-    guessed = [layer for layer in result.layers
-               if layer.transform in ("fold_batchnorm", "merge_branches") and "guessed" in layer.note]
+    guessed = [layer for layer in result.layers if layer.facts.get(EPS_GUESSED)]
     if guessed:
         values = sorted({layer.variant for layer in guessed})
         yield Finding(

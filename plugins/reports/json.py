@@ -11,13 +11,8 @@ from inspector.hookspecs import hookimpl
 from inspector.output import dump_json
 from inspector.records import Reporter
 
-SCHEMAS = (
-    "graphinspect/inspect@1",
-    "graphinspect/plugins@1",
-    "graphinspect/diff@1",
-    "graphinspect/fuse@1",
-    "graphinspect/verify@1",
-)
+SCHEMAS = ("graphinspect/*",)
+"""Every document of every command, built-in or a plugin's."""
 
 
 def render(document, stream, options) -> None:

@@ -8,8 +8,11 @@ Linear layouts. A ``torch.nn.Linear`` computes ``y = x W^T + b`` with ``W`` of s
 - ``Gemm(A=x, B, C)`` computing ``alpha * A op(B) + beta * C`` where ``op(B) = B^T`` if
   ``transB`` else ``B``: so ``B = W / alpha`` (transB=1) or ``B = W^T / alpha``
   (transB=0), and ``C = b / beta``;
-- ``MatMul(x, B)`` with ``B = W^T`` (in, out), plus an ``Add`` of ``b`` (the matcher
-  joins that Add's constant to the MatMul as its "bias").
+- ``MatMul(x, B)`` with ``B = W^T`` (in, out), plus an ``Add`` of ``b`` (the ONNX
+  loader joins that Add's constant to the MatMul as its "bias").
+
+Which layout a target uses is its ``attrs[WEIGHT_LAYOUT]``, set by the loader
+(:data:`inspector.ir.WEIGHT_LAYOUT`).
 
 Conv attributes. ONNX names them ``group``/``strides``/``dilations``/``kernel_shape``;
 PyTorch ``groups``/``stride``/``dilation``/``kernel_size``. A source whose attributes
@@ -20,18 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspector.ir import Layer
+from inspector.ir import IN_OUT, WEIGHT_LAYOUT, Layer
 
 
 def linear_is_transposed(target: Layer | None) -> bool:
     """Whether ``target`` stores a Linear weight as (in, out)."""
-    if target is None:
-        return False
-    if target.op_type == "MatMul":
-        return True
-    if target.op_type == "Gemm":
-        return not int(target.attrs.get("transB", 0))
-    return False
+    return target is not None and target.attrs.get(WEIGHT_LAYOUT) == IN_OUT
 
 
 def linear_to_target(weight: np.ndarray, bias: np.ndarray | None, target: Layer | None) -> tuple[np.ndarray, np.ndarray | None, int]:

@@ -19,6 +19,8 @@ class Cast(Identity):
     name = "cast"
     description = "Parameters cast to another dtype (fp16/bf16 checkpoint as fp32, or fp32 as fp16)."
     order = 15
+    phrase = "cast to another dtype"
+    explains = "some tensors changed dtype"
     changes_dtype = True
 
 

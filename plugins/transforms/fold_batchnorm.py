@@ -30,7 +30,7 @@ import numpy as np
 from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
-from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import EPS_GUESSED, Candidate, Reproduction, SourceIndex, Transform
 from plugins.transforms._layouts import conv_attrs_disagree, float64, linear_to_target
 
 FOLDABLE = (ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR)
@@ -129,6 +129,8 @@ class FoldBatchNorm(Transform):
     description = "Conv/ConvTranspose/Linear + BatchNorm folded into one layer."
     target_kinds = frozenset(FOLDABLE)
     order = 20
+    phrase = "Conv/Linear + BatchNorm folded"
+    explains = "BatchNorm was folded into the layers before it"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         for conv, bn in self._pairs_at(anchor, source):
@@ -190,13 +192,15 @@ class FoldBatchNorm(Transform):
         eps = float(candidate.get("eps"))
         weight, bias = self._fold(conv, bn, eps)
         origins = {"weight": conv.params["weight"], "bias": conv.params.get("bias") or bn.params.get("bias")}
-        note = f"eps {eps:g} " + ("from the module" if candidate.get("eps_known") else "(guessed: the file does not record it)")
+        known = bool(candidate.get("eps_known"))
+        note = f"eps {eps:g} " + ("from the module" if known else "(guessed: the file does not record it)")
+        facts = {"eps": eps, EPS_GUESSED: not known}
         if conv.kind == ir.LINEAR:
             expected_weight, expected_bias, axis = linear_to_target(weight, bias, target)
             return Reproduction({"weight": expected_weight, "bias": expected_bias}, origins,
-                                {"weight": axis, "bias": 0}, note)
+                                {"weight": axis, "bias": 0}, note, facts)
         axis = 1 if conv.kind == ir.CONV_TRANSPOSE else 0
-        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note)
+        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note, facts)
 
     @staticmethod
     def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ class Identity(Transform):
     name = "identity"
     description = "Parameters kept as they are (same values, dtype and layout)."
     order = 10
+    phrase = "unchanged"
     changes_dtype = False
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:

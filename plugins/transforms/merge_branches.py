@@ -31,7 +31,7 @@ import numpy as np
 from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
-from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import EPS_GUESSED, Candidate, Reproduction, SourceIndex, Transform
 from plugins.transforms.fold_batchnorm import GUESSED_EPS, batchnorm_after, bn_affine
 from plugins.transforms._layouts import conv_attrs_disagree, float64
 
@@ -103,6 +103,8 @@ class MergeBranches(Transform):
     description = "RepConv/RepVGG: 3x3 conv+BN, 1x1 conv+BN and an identity BN summed into one conv."
     target_kinds = frozenset({ir.CONV})
     order = 30
+    phrase = "RepConv/RepVGG branches merged"
+    explains = "re-parameterised branches were merged"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         # A module anchor is the block itself (an Ultralytics RepConv exported as
@@ -200,7 +202,8 @@ class MergeBranches(Transform):
             other = f", identity eps {identity_eps:g}" if identity and identity_eps != guessed else ""
             eps_note = f"eps {guessed:g}{other} (guessed: the file does not record it)"
         note = f"{len(convs)} branches" + (" + identity" if identity else "") + f" of {candidate.get('module')}; {eps_note}"
-        return Reproduction({"weight": weight_sum, "bias": bias_sum}, origins, {"weight": 0, "bias": 0}, note)
+        facts = {EPS_GUESSED: guessed is not None, "branches": len(convs), "identity": identity is not None}
+        return Reproduction({"weight": weight_sum, "bias": bias_sum}, origins, {"weight": 0, "bias": 0}, note, facts)
 
 
 def _bn_affine(bn: Layer, guessed_eps: float | None) -> tuple[np.ndarray, np.ndarray]:

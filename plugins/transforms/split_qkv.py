@@ -73,6 +73,8 @@ class SplitQKV(Transform):
     description = "nn.MultiheadAttention in_proj_weight/in_proj_bias cut into q/k/v projections."
     target_kinds = frozenset({ir.LINEAR, ir.ATTENTION})
     order = 40
+    phrase = "attention q/k/v slices"
+    explains = "Linear weights are stored transposed or split"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         for attention in attention_layers_at(anchor, source):

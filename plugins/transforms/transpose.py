@@ -40,6 +40,8 @@ class Transpose(Transform):
     description = "Linear exported as Gemm (transB 0/1, alpha/beta) or MatMul with a transposed initializer."
     target_kinds = frozenset({ir.LINEAR})
     order = 25
+    phrase = "Linear stored transposed"
+    explains = "Linear weights are stored transposed or split"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         for layer in linear_layers_at(anchor, source):

@@ -106,12 +106,8 @@ class LayerComparison:
 def plan_layers(diff: "DiffResult", runner: "TorchRunner", globs: list[str] | None) -> list[LayerComparison]:
     """One :class:`LayerComparison` per diffed layer (narrowed by ``globs``), with the
     ONNX tensor and PyTorch modules to compare, or the reason it cannot be compared."""
-    from inspector.targets import prepare_targets
-
     target = diff.target
-    explained, others = prepare_targets(target)
     output_of = {layer.name: layer.outputs[0] for layer in target.layers if layer.outputs}
-    output_of.update({layer.name: layer.outputs[0] for layer in [*explained, *others] if layer.outputs})
     kinds = {layer.name: layer.kind for layer in diff.source.layers}
     modules = runner.named_modules() if runner.hookable else {}
     plans = []

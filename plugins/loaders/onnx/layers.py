@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from inspector.ir import Layer, Param
+from inspector.ir import LINEAR, WEIGHT_LAYOUT, Layer, Param
 
-from . import hints, kinds
+from . import hints, kinds, linear
 from .tensors import ExternalSlice, dtype_name, summarize_tensor, tensor_reader
 
 if TYPE_CHECKING:
@@ -87,12 +87,15 @@ class LayerBuilder:
         outputs = [tensor.name for tensor in gs_node.outputs]
         metadata = {entry.key: entry.value for entry in proto.metadata_props} if proto is not None else {}
         attrs = {attr.name: plain_attribute(attr) for attr in proto.attribute} if proto is not None else {}
-        params, param_names = self._params_of(op_type, gs_node)
+        params, param_names, positions = self._params_of(op_type, gs_node)
         name = gs_node.name or f"{gs_node.op}_{position}"
         first_output = outputs[0] if outputs else ""
+        kind = kinds.layer_kind(op_type, set(params))
+        if kind == LINEAR:
+            attrs[WEIGHT_LAYOUT] = linear.weight_layout(op_type, attrs, positions.get("weight", 1))
         return Layer(
             name=name,
-            kind=kinds.layer_kind(op_type, set(params)),
+            kind=kind,
             op_type=op_type,
             attrs=attrs,
             params=params,
@@ -104,10 +107,11 @@ class LayerBuilder:
 
     # ----------------------------------------------------------------- params
 
-    def _params_of(self, op_type: str, gs_node: Any) -> tuple[dict[str, Param], list[str]]:
-        """The node's params by role, and the tensor names they go by (for hints)."""
+    def _params_of(self, op_type: str, gs_node: Any) -> tuple[dict[str, Param], list[str], dict[str, int]]:
+        """The node's params by role, the tensor names they go by (for hints), and the
+        input position of each role."""
         if op_type in ("Identity", "Constant"):
-            return {}, []  # pass-throughs: their tensor is a param of the consumers
+            return {}, [], {}  # pass-throughs: their tensor is a param of the consumers
         constants = {
             position: constant
             for position, tensor in enumerate(gs_node.inputs)
@@ -116,10 +120,12 @@ class LayerBuilder:
         shapes = {position: (constant.dtype, math.prod(constant.shape)) for position, constant in constants.items()}
         params: dict[str, Param] = {}
         names: list[str] = []
+        positions: dict[str, int] = {}
         for position, role in kinds.param_roles(op_type, shapes).items():
             params[role] = self._param(role, constants[position])
             names.extend(constants[position].names)
-        return params, names
+            positions[role] = position
+        return params, names, positions
 
     def _param(self, role: str, constant: _Constant) -> Param:
         param = self._params.get(constant.tensor_name)

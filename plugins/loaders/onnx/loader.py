@@ -19,6 +19,7 @@ from inspector.errors import InputError
 from inspector.ir import Model, TensorInfo
 
 from .layers import LayerBuilder
+from .linear import normalise_linears
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def load_onnx(path: Path) -> Model:
 def _model(path: Path, model_proto: "ModelProto") -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
-    layers = LayerBuilder(path, graph, _import_graph(model_proto), external).build()
+    layers = normalise_linears(LayerBuilder(path, graph, _import_graph(model_proto), external).build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = {tensor.name for tensor in graph.initializer}
     return Model(
