@@ -69,11 +69,7 @@ def build_parser(plugins) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     _add_common_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    seen: dict[str, str] = {}
     for subcommand in plugins.subcommands():
-        if subcommand.name in seen:
-            raise GraphinspectError(f"two plugins define the command {subcommand.name!r}")
-        seen[subcommand.name] = subcommand.summary
         sub = commands.add_parser(subcommand.name, help=subcommand.summary, description=subcommand.summary)
         _add_common_options(sub, suppress=True)
         subcommand.configure_parser(sub)

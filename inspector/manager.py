@@ -95,7 +95,7 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
     if autoload:
         _load_entry_points(pm, registry, warn)
     pm.check_pending()
-    return Plugins(pm, registry)
+    return Plugins(pm, registry, warn)
 
 
 def builtin_plugins() -> tuple[str, ...]:
@@ -136,31 +136,84 @@ def _split_names(value: str) -> list[str]:
 
 
 class Plugins:
-    """The typed facade over the plugin manager that the core and commands use."""
+    """The typed facade over the plugin manager that the core and commands use.
 
-    def __init__(self, pm: pluggy.PluginManager, registry: _Registry | None = None) -> None:
+    Contributions come back in registration order (built-ins in the order the
+    ``plugins`` package lists them, then ``GRAPHINSPECT_PLUGINS``, then entry points),
+    which is not pluggy's own calling order (last registered first). Two contributions
+    to one hook under the same name (a reporter: the same name for an overlapping
+    schema) cannot both be used: the first registered wins, and the other is skipped
+    with one warning naming both plugins. A plugin whose hook raises is skipped with
+    one warning naming it; the others go on.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager, registry: _Registry | None = None, warn=None) -> None:
         self.pm = pm
         self._registry = registry or _Registry()
+        self._warn = warn or _warn_stderr
+        self._warned: set[str] = set()
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register one more plugin (a module or object with hook implementations)."""
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()
 
     # ----------------------------------------------------------------- contributions
 
     def loaders(self) -> list["ModelLoader"]:
         """Every loader, highest priority first (registration order among equals)."""
-        found = _flatten(self.pm.hook.graphinspect_loaders())
+        found = self._collect("graphinspect_loaders", "loader", lambda loader: loader.name)
         return sorted(found, key=lambda loader: -loader.priority)
 
     def subcommands(self) -> list["Subcommand"]:
-        return _flatten(self.pm.hook.graphinspect_subcommands())
+        """Every command, in registration order (the order of ``--help``)."""
+        return self._collect("graphinspect_subcommands", "command", lambda command: command.name)
 
     def reporters(self) -> list["Reporter"]:
-        return _flatten(self.pm.hook.graphinspect_reporters())
+        """Every reporter, in registration order."""
+        return self._collect("graphinspect_reporters", "reporter", lambda reporter: reporter.name, _schemas_overlap)
 
     def transforms(self) -> list["Transform"]:
         """Every transform, in the order they are tried (``order``, then registration)."""
-        return sorted(_flatten(self.pm.hook.graphinspect_transforms()), key=lambda transform: transform.order)
+        found = self._collect("graphinspect_transforms", "transform", lambda transform: transform.name)
+        return sorted(found, key=lambda transform: transform.order)
 
     def checks(self) -> list["Check"]:
-        return _flatten(self.pm.hook.graphinspect_checks())
+        """Every check, in registration order (the order of their findings)."""
+        return self._collect("graphinspect_checks", "check", lambda check: check.name)
+
+    def _collect(self, hook_name: str, what: str, key, clash=None) -> list[Any]:
+        """The records every plugin returns from ``hook_name``, in registration order,
+        without duplicates (see the class docstring)."""
+        order = {plugin: position for position, (_, plugin) in enumerate(self.pm.list_name_plugin())}
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin, len(order))))
+        kept: list[tuple[str, Any]] = []
+        for impl in impls:
+            try:
+                records = list(impl.function() or ())
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self._warn_once(f"plugin {impl.plugin_name!r}: {hook_name} raised {error}; its {what}s are skipped")
+                continue
+            for record in records:
+                earlier = next(
+                    (owner for owner, other in kept if key(other) == key(record) and (clash is None or clash(other, record))),
+                    None,
+                )
+                if earlier is not None:
+                    self._warn_once(
+                        f"plugins {earlier!r} and {impl.plugin_name!r} both define the {what} {key(record)!r}; "
+                        f"the one of {impl.plugin_name!r} is ignored"
+                    )
+                    continue
+                kept.append((impl.plugin_name, record))
+        return [record for _, record in kept]
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self._warn(message)
 
     def reporter(self, name: str, schema: str) -> "Reporter":
         """The reporter called ``name`` that understands ``schema``."""
@@ -230,12 +283,14 @@ class Plugins:
         return records
 
 
-def _flatten(results: Iterable[Iterable[Any] | None]) -> list[Any]:
-    items: list[Any] = []
-    for result in results:
-        if result is not None:
-            items.extend(result)
-    return items
+def _schemas_overlap(first: "Reporter", second: "Reporter") -> bool:
+    """Whether two reporters render some schema in common (patterns compared both ways)."""
+    import fnmatch
+
+    return any(
+        a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a)
+        for a in first.schemas for b in second.schemas
+    )
 
 
 def load_with(path: str | os.PathLike, loaders: Iterable["ModelLoader"], unknown: str) -> "Model":
