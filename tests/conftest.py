@@ -1,38 +1,8 @@
-"""Shared test helpers: run the command line as a user would, in-process or as a process."""
+"""Fixtures shared by every test module (helpers are in :mod:`tests.support`)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "samples"
-FAKE_SITE = Path(__file__).resolve().parent / "plugins" / "data" / "site"
-
-if str(REPO) not in sys.path:
-    # samples.lookalikes holds the look-alike architectures the tests build.
-    sys.path.insert(0, str(REPO))
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m inspector ARGS`` in a fresh process; third-party autoload off by default."""
-    full_env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
-    full_env.setdefault("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
-    full_env["NO_COLOR"] = "1"
-    full_env["COLUMNS"] = "200"
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "inspector", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or REPO,
-        timeout=300,
-    )
 
 
 @pytest.fixture

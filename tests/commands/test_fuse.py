@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from samples import lookalikes
-from conftest import SAMPLES, run_cli
+from tests.support import SAMPLES, run_cli
 
 IMAGE = (1, 3, 16, 16)
 

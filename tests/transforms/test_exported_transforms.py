@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from diff_support import (
+from tests.support.exports import (
     EXPORTERS,
     assert_faithful,
     assert_outline,

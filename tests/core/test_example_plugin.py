@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from conftest import SAMPLES, run_cli
+from tests.support import SAMPLES, run_cli
 
 PLUGIN_DIR = SAMPLES / "example_plugin"
 

@@ -24,8 +24,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from conftest import run_cli
-from diff_support import (
+from tests.support import check_golden, run_cli
+from tests.support.exports import (
     EXPORTERS,
     assert_faithful,
     assert_outline,
@@ -41,8 +41,6 @@ from diff_support import (
 from samples import lookalikes
 from samples.make_samples import export_ultralytics_style, save_as_ultralytics, ultralytics_checkpoint
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE_GOLDEN = os.environ.get("GRAPHINSPECT_UPDATE_GOLDEN") == "1"
 FOLD = "fold_batchnorm"
 MERGE = "merge_branches"
 
@@ -57,7 +55,7 @@ def diff_json(cli, *args: str) -> tuple[int, dict, str]:
 
 
 def target_order(path: Path) -> list[str]:
-    from diff_support import load
+    from tests.support.exports import load
 
     return [layer.name for layer in load(path).layers]
 
@@ -425,14 +423,7 @@ def test_json_golden(tiny, cli, monkeypatch):
     assert code == 1, err
     document = parse_json(out)
     validate_diff_document(document, target_order(tiny / "tiny.onnx"))
-    text = _normalised(document)
-    golden = GOLDEN / "diff_tiny.json"
-    if UPDATE_GOLDEN:
-        golden.write_text(text)
-    expected = golden.read_text()
-    if text != expected:
-        delta = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), "golden", "actual"))
-        pytest.fail(f"diff_tiny.json differs from the golden file (GRAPHINSPECT_UPDATE_GOLDEN=1 rewrites it):\n{delta}")
+    check_golden("diff_tiny.json", _normalised(document))
 
 
 def test_json_tiny_facts(tiny):
@@ -574,7 +565,7 @@ def test_a_transform_that_raises_is_reported_and_skipped(monkeypatch):
     from inspector.diff import diff_models
     from inspector.manager import get_plugin_manager
     from inspector.transforms import Transform
-    from conftest import SAMPLES
+    from tests.support import SAMPLES
 
     class Broken(Transform):
         name = "broken"

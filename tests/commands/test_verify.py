@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from tests.support import SAMPLES, run_cli
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -150,7 +150,7 @@ def test_layers_glob_narrows_and_implies_per_layer(cli, stem):
 def bus_tensor(divisor: float) -> np.ndarray:
     from PIL import Image
 
-    image = Image.open(Path(__file__).resolve().parent.parent / "samples" / "bus.png").convert("RGB")
+    image = Image.open(SAMPLES / "bus.png").convert("RGB")
     pixels = np.asarray(image.resize((SIZE, SIZE)), dtype=np.float32)
     return (pixels.transpose(2, 0, 1)[None] / np.float32(divisor)).astype(np.float32)
 
@@ -307,7 +307,7 @@ def test_factory_of_the_wrong_architecture_is_trouble(cli, stem):
 
 
 def test_pickled_module_with_a_factory_reads_weights_without_unpickling_code(cli):
-    samples = Path(__file__).resolve().parent.parent / "samples"
+    samples = SAMPLES
     code, document, err = verify_json(cli, str(samples / "rtdetr_like.pt"), str(samples / "rtdetr_like.onnx"),
                                       "--model", "samples.lookalikes:rtdetr_like", "--per-layer")
     assert code == 0, err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLES, run_cli
+from tests.support import REPO, SAMPLES, run_cli
 from inspector import output_file
 from inspector.output_file import OutputError, OutputFile
 

@@ -40,7 +40,7 @@ from plugins.loaders.torch import (
 )
 from plugins.loaders.torch.safetensors import sniff_safetensors
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 class Net(nn.Module):

@@ -15,22 +15,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import SAMPLES, run_cli
+from tests.support import SAMPLES, check_golden, run_cli
 from inspector import __version__
-
-GOLDEN = Path(__file__).resolve().parent / "golden"
-
-
-def check_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/NAME; GRAPHINSPECT_UPDATE_GOLDEN=1 rewrites the file."""
-    path = GOLDEN / name
-    if os.environ.get("GRAPHINSPECT_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    expected = path.read_text()
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), "golden", "actual"))
-        pytest.fail(f"{name} differs from the golden file:\n{diff}")
-
 
 # ------------------------------------------------------------------ deterministic models
 

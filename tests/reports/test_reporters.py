@@ -4,7 +4,7 @@ Each reporter renders a hand-built ``graphinspect/diff@1`` document (below; it f
 the contract in :mod:`inspector.report`) and is compared with a golden file in
 tests/golden/. After an intended change of the output, regenerate the golden files with
 
-    GRAPHINSPECT_UPDATE_GOLDEN=1 python -m pytest tests/test_reporters.py
+    GRAPHINSPECT_UPDATE_GOLDEN=1 python -m pytest tests/reports/test_reporters.py
 
 and read the diff before committing them.
 """
@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 
 from plugins.reports import html as html_report, markdown as markdown_report, table as table_report
+from tests.support import check_golden
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE_GOLDEN = os.environ.get("GRAPHINSPECT_UPDATE_GOLDEN") == "1"
 SCHEMA = "graphinspect/diff@1"
 ODD_NAME = "/model.1/m[0]|cv1/conv/Conv"
 
@@ -136,24 +135,6 @@ def render(module, document, options=None) -> str:
 
 
 TABLE_OPTIONS = {"color": False, "width": 120}
-
-
-def check_golden(name: str, rendered: str) -> None:
-    """Compare ``rendered`` with tests/golden/NAME, or rewrite it when updating."""
-    path = GOLDEN / name
-    if UPDATE_GOLDEN:
-        GOLDEN.mkdir(exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            stream.write(rendered)
-        return
-    if not path.exists():
-        pytest.fail(f"no golden file {path}; create it with GRAPHINSPECT_UPDATE_GOLDEN=1", pytrace=False)
-    with open(path, encoding="utf-8", newline="") as stream:
-        expected = stream.read()
-    if rendered != expected:
-        diff = "".join(difflib.unified_diff(
-            expected.splitlines(keepends=True), rendered.splitlines(keepends=True), f"golden/{name}", "rendered"))
-        pytest.fail(f"{name} differs from its golden file (GRAPHINSPECT_UPDATE_GOLDEN=1 rewrites it):\n{diff}", pytrace=False)
 
 
 # ----------------------------------------------------------------- the fixture itself

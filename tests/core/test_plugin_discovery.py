@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import FAKE_SITE, run_cli
+from tests.support import FAKE_SITE, run_cli
 from inspector.manager import get_plugin_manager
 from plugins import BUILTIN_PLUGINS
 
