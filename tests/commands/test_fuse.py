@@ -122,12 +122,12 @@ def test_layer_glob_narrows_the_groups(cli, files):
     assert code == 0 and "matches none of the 5" in err
 
 
-# ----------------------------------------------------------------------------- -o
+# ----------------------------------------------------------------------------- --weights
 
 
 def test_fused_pt_matches_torch_and_loads_into_the_fused_model(cli, files, tmp_path):
     output = tmp_path / "fused.pt"
-    _, document = _json(cli, str(files["stem"]), "-o", str(output))
+    _, document = _json(cli, str(files["stem"]), "--weights", str(output))
     state = torch.load(output, weights_only=True)
     assert document["written"] == {"path": str(output), "format": "pytorch-state-dict", "tensors": len(state)}
     assert not [key for key in state if ".bn." in key]
@@ -155,9 +155,9 @@ def test_fused_pt_matches_torch_and_loads_into_the_fused_model(cli, files, tmp_p
 
 def test_fused_safetensors_is_readable_by_safetensors(cli, files, tmp_path):
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    code, _, err = cli("fuse", str(files["stem"]), "-o", str(tmp_path / "fused.pt"))
+    code, _, err = cli("fuse", str(files["stem"]), "--weights", str(tmp_path / "fused.pt"))
     assert code == 0, err
-    code, _, err = cli("fuse", str(files["stem"]), "-o", str(tmp_path / "fused.safetensors"))
+    code, _, err = cli("fuse", str(files["stem"]), "--weights", str(tmp_path / "fused.safetensors"))
     assert code == 0, err
     expected = torch.load(tmp_path / "fused.pt", weights_only=True)
     loaded = safetensors_numpy.load_file(str(tmp_path / "fused.safetensors"))
@@ -173,7 +173,7 @@ def test_fused_safetensors_is_readable_by_safetensors(cli, files, tmp_path):
 
 def test_repconv_is_one_merged_group(cli, files, tmp_path):
     output = tmp_path / "rep.pt"
-    _, document = _json(cli, str(files["rep"]), "-o", str(output))
+    _, document = _json(cli, str(files["rep"]), "--weights", str(output))
     merged = [group for group in document["groups"] if group["transform"] == "merge_branches"]
     assert len(merged) == 1
     assert merged[0]["fused_name"] == "model.1.conv"
@@ -251,14 +251,14 @@ def test_against_an_export_without_the_group(cli, files):
     "args, message",
     [
         (["{missing}"], "no such file"),
-        (["{stem}", "-o", "{out}/fused.bin"], "unknown weights suffix '.bin'"),
+        (["{stem}", "--weights", "{out}/fused.bin"], "unknown weights suffix '.bin'"),
+        (["{stem}", "--weights", "{stem}"], "refusing to overwrite an input"),
+        (["{stem}", "--weights", "{out}/no/such/folder/fused.pt"], "does not exist"),
+        (["{stem}", "--weights", "{out}/fused.pt", "-o", "{out}/fused.pt"], "-o is the report; write the fused weights with --weights"),
         (["{stem}", "-o", "{stem}"], "refusing to overwrite an input"),
-        (["{stem}", "-o", "{out}/no/such/folder/fused.pt"], "does not exist"),
-        (["{stem}", "-o", "{out}/fused.pt", "--report", "{out}/fused.pt"], "name the same file"),
-        (["{stem}", "--report", "{stem}"], "refusing to overwrite an input"),
-        (["{stem}", "--against", "{stem}", "-o", "{out}/fused.pt"], "is not an ONNX model"),
-        (["{onnx}", "-o", "{out}/fused.pt"], "is an ONNX model"),
-        (["{stem}", "--format", "nope", "-o", "{out}/fused.pt"], "unknown --format 'nope'"),
+        (["{stem}", "--against", "{stem}", "--weights", "{out}/fused.pt"], "is not an ONNX model"),
+        (["{onnx}", "--weights", "{out}/fused.pt"], "is an ONNX model"),
+        (["{stem}", "--format", "nope", "--weights", "{out}/fused.pt"], "unknown --format 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(cli, files, tmp_path, args, message):
@@ -276,7 +276,7 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, files, tmp_path, args, me
 
 def test_report_file_and_a_fresh_process(files, tmp_path):
     report = tmp_path / "report.json"
-    result = run_cli("fuse", str(SAMPLES / "rtdetr_stem.pt"), "-o", str(tmp_path / "fused.pt"), "--report", str(report),
+    result = run_cli("fuse", str(SAMPLES / "rtdetr_stem.pt"), "--weights", str(tmp_path / "fused.pt"), "-o", str(report),
                      "--against", str(SAMPLES / "rtdetr_stem.onnx"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""

@@ -77,7 +77,7 @@ def test_same_model_verifies_as_same(cli, stem):
     code, document, err = verify_json(cli, str(stem / "stem_sd.pt"), str(stem / "stem.onnx"),
                                       "--model", f"{stem / 'factory.py'}:build")
     assert code == 0, err
-    assert document["schema"] == "graphinspect/verify@1"
+    assert document["schema"] == "graphinspect/verify@2"
     assert document["verdict"] == "same"
     assert document["source"]["runner"].startswith("factory ")
     assert document["inputs"][0]["origin"] == "random"
@@ -95,7 +95,7 @@ def test_tampered_channel_is_found_at_its_layer(cli, stem):
     code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"),
                                       "--trust-pickle", "--per-layer")
     assert code == 1, err
-    assert document["verdict"] == "differ"
+    assert document["verdict"] == "differs"
     assert document["first_divergent"] == TAMPERED_CONV
     layers = document["layers"]
     names = [layer["target"] for layer in layers]
@@ -103,7 +103,7 @@ def test_tampered_channel_is_found_at_its_layer(cli, stem):
     assert position == 2
     assert all(layer["status"] == "same" for layer in layers[:position])
     bad = layers[position]
-    assert bad["status"] == "differ" and bad["module"] == "model.2.bn"
+    assert bad["status"] == "differs" and bad["module"] == "model.2.bn"
     assert bad["diff_status"] == "mismatch" and bad["transform"] == "fold_batchnorm"
     assert bad["max_rel_err"] > 1e-2 and bad["growth"] > 100
 
@@ -132,13 +132,13 @@ def test_per_layer_runs_each_framework_once(cli, stem, monkeypatch):
                                       "--trust-pickle", "--per-layer")
     assert code == 1, err
     assert calls == {"torch": 1, "onnx": 1}
-    assert document["outputs"][0]["status"] == "differ"
+    assert document["outputs"][0]["status"] == "differs"
     assert document["first_divergent"] == TAMPERED_CONV
 
 
 def test_layers_glob_narrows_and_implies_per_layer(cli, stem):
     code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"),
-                                      "--trust-pickle", "--layers", "model.5.*")
+                                      "--trust-pickle", "--layer", "model.5.*")
     assert code == 0, err
     assert [layer["module"] for layer in document["layers"]] == ["model.5.score", "model.5.box"]
     assert all(layer["status"] == "same" for layer in document["layers"])
@@ -353,7 +353,7 @@ def test_rows_permuted_among_ties_are_the_same():
     really_different = actual.copy()
     really_different[0, 1, 0] += 1
     result = compare_output("dets", really_different, expected, tolerances)
-    assert result.status == "differ" and not result.sorted_rows
+    assert result.status == "differs" and not result.sorted_rows
 
 
 def test_class_agreement_counts_ties_as_agreeing():

@@ -300,15 +300,15 @@ COMMANDS = {
     "diff": ["diff", str(PT), str(ONNX), "--format", "json"],
     "verify": ["verify", str(SAMPLES / "resnet_block.pt"), str(SAMPLES / "resnet_block.onnx"), "--trust-pickle", "--format", "json"],
     "plugins": ["plugins", "--format", "json"],
-    "fuse-report": ["fuse", str(PT), "--format", "json", "--report"],
-    "fuse-weights": ["fuse", str(PT), "-o"],
+    "fuse-report": ["fuse", str(PT), "--format", "json", "-o"],
+    "fuse-weights": ["fuse", str(PT), "--weights"],
 }
 """Each command's arguments up to its output option (``-o`` unless it says otherwise)."""
 
 
 def command(name: str, output: Path | str) -> list[str]:
     args = COMMANDS[name]
-    return [*args, str(output)] if args[-1] in ("-o", "--report") else [*args, "-o", str(output)]
+    return [*args, str(output)] if args[-1] in ("-o", "--weights") else [*args, "-o", str(output)]
 
 
 def expected_exit(name: str) -> int:
@@ -376,7 +376,7 @@ def test_every_command_refuses_to_overwrite_its_input(name, tmp_path, cli, monke
     (tmp_path / "alias").symlink_to(local.name)
     before = local.read_bytes()
     for given in (f"./{local.name}", "alias"):
-        full = [*args, given] if args[-1] in ("-o", "--report") else [*args, "-o", given]
+        full = [*args, given] if args[-1] in ("-o", "--weights") else [*args, "-o", given]
         code, out, err = cli(*full)
         assert code == 2 and out == "", err
         assert err.count("\n") == 1 and "refusing to overwrite an input" in err
@@ -405,10 +405,10 @@ def test_external_data_file_is_an_input_too(tmp_path, cli):
 
 
 def test_fuse_weights_and_report_must_differ(folder, cli):
-    code, out, err = cli("fuse", str(PT), "-o", str(folder / "a.pt"), "--report", str(folder / "link.pt"))
+    code, out, err = cli("fuse", str(PT), "--weights", str(folder / "a.pt"), "-o", str(folder / "report.json"))
     assert code == 0, err  # two different new files
     (folder / "b.json").symlink_to("c.pt")
-    code, out, err = cli("fuse", str(PT), "-o", str(folder / "c.pt"), "--report", str(folder / "b.json"))
+    code, out, err = cli("fuse", str(PT), "--weights", str(folder / "c.pt"), "-o", str(folder / "b.json"))
     assert code == 2 and "name the same file" in err
     assert not (folder / "c.pt").exists()
 

@@ -12,14 +12,14 @@ range before and after, and how much fusion scaled it::
 The model is read safely (no code from the file runs). Options:
 
 - ``--layer GLOB``: list only groups whose fused name or a source module matches;
-- ``-o FILE`` (.pt/.pth/.safetensors): write the fused state_dict, the tensors a
+- ``--weights FILE`` (.pt/.pth/.safetensors): write the fused state_dict, the tensors a
   ``state_dict()`` of the exporter's fused model holds, named as it names them
   (:mod:`plugins.commands.fuse.weights`); always the whole model, whatever ``--layer`` lists;
 - ``--against MODEL.onnx``: look each listed group up in a diff against the export
   (:mod:`plugins.commands.fuse.against`); where the file does not record BatchNorm eps (a bare
   state_dict) and the export fits another value than the guess, fuse uses that value;
-- ``--format``/``--report FILE``: how and where the report goes (stdout by default;
-  ``-o`` is the weights file).
+- ``--format``/``-o FILE``: how and where the report goes (stdout by default), as
+  in every command.
 
 Exit status: 0 done (with ``--against``: every listed group found in the export and
 re-computed within tolerance), 1 some group not found or different, 2 bad input or
@@ -58,6 +58,8 @@ branch conv (the kxk one).
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 from typing import Any
 
@@ -72,7 +74,7 @@ from inspector.transforms import SourceIndex
 from plugins.commands.fuse.against import adopt_export_eps, against_entry, all_ok
 from plugins.commands.fuse.groups import FusedGroup, abs_max_ratio, collect_groups, fuse_group, value_range
 from plugins.commands.fuse.table import render_table
-from plugins.commands.fuse.weights import fused_state_dict, weight_format, write_weights
+from plugins.commands.fuse.weights import WEIGHT_FORMATS, fused_state_dict, weight_format, write_weights
 
 SCHEMA = "graphinspect/fuse@1"
 
@@ -81,7 +83,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("model", help="the PyTorch model (.pt/.pth checkpoint or pickled module, state_dict, safetensors)")
     parser.add_argument("--layer", metavar="GLOB", action="append",
                         help="list only groups whose fused name or a source module matches GLOB (repeatable)")
-    parser.add_argument("-o", "--output", metavar="FILE",
+    parser.add_argument("--weights", metavar="FILE",
                         help="write the fused state_dict to FILE: .pt/.pth (torch.save, loadable with "
                              "torch.load(weights_only=True)) or .safetensors. Names are the exporter's; fused "
                              "weights and biases are float32, as exporters fold in fp32; other tensors keep their "
@@ -89,7 +91,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("--against", metavar="MODEL.onnx",
                         help="check the fused groups against this export (exit 1 if one is not found or differs)")
     parser.add_argument("--format", help="report format: table (default), json, or a reporter plugin's format")
-    parser.add_argument("--report", metavar="FILE", help="write the report to FILE instead of stdout (format from its suffix unless --format)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout (format from its suffix unless --format)")
+    parser.add_argument("--report", dest="output", help=argparse.SUPPRESS)  # the 0.1 spelling of -o
 
 
 def run(args, plugins) -> int:
@@ -123,7 +126,7 @@ def run(args, plugins) -> int:
     written = None
     if weights is not None:
         state = fused_state_dict(model, groups)
-        written = {"path": args.output, "format": write_weights(weights, state), "tensors": len(state)}
+        written = {"path": args.weights, "format": write_weights(weights, state), "tensors": len(state)}
 
     document = build_document(model, listed, written, against)
     emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
@@ -172,17 +175,20 @@ def _pair(value: tuple[float, float] | None) -> list[float] | None:
 
 
 def _prepare_outputs(args) -> tuple[OutputFile | None, OutputFile | None]:
-    """The weights file (``-o``) and the report (``--report``), checked before any work:
+    """The weights file (``--weights``) and the report (``-o``), checked before any work:
     usable paths, not an input, not each other."""
     inputs = [args.model, args.against]
-    weights = prepare_output(args.output, inputs=inputs, option="-o")
+    weights = prepare_output(args.weights, inputs=inputs, option="--weights")
     if weights is not None:
         weight_format(weights)
-    report = prepare_output(args.report, inputs=inputs, option="--report")
+    report = prepare_output(args.output, inputs=inputs, option="-o")
+    if report is not None and report.suffix in WEIGHT_FORMATS:
+        # In graphinspect 0.1, -o was the weights file; a report in fused.pt helps no one.
+        raise UsageError(f"-o {args.output}: -o is the report; write the fused weights with --weights {args.output}")
     if weights is not None and weights.is_stdout:
-        raise UsageError("-o -: the weights are binary; give them a file")
+        raise UsageError("--weights -: the weights are binary; give them a file")
     if weights is not None and report is not None and weights.same_destination(report):
-        raise UsageError(f"-o and --report name the same file: {args.output}")
+        raise UsageError(f"--weights and -o name the same file: {args.weights}")
     return weights, report
 
 
@@ -191,7 +197,7 @@ def graphinspect_subcommands():
     yield Subcommand(
         "fuse",
         "Re-compute the fused weights an exporter makes (Conv+BN folding, RepConv merging): "
-        "ranges before and after, the fused state_dict (-o), checked against an export (--against).",
+        "ranges before and after, the fused state_dict (--weights), checked against an export (--against).",
         configure_parser,
         run,
     )

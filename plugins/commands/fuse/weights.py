@@ -36,7 +36,7 @@ from inspector.output_file import OutputFile
 from plugins.commands.fuse.groups import FusedGroup
 
 WEIGHT_FORMATS = {".pt": "pytorch-state-dict", ".pth": "pytorch-state-dict", ".safetensors": "safetensors"}
-"""``-o`` suffix -> the format written (named as graphinspect's loaders name it)."""
+"""``--weights`` suffix -> the format written (named as graphinspect's loaders name it)."""
 
 SAFETENSORS_METADATA = {"format": "pt", "producer": "graphinspect fuse"}
 

@@ -11,13 +11,14 @@ with the PyTorch output paired with it (:mod:`.metrics`); with ``--per-layer`` e
 layer the diff matched is compared too, in execution order, and the first divergent
 one named (:mod:`.per_layer`).
 
-Exit status: 0 same, 1 differ, 2 trouble (bad input or usage).
+Exit status: 0 same, 1 differs, 2 trouble (bad input or usage).
 
-The document (``"schema": "graphinspect/verify@1"``; fields are only ever added within
+The document (``"schema": "graphinspect/verify@2"``; version 2: the verdict and
+status word "differ" became "differs", as in every other document; fields are only ever added within
 a major version)::
 
     {
-      "schema": "graphinspect/verify@1",
+      "schema": "graphinspect/verify@2",
       "tool": {"name": "graphinspect", "version": "..."},
       "source": {"path", "format", "runner"},      # runner: how the PyTorch model was run
       "target": {"path", "format"},
@@ -30,13 +31,13 @@ a major version)::
                    "max_abs_err", "max_rel_err", "mean_abs_err", "median_abs_err",
                    "cosine", "top1_agreement": float | null,
                    "topk_agreement": float | null, "topk": int | null,
-                   "sorted_rows": bool, "status": "same" | "differ"}],
-      "verdict": "same" | "differ",
+                   "sorted_rows": bool, "status": "same" | "differs"}],
+      "verdict": "same" | "differs",
       "layers": [                                   # only with --per-layer
         {"target": "<ONNX node>", "op", "tensor": "<ONNX tensor compared>",
          "module": "<PyTorch module>" | "<a> + <b>" | null, "sources": [...],
          "transform", "diff_status": "ok" | "mismatch" | "unmatched",
-         "status": "same" | "differ" | "not_comparable", "reason": str | null,
+         "status": "same" | "differs" | "not_comparable", "reason": str | null,
          "shape", "max_abs_err", "max_rel_err", "mean_abs_err", "cosine",
          "growth": float | null}
       ],
@@ -62,7 +63,7 @@ from inspector.records import Reporter, Subcommand
 from plugins.commands.verify.metrics import ERROR_STATS
 from plugins.commands.verify.report import SCHEMA, render_table
 
-EXIT_BY_VERDICT = {"same": EXIT_OK, "differ": EXIT_DIFFERS}
+EXIT_BY_VERDICT = {"same": EXIT_OK, "differs": EXIT_DIFFERS}
 DEFAULT_CHUNK_MB = 1024
 
 
@@ -89,7 +90,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     checking.add_argument("--check-error-stat", choices=ERROR_STATS, default="max", help="apply the tolerance to every element (max, default), or to the mean or median error")
     layers = parser.add_argument_group("per layer")
     layers.add_argument("--per-layer", action="store_true", help="compare every matched layer's activation and name the first that diverges")
-    layers.add_argument("--layers", metavar="GLOB", action="append", help="only layers whose ONNX node or PyTorch module matches GLOB (implies --per-layer)")
+    layers.add_argument("--layer", metavar="GLOB", action="append", help="only layers whose ONNX node or PyTorch module matches GLOB (repeatable; implies --per-layer)")
+    layers.add_argument("--layers", dest="layer", action="append", help=argparse.SUPPRESS)  # the 0.1 spelling
     layers.add_argument("--layer-rtol", type=non_negative, help="a layer diverges when max|onnx - torch| > layer-rtol x max|torch|")
     layers.add_argument("--chunk-mb", type=positive, default=DEFAULT_CHUNK_MB, help=f"ONNX intermediate tensors fetched per run, in MiB (default {DEFAULT_CHUNK_MB})")
     parser.add_argument("--format", help="table (default) or json, or a reporter plugin's format")
@@ -143,12 +145,12 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     layers = None
     first_divergent = None
     onnx_outputs = torch_outputs = None
-    if args.per_layer or args.layers:
+    if args.per_layer or args.layer:
         from plugins.commands.verify.per_layer import compare_layers, plan_layers
 
         if not runner.hookable:
             lints.append(Lint("warning", "per_layer_unavailable", f"{source.path} runs as {runner.runner}, whose modules cannot be hooked: per-layer needs the model as Python modules (--model FACTORY with its weights, or a .pt2)"))
-        layers = plan_layers(diff(), runner, args.layers)
+        layers = plan_layers(diff(), runner, args.layer)
         # The per-layer runs return the outputs too: each framework runs once.
         layer_run = compare_layers(layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20))
         first_divergent, onnx_outputs, torch_outputs = layer_run.first_divergent, layer_run.onnx_outputs, layer_run.torch_outputs

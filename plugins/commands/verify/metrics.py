@@ -38,7 +38,7 @@ import numpy as np
 from inspector.compare import least_precise
 
 SAME = "same"
-DIFFER = "differ"
+DIFFER = "differs"
 ERROR_STATS = ("max", "mean", "median")
 
 

@@ -1,4 +1,4 @@
-"""The ``graphinspect/verify@1`` document, and its "table" reporter.
+"""The ``graphinspect/verify@2`` document, and its "table" reporter.
 
 The document is described in :mod:`plugins.commands.verify` (the package docstring); this
 module builds it from the run's pieces and renders it as rich text. The table reporter
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.ir import Model
 from inspector.output import document_header, fmt_float, make_console
 
-from plugins.commands.verify.metrics import SAME
+from plugins.commands.verify.metrics import DIFFER, SAME
 
 if TYPE_CHECKING:
     from plugins.commands.verify.inputs import InputTensor
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from plugins.commands.verify.metrics import OutputComparison, Tolerances
     from plugins.commands.verify.per_layer import LayerComparison
 
-SCHEMA = "graphinspect/verify@1"
+SCHEMA = "graphinspect/verify@2"
 
 
 def build_document(
@@ -47,7 +47,7 @@ def build_document(
         "layer_rtol": tolerances.layer_rtol,
     }
     document["outputs"] = [output.entry() for output in outputs]
-    document["verdict"] = SAME if outputs and all(output.status == SAME for output in outputs) else "differ"
+    document["verdict"] = SAME if outputs and all(output.status == SAME for output in outputs) else DIFFER
     if layers is not None:
         document["layers"] = [layer.entry() for layer in layers]
     document["first_divergent"] = first_divergent
@@ -161,8 +161,8 @@ def verdict_sentence(document: dict[str, Any]) -> str:
         return f"SAME: {what} the PyTorch model's within tolerance{extra}."
     differing = [output["name"] for output in outputs if output["status"] != SAME]
     if not outputs:
-        return "DIFFER: no output could be compared."
-    return f"DIFFER: {', '.join(differing)} differ{'s' if len(differing) == 1 else ''} beyond tolerance."
+        return "DIFFERS: no output could be compared."
+    return f"DIFFERS: {', '.join(differing)} differ{'s' if len(differing) == 1 else ''} beyond tolerance."
 
 
 def divergence_sentence(document: dict[str, Any]) -> str:
