@@ -202,6 +202,8 @@ def _trusted_pickle(path: Path, source: Model) -> TorchRunner:
 def _from_factory(path: Path, source: Model, spec: str) -> TorchRunner:
     import torch
 
+    from plugins.loaders.torch import read_state_dict
+
     factory = load_factory(spec)
     try:
         module = factory()
@@ -209,7 +211,7 @@ def _from_factory(path: Path, source: Model, spec: str) -> TorchRunner:
         raise UsageError(f"--model {spec}: calling the factory failed: {_one_line(exc)}") from exc
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"--model {spec}: the factory returned a {type(module).__name__}, not a torch.nn.Module")
-    weights = read_weights(path, source.details.get("wrapper_key"))
+    weights = read_state_dict(path, source.details.get("wrapper_key"))
     try:
         result = module.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # size mismatches, one line each after a header
@@ -226,34 +228,6 @@ def _from_factory(path: Path, source: Model, spec: str) -> TorchRunner:
             parts.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
         raise InputError(path, f"its weights do not fit the model built by --model {spec}: keys {'; '.join(parts)}")
     return TorchRunner(_prepare(module), f"factory {spec}", hookable=True)
-
-
-def read_weights(path: Path, wrapper_key: str | None) -> dict[str, Any]:
-    """The state_dict of a torch.save file, read without running code from it.
-
-    A state_dict (bare or in a checkpoint) is returned as it is; a pickled module (read
-    as a tree of stand-ins by :mod:`plugins.loaders.torch.unpickle`) gives its parameters
-    and persistent buffers under their state_dict keys.
-    """
-    from plugins.loaders.torch import zips
-    from plugins.loaders.torch.modules import named_modules
-    from plugins.loaders.torch.tensors import is_tensor
-    from plugins.loaders.torch.unpickle import is_module, load_torch_save
-
-    with path.open("rb") as stream:
-        is_zip = stream.read(4).startswith(zips.ZIP_MAGIC)
-    value = unwrap(load_torch_save(path, is_zip), wrapper_key)
-    if not is_module(value):
-        return {str(key): tensor for key, tensor in value.items() if is_tensor(tensor)}
-    state: dict[str, Any] = {}
-    for module_path, module in named_modules(value):
-        fields = module.__dict__
-        skipped = fields.get("_non_persistent_buffers_set") or set()
-        for table in ("_parameters", "_buffers"):
-            for name, tensor in (fields.get(table) or {}).items():
-                if is_tensor(tensor) and not (table == "_buffers" and name in skipped):
-                    state[f"{module_path}.{name}" if module_path else str(name)] = tensor
-    return state
 
 
 def unwrap(obj: Any, wrapper_key: str | None) -> Any:

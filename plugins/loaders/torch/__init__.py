@@ -23,6 +23,10 @@ under which key the model was found (None for a bare object), ``details
 ("torch.save (zip)", "torch.save (legacy format)", "torch.jit.save (TorchScript, archive
 version 3)", "torch.export.save (torch 2.13.0)").
 
+The package's public API, for other plugins: :func:`load` (any of these files, by
+content), :func:`read_state_dict` (the tensors of a torch.save file), and the loader
+functions and sniffers below. Its submodules are private.
+
 Every problem with a file is an :class:`~inspector.errors.InputError` with a one-line
 message; no other exception escapes a loader for a bad file. torch is imported only
 inside functions, and the safetensors and torch.export readers do not need it at all.
@@ -163,6 +167,18 @@ def load(path: str | Path) -> Model:
     from inspector.manager import load_with
 
     return load_with(path, LOADERS, "is not a PyTorch file (torch.save, TorchScript, torch.export) nor safetensors")
+
+
+def read_state_dict(path: str | Path, wrapper_key: str | None = None) -> dict:
+    """The state_dict of a torch.save file, without running code from it (see :mod:`.weights`)."""
+    from plugins.loaders.torch.weights import read_state_dict as read
+
+    try:
+        return read(Path(path), wrapper_key)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line naming the file
+        raise InputError(path, f"cannot be read: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
 
 @hookimpl
