@@ -268,6 +268,30 @@ class TensorInfo:
     dtype: str
 
 
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One place a stored tensor is read: input ``position`` of the layer ``layer``
+    (an ``op_type``), as the param ``role`` there, or ``None`` when that input is not a
+    param (a shape, axes or scale input, a scalar)."""
+
+    layer: str
+    op_type: str
+    position: int
+    role: str | None
+
+
+@dataclass(slots=True)
+class StoredTensor:
+    """A tensor stored in the file itself (an ONNX initializer or Constant value), with
+    every place that reads it. ``param`` holds its values (the same object a layer holds
+    when the tensor is one of its params); ``origin`` says where it is stored
+    ("initializer", "Constant", "subgraph": inside an If/Loop/Scan body, not read)."""
+
+    param: Param
+    uses: list[Use] = field(default_factory=list)
+    origin: str = "initializer"
+
+
 @dataclass(slots=True)
 class Model:
     """A loaded model file.
@@ -285,6 +309,10 @@ class Model:
 
     ``files`` lists every file the loader read besides ``path`` (an ONNX model's external
     data files), so that no command writes its output over one of them.
+
+    ``stored`` lists every tensor stored in a graph file (ONNX initializers and Constant
+    values, scalars and shape tensors included), so that a diff can account for every
+    number the file holds; it is empty for formats whose tensors are all layer params.
     """
 
     format: str
@@ -297,6 +325,7 @@ class Model:
     producer: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    stored: list[StoredTensor] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.reindex()

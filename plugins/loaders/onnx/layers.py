@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from inspector.ir import LINEAR, WEIGHT_LAYOUT, Layer, Param
+from inspector.errors import InputError
+from inspector.ir import LINEAR, WEIGHT_LAYOUT, Layer, Param, StoredTensor, Use
 
 from . import hints, kinds, linear
 from .tensors import ExternalSlice, dtype_name, summarize_tensor, tensor_reader
@@ -70,16 +71,37 @@ class LayerBuilder:
         self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer}
         self._proto_by_gs_node: dict[int, "NodeProto"] = _pair_nodes(graph_proto.node, gs_graph.nodes)
         self._params: dict[str, Param] = {}
+        self._uses: dict[str, list[Use]] = {}
+        self._pending_uses: list[tuple[str, int, str | None]] = []  # of the layer being built
 
     def build(self) -> list[Layer]:
         layers = []
-        used_names: set[str] = set()
+        names = _UniqueNames()
         for position, gs_node in enumerate(self.gs_graph.nodes):
             proto = self._proto_by_gs_node.get(id(gs_node))
             layer = self._layer(position, gs_node, proto)
-            layer.name = _unique(layer.name, used_names)
+            layer.name = names.unique(layer.name)
+            for use in self._pending_uses:
+                self._uses.setdefault(use[0], []).append(Use(layer.name, layer.op_type, use[1], use[2]))
+            self._pending_uses = []
             layers.append(layer)
         return layers
+
+    def stored(self) -> list[StoredTensor]:
+        """Every initializer and Constant value of the graph, with the layers reading it
+        (call after :meth:`build`). Tensors in subgraph bodies are listed, not read."""
+        found: list[StoredTensor] = []
+        for name, tensor in self.initializers.items():
+            constant = self._stored_constant([name], tensor, f"initializer {name!r}")
+            found.append(StoredTensor(self._param_for(constant), self._uses.get(name, []), "initializer"))
+        for node in self.graph_proto.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                constant = self._constant_node_value([node.output[0]], node)
+                if constant is not None:
+                    found.append(StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant"))
+        for tensor in _subgraph_tensors(self.graph_proto):
+            found.append(StoredTensor(Param(tensor.name, tuple(tensor.dims), dtype_name(tensor.data_type), _not_read(tensor.name), tensor.name), [], "subgraph"))
+        return found
 
     def _layer(self, position: int, gs_node: Any, proto: "NodeProto | None") -> Layer:
         op_type = kinds.qualified_op_type(gs_node.op, gs_node.domain or "")
@@ -121,10 +143,13 @@ class LayerBuilder:
         params: dict[str, Param] = {}
         names: list[str] = []
         positions: dict[str, int] = {}
-        for position, role in kinds.param_roles(op_type, shapes).items():
+        roles = kinds.param_roles(op_type, shapes)
+        for position, role in roles.items():
             params[role] = self._param(role, constants[position])
             names.extend(constants[position].names)
             positions[role] = position
+        for position, constant in constants.items():
+            self._pending_uses.append((constant.tensor_name, position, roles.get(position)))
         return params, names, positions
 
     def _param(self, role: str, constant: _Constant) -> Param:
@@ -133,6 +158,11 @@ class LayerBuilder:
             param = Param(role, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name)
             self._params[constant.tensor_name] = param
         return param
+
+    def _param_for(self, constant: _Constant) -> Param:
+        """The Param of a stored tensor: a layer's when one uses it as a param."""
+        return self._params.get(constant.tensor_name) or Param(
+            constant.tensor_name, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name)
 
     def _resolve(self, tensor: Any) -> _Constant | None:
         """The constant behind an input tensor, following Identity chains; None if not constant."""
@@ -243,12 +273,44 @@ def _pair_nodes(proto_nodes: Any, gs_nodes: list[Any]) -> dict[int, "NodeProto"]
     return pairs
 
 
-def _unique(name: str, used: set[str]) -> str:
-    """``name``, or ``name#2``, ``name#3``... for the first one not yet used."""
-    unique = name
-    count = 1
-    while unique in used:
-        count += 1
-        unique = f"{name}#{count}"
-    used.add(unique)
-    return unique
+class _UniqueNames:
+    """Hands out ``name``, then ``name#2``, ``name#3``... for repeats, in constant time
+    per name (a graph may repeat one name over 100k nodes)."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+        self._next: dict[str, int] = {}
+
+    def unique(self, name: str) -> str:
+        unique = name
+        count = self._next.get(name, 1)
+        while unique in self._used:
+            count += 1
+            unique = f"{name}#{count}"
+        self._next[name] = count
+        self._used.add(unique)
+        return unique
+
+
+def _subgraph_tensors(graph: "GraphProto"):
+    """Initializers and Constant values inside If/Loop/Scan bodies, at any depth."""
+    from onnx import AttributeProto
+
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for node in current.node:
+            for attr in node.attribute:
+                bodies = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
+                for body in bodies:
+                    yield from body.initializer
+                    for inner in body.node:
+                        if inner.op_type == "Constant":
+                            yield from (a.t for a in inner.attribute if a.name == "value")
+                    stack.append(body)
+
+
+def _not_read(name: str):
+    def read():
+        raise InputError(name, "is stored inside a subgraph (If/Loop/Scan body), which graphinspect does not read")
+    return read

@@ -47,7 +47,8 @@ def load_onnx(path: Path) -> Model:
 def _model(path: Path, model_proto: "ModelProto") -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
-    layers = normalise_linears(LayerBuilder(path, graph, _import_graph(model_proto), external).build())
+    builder = LayerBuilder(path, graph, _import_graph(model_proto), external)
+    layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = {tensor.name for tensor in graph.initializer}
     return Model(
@@ -60,6 +61,7 @@ def _model(path: Path, model_proto: "ModelProto") -> Model:
         producer=f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
         details=_details(model_proto, bool(external)),
         files=data_files,
+        stored=builder.stored(),
     )
 
 
