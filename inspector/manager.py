@@ -192,9 +192,10 @@ class Plugins:
     def _collect(self, hook_name: str, what: str, record_type: type, key, clash=None) -> list[Any]:
         """The ``record_type`` records every plugin returns from ``hook_name``, in
         registration order, without duplicates (see the class docstring)."""
-        order = {plugin: position for position, (_, plugin) in enumerate(self.pm.list_name_plugin())}
+        # By registered name: pluggy accepts plugin objects that cannot be hashed.
+        order = {name: position for position, (name, _) in enumerate(self.pm.list_name_plugin())}
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin, len(order))))
+        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin_name, len(order))))
         kept: list[tuple[str, Any]] = []
         for impl in impls:
             try:
