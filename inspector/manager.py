@@ -27,10 +27,10 @@ import pluggy
 
 from inspector import PROJECT_NAME, __version__, hookspecs
 from inspector.errors import InputError, UsageError
+from inspector.records import Check, ModelLoader, Reporter, Subcommand
 
 if TYPE_CHECKING:
     from inspector.ir import Model
-    from inspector.records import Check, ModelLoader, Reporter, Subcommand
     from inspector.transforms import Transform
 
 ENTRY_POINT_GROUP = PROJECT_NAME
@@ -113,6 +113,8 @@ def _load_entry_points(pm: pluggy.PluginManager, registry: _Registry, warn) -> N
         dist_version = dist.version if dist is not None else None
         try:
             plugin = entry_point.load()
+            if pm.is_registered(plugin):
+                continue  # named in GRAPHINSPECT_PLUGINS too (a plugin under development)
             pm.register(plugin, name=entry_point.name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
             _record_failure(registry, warn, entry_point.name, "entry point", dist_name, exc)
@@ -138,13 +140,16 @@ def _split_names(value: str) -> list[str]:
 class Plugins:
     """The typed facade over the plugin manager that the core and commands use.
 
+    Each method calls the hook's implementations itself, every time it is asked.
     Contributions come back in registration order (built-ins in the order the
-    ``plugins`` package lists them, then ``GRAPHINSPECT_PLUGINS``, then entry points),
-    which is not pluggy's own calling order (last registered first). Two contributions
-    to one hook under the same name (a reporter: the same name for an overlapping
-    schema) cannot both be used: the first registered wins, and the other is skipped
-    with one warning naming both plugins. A plugin whose hook raises is skipped with
-    one warning naming it; the others go on.
+    ``plugins`` package lists them, then ``GRAPHINSPECT_PLUGINS``, then entry points,
+    then :meth:`register`), which is not pluggy's own calling order (last registered
+    first); an implementation marked ``tryfirst`` comes before all others, ``trylast``
+    after. Two contributions to one hook under the same name (a reporter: the same name
+    for an overlapping schema) cannot both be used: the first in that order wins, and
+    the other is skipped with one warning naming both plugins. A plugin whose hook
+    raises, or returns something other than the hook's record type, is skipped with
+    one warning naming it; the others go on. Each warning is given once.
     """
 
     def __init__(self, pm: pluggy.PluginManager, registry: _Registry | None = None, warn=None) -> None:
@@ -162,32 +167,35 @@ class Plugins:
 
     def loaders(self) -> list["ModelLoader"]:
         """Every loader, highest priority first (registration order among equals)."""
-        found = self._collect("graphinspect_loaders", "loader", lambda loader: loader.name)
+        found = self._collect("graphinspect_loaders", "loader", ModelLoader, lambda loader: loader.name)
         return sorted(found, key=lambda loader: -loader.priority)
 
     def subcommands(self) -> list["Subcommand"]:
         """Every command, in registration order (the order of ``--help``)."""
-        return self._collect("graphinspect_subcommands", "command", lambda command: command.name)
+        return self._collect("graphinspect_subcommands", "command", Subcommand, lambda command: command.name)
 
     def reporters(self) -> list["Reporter"]:
         """Every reporter, in registration order."""
-        return self._collect("graphinspect_reporters", "reporter", lambda reporter: reporter.name, _schemas_overlap)
+        return self._collect("graphinspect_reporters", "reporter", Reporter, lambda reporter: reporter.name, _schemas_overlap)
 
     def transforms(self) -> list["Transform"]:
         """Every transform, in the order they are tried (``order``, then registration)."""
-        found = self._collect("graphinspect_transforms", "transform", lambda transform: transform.name)
+        from inspector.transforms import Transform
+
+        found = self._collect("graphinspect_transforms", "transform", Transform, lambda transform: transform.name)
         return sorted(found, key=lambda transform: transform.order)
 
     def checks(self) -> list["Check"]:
         """Every check, in registration order (the order of their findings)."""
-        return self._collect("graphinspect_checks", "check", lambda check: check.name)
+        return self._collect("graphinspect_checks", "check", Check, lambda check: check.name)
 
-    def _collect(self, hook_name: str, what: str, key, clash=None) -> list[Any]:
-        """The records every plugin returns from ``hook_name``, in registration order,
-        without duplicates (see the class docstring)."""
-        order = {plugin: position for position, (_, plugin) in enumerate(self.pm.list_name_plugin())}
+    def _collect(self, hook_name: str, what: str, record_type: type, key, clash=None) -> list[Any]:
+        """The ``record_type`` records every plugin returns from ``hook_name``, in
+        registration order, without duplicates (see the class docstring)."""
+        # By registered name: pluggy accepts plugin objects that cannot be hashed.
+        order = {name: position for position, (name, _) in enumerate(self.pm.list_name_plugin())}
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin, len(order))))
+        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin_name, len(order))))
         kept: list[tuple[str, Any]] = []
         for impl in impls:
             try:
@@ -195,6 +203,13 @@ class Plugins:
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
                 error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 self._warn_once(f"plugin {impl.plugin_name!r}: {hook_name} raised {error}; its {what}s are skipped")
+                continue
+            wrong = next((record for record in records if not isinstance(record, record_type)), None)
+            if wrong is not None:
+                self._warn_once(
+                    f"plugin {impl.plugin_name!r}: {hook_name} returned a {type(wrong).__name__}, "
+                    f"not a {record_type.__name__}; its {what}s are skipped"
+                )
                 continue
             for record in records:
                 earlier = next(

@@ -62,8 +62,11 @@ class Reporter:
     """Renders a versioned report document (a JSON-compatible dict) in one format.
 
     ``render(document, stream, options)`` writes to a text stream; ``options`` holds the
-    command's presentation settings (``color``, ``width``, ``only_problems``, ...), which a
-    reporter reads with ``options.get`` and may ignore. ``schemas`` lists the document
+    command's presentation settings, which a reporter reads with ``options.get`` and may
+    ignore: ``color`` (False for ``--no-color``, None to decide from the stream) and
+    ``to_file`` (True when the text goes to an ``-o`` file); the built-in tables also
+    honour a ``width`` when one is given. Narrowing (``--only-problems``, ``--layer``)
+    is done in the document before it is rendered. ``schemas`` lists the document
     schemas it understands, as names or shell-style patterns (``"graphinspect/diff@1"``,
     ``"graphinspect/*"`` for every document); ``suffixes`` the file endings that select
     it for ``-o FILE`` when no ``--format`` is given.
