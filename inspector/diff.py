@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from inspector.ir import Model
 from inspector.match import Matcher
+from inspector.records import Finding
 from inspector.results import DiffResult
 
 if TYPE_CHECKING:
@@ -38,5 +39,9 @@ def diff_models(
     matcher = Matcher(plugins.transforms(), source, target, rtol=rtol, atol=atol)
     result = matcher.run()
     for check in plugins.checks():
-        result.findings.extend(check.run(result))
+        try:
+            result.findings.extend(check.run(result))
+        except Exception as exc:  # noqa: BLE001 - one broken check must not end the diff
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            result.findings.append(Finding("warning", "check_error", f"the check {check.name!r} raised {error}; its findings are missing"))
     return result

@@ -253,8 +253,8 @@ def graphinspect_checks() -> Iterable[Check]:
     :class:`~inspector.records.Finding` records,
     ``Finding(severity, code, message, layer=None)`` with severity "error", "warning" or
     "info" and a stable ``code``; they become the ``findings`` of the diff document. A
-    check must change nothing in the result; the verdict comes from the layers alone. ``run`` is not
-    guarded: an exception there ends the command as an internal error (exit status 2).
+    check must change nothing in the result; the verdict comes from the layers alone. A
+    ``run`` that raises adds one warning finding, ``check_error``, naming the check.
     ``name`` is unique among checks.
 
     Example, a warning when most of the PyTorch model is not in the export::

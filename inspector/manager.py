@@ -86,8 +86,7 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
         if pm.has_plugin(module_name):
             continue
         try:
-            module = importlib.import_module(module_name)
-            pm.register(module, name=module_name)
+            _register_checked(pm, importlib.import_module(module_name), module_name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
             _record_failure(registry, warn, module_name, "env", None, exc)
             continue
@@ -115,11 +114,23 @@ def _load_entry_points(pm: pluggy.PluginManager, registry: _Registry, warn) -> N
             plugin = entry_point.load()
             if pm.is_registered(plugin):
                 continue  # named in GRAPHINSPECT_PLUGINS too (a plugin under development)
-            pm.register(plugin, name=entry_point.name)
+            _register_checked(pm, plugin, entry_point.name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the tool
             _record_failure(registry, warn, entry_point.name, "entry point", dist_name, exc)
             continue
         registry.origins[entry_point.name] = PluginOrigin(entry_point.name, "entry point", dist_name, dist_version)
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register a third-party plugin, or undo it when one of its hook implementations
+    matches no specification (a misspelt ``graphinspect_reporter``): that plugin is then
+    reported as failed instead of stopping every command at ``check_pending``."""
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        pm.unregister(plugin, name=name)
+        raise
 
 
 def _record_failure(registry: _Registry, warn, name: str, source: str, dist: str | None, exc: BaseException) -> None:
@@ -217,10 +228,13 @@ class Plugins:
                     None,
                 )
                 if earlier is not None:
-                    self._warn_once(
-                        f"plugins {earlier!r} and {impl.plugin_name!r} both define the {what} {key(record)!r}; "
-                        f"the one of {impl.plugin_name!r} is ignored"
-                    )
+                    if earlier == impl.plugin_name:
+                        self._warn_once(f"plugin {earlier!r} defines the {what} {key(record)!r} twice; the second is ignored")
+                    else:
+                        self._warn_once(
+                            f"plugins {earlier!r} and {impl.plugin_name!r} both define the {what} {key(record)!r}; "
+                            f"the one of {impl.plugin_name!r} is ignored"
+                        )
                     continue
                 kept.append((impl.plugin_name, record))
         return [record for _, record in kept]

@@ -579,3 +579,41 @@ def test_an_entry_point_also_named_in_graphinspect_plugins_loads_once(monkeypatc
     finally:
         for name in ("graphinspect_hello", "graphinspect_broken"):
             sys.modules.pop(name, None)
+
+
+def test_a_misspelt_hook_name_costs_only_its_plugin(tmp_path, monkeypatch):
+    (tmp_path / "misspelt_plugin.py").write_text(
+        "from inspector.hookspecs import hookimpl\n\n@hookimpl\ndef graphinspect_reporter():\n    return []\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GRAPHINSPECT_PLUGINS", "misspelt_plugin")
+    warnings: list[str] = []
+    plugins = get_plugin_manager(autoload=False, warn=warnings.append)
+    assert len(warnings) == 1 and "misspelt_plugin" in warnings[0] and "graphinspect_reporter" in warnings[0]
+    assert not plugins.pm.has_plugin("misspelt_plugin")
+    assert [c.name for c in plugins.subcommands()][:2] == ["inspect", "diff"]
+
+
+def test_a_check_that_raises_becomes_one_warning_finding():
+    import numpy as np
+
+    from inspector.diff import diff_models
+    from inspector.ir import CONV, Layer, Model, Param
+    from inspector.records import Check
+
+    class Broken:
+        @hookimpl
+        def graphinspect_checks(self):
+            def run(result):
+                raise RuntimeError("boom")
+            yield Check("broken", "Raises.", run)
+
+    weight = np.ones((2, 1, 1, 1), np.float32)
+    source = Model("pytorch-state-dict", "a.pt", [Layer("conv", CONV, "Conv2d", params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")})])
+    target = Model("onnx", "a.onnx", [Layer("/conv/Conv", CONV, "Conv", params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")})])
+    plugins = get_plugin_manager(autoload=False, warn=lambda message: None)
+    plugins.register(Broken(), "broken")
+    result = diff_models(plugins, source, target)
+    assert result.verdict == "faithful"
+    (finding,) = [f for f in result.findings if f.code == "check_error"]
+    assert finding.severity == "warning" and "'broken'" in finding.message and "RuntimeError: boom" in finding.message
