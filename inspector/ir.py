@@ -144,10 +144,11 @@ class Param:
     the tensor (the PyTorch state_dict key, or the ONNX initializer name). ``read``
     returns the values as a numpy array of ``shape`` and ``dtype``; it is called once,
     and again only after :meth:`release`. The array may be read-only (memory-mapped, or a view of the file's buffer):
-    never modify it in place.
+    never modify it in place. ``view_of`` is the stored tensor this one is a part of (a
+    slice a loader cut, such as one third of an attention bias), or None.
     """
 
-    __slots__ = ("name", "shape", "dtype", "tensor_name", "_read", "_array", "_stats", "_range")
+    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range")
 
     def __init__(
         self,
@@ -156,11 +157,13 @@ class Param:
         dtype: str,
         read: Callable[[], np.ndarray],
         tensor_name: str | None = None,
+        view_of: "Param | None" = None,
     ) -> None:
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.dtype = str(dtype)
         self.tensor_name = tensor_name if tensor_name is not None else name
+        self.view_of = view_of
         self._read = read
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None

@@ -29,6 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from inspector import ir
+from inspector.coverage import Accounting
 from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
 from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.ir import Layer, Model
@@ -41,6 +42,13 @@ PRIMARY_KINDS = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.EMBEDDING})
 
 SEARCH_LIMIT = 8
 """How many same-kind, same-shape source layers the last-resort search tries."""
+
+RECONCILE_LIMIT = 64
+"""How many unused source layers a constant no name explains is tried against."""
+
+STRUCTURAL = frozenset({"name", "scope", "alignment", "search", "reconciled"})
+"""How a candidate was found when its fitting the target says the target is a parameter
+(a candidate found only by equal values says nothing when its values differ)."""
 
 
 # ----------------------------------------------------------------------------- hints
@@ -210,43 +218,85 @@ class Matcher:
         self._targets, self._others = prepare_targets(target)
         self.transform_errors: dict[str, tuple[str, str]] = {}
         """Transform name -> (first target layer, error) for transforms that raised."""
+        self.used: set[str] = set()
+        """Source layers some target layer came from, so far."""
+        self.accounting = Accounting()
 
     # -- public ---------------------------------------------------------------------
 
     def run(self) -> DiffResult:
+        """Explain every target layer, then account for every stored number."""
         result = DiffResult(self.source_model, self.target_model)
         result.transform_phrases = {t.name: t.phrase or t.name for t in self.transforms}
         result.transform_explains = {t.name: t.explains for t in self.transforms if t.explains}
-        used: set[str] = set()
         for layer in self._targets:
-            diff = self.explain(layer, must_explain=True)
+            self._keep(result, self.explain(layer, must_explain=True))
             _release(layer)
-            result.layers.append(diff)
-            used.update(diff.sources)
+        # Other constants: first by their names, then (once every named one has taken its
+        # source) against the parameters still unused, then by equal values.
+        leftovers: list[tuple[Layer, bool]] = []
         for layer in self._others:
-            diff = self.explain(layer, must_explain=False)
-            _release(layer)
+            diff, derivable = self._explain(layer, must_explain=False)
             if diff.status == UNMATCHED:
-                result.untraced_constants.append(layer.name)
+                leftovers.append((layer, derivable))
             else:
-                result.layers.append(diff)
-                used.update(diff.sources)
+                self._keep(result, diff)
+            _release(layer)
+        for layer, derivable in leftovers:
+            self._settle(result, layer, derivable)
+            _release(layer)
         position = {layer.name: layer.index for layer in self.target_model.layers}
         result.layers.sort(key=lambda item: position[item.target])
-        result.unmatched_source = [layer.name for layer in self.source.layers if layer.name not in used and _has_weights(layer)]
+        result.unmatched_source = [layer.name for layer in self.source.layers if layer.name not in self.used and _has_weights(layer)]
         for name, (layer, error) in self.transform_errors.items():
             result.findings.append(Finding(
                 "warning", "transform_error",
                 f"the {name} transform raised {error} (first on {layer}); it was skipped where it failed", layer,
             ))
+        result.coverage, result.constants = self.accounting.account(self.target_model)
         return result
 
     def explain(self, target: Layer, must_explain: bool = True) -> LayerDiff:
         """Find and verify the source of one target layer."""
+        return self._explain(target, must_explain)[0]
+
+    def _keep(self, result: DiffResult, diff: LayerDiff) -> None:
+        result.layers.append(diff)
+        self.used.update(diff.sources)
+
+    def _settle(self, result: DiffResult, layer: Layer, derivable: bool) -> None:
+        """A constant no name explains: reconciled with a source parameter left unused
+        (a changed parameter is then a mismatch, not a lost one), found equal to a source
+        tensor (a parameter used twice), or else shown to be computed at export."""
+        diff, reconciled = self._explain(layer, False, self._anchors_by_position(layer, unused=True))
+        if diff.status != UNMATCHED:
+            return self._keep(result, diff)
+        equal, _ = self._explain(layer, False, self._anchors_by_position(layer, unused=False), only_ok=True)
+        if equal.status == OK:
+            return self._keep(result, equal)
+        if derivable or reconciled:
+            # A source parameter fits it and its values do not: parameter-derived and
+            # not reproduced, never a constant.
+            result.layers.append(diff)
+            return
+        for param in layer.params.values():
+            if param.dtype.startswith(("float", "bfloat")) and param.numel > 1:
+                self.accounting.computed_at_export(
+                    param, layer, "computed at export: no PyTorch tensor holds these values and no unused "
+                                  "PyTorch parameter can be turned into them")
+
+    def _explain(self, target: Layer, must_explain: bool = True, anchors: list[tuple[str, str]] | None = None,
+                 only_ok: bool = False) -> tuple[LayerDiff, bool]:
+        """(the layer's diff, whether some source fits it structurally but not in value).
+
+        ``anchors`` replaces the usual ones (:meth:`anchors`); ``only_ok`` accepts a
+        candidate only when it reproduces the layer (never as a mismatch)."""
         best: _Attempt | None = None
+        derivable = False
         reasons: list[str] = []
         tried: set[tuple[str, tuple[str, ...], str]] = set()
-        for anchor, matched_by in self.anchors(target, searching=must_explain):
+        found = anchors if anchors is not None else self.anchors(target, searching=must_explain)
+        for anchor, matched_by in found:
             for transform in self.transforms:
                 if transform.target_kinds and target.kind not in transform.target_kinds:
                     continue
@@ -262,7 +312,8 @@ class Matcher:
                             continue
                         attempt = self._attempt(target, transform, candidate, matched_by)
                         if attempt.ok:
-                            return self._layer_diff(target, attempt, OK)
+                            return self._layer_diff(target, attempt, OK), derivable
+                        derivable = derivable or matched_by in STRUCTURAL
                         if best is None or attempt.violation < best.violation:
                             best = attempt
                 except Exception as exc:  # noqa: BLE001 - one broken transform must not end the diff
@@ -272,24 +323,44 @@ class Matcher:
         # A weight layer must come from somewhere: its closest candidate is credible when
         # named or mostly right. Another constant may be made at export (a position
         # table that happens to have a parameter's size): credible when named, or found
-        # in the module's scope and mostly right (a GroupNorm's weight as a Mul).
-        credible = best is not None and (
+        # in the module's scope (or as the one unused parameter that fits) and mostly right.
+        credible = not only_ok and best is not None and (
             best.matched_by == "name"
             or (must_explain and best.matched_by == "scope")
-            or ((must_explain or best.matched_by == "scope") and best.bad_fraction <= 0.5)
+            or ((must_explain or best.matched_by in ("scope", "reconciled")) and best.bad_fraction <= 0.5)
         )
         if credible:
             if best.approximate:
                 best = self._attempt(target, best.transform, best.candidate, best.matched_by, full=True)
                 if best.ok:  # cannot happen (a failed probe is a real difference); be safe
-                    return self._layer_diff(target, best, OK)
-            return self._layer_diff(target, best, MISMATCH)
+                    return self._layer_diff(target, best, OK), derivable
+            return self._layer_diff(target, best, MISMATCH), derivable
         diff = self._unmatched(target)
         if best is not None:
             reasons.insert(0, f"closest: {best.transform.name}({' + '.join(best.candidate.names)}) differs in "
                               f"{best.bad_fraction:.0%} of the elements")
         diff.reasons = reasons[:10]
-        return diff
+        return diff, derivable
+
+    def _anchors_by_position(self, target: Layer, unused: bool) -> list[tuple[str, str]]:
+        """Source layers nearest ``target``'s relative position first: those no layer has
+        used yet (``unused``, any shape: a transform may broadcast, slice or gather), or
+        any holding a tensor of one of the target's sizes."""
+        sizes = {param.numel for param in target.params.values()}
+        relative = target.index / max(len(self.target_model.layers), 1)
+        found = []
+        for layer in self.source.layers:
+            if unused:
+                if layer.name in self.used or not _has_weights(layer):
+                    continue
+            elif not sizes & {param.numel for param in layer.params.values()}:
+                continue
+            distance = abs(self.source.position(layer) / max(len(self.source.layers), 1) - relative)
+            found.append((distance, layer.name))
+        found.sort()
+        limit = RECONCILE_LIMIT if unused else SEARCH_LIMIT * 2
+        how = "reconciled" if unused else "values"
+        return [(name, how) for _, name in found[:limit]]
 
     def anchors(self, target: Layer, searching: bool = True) -> Iterable[tuple[str, str]]:
         """Source paths to try for ``target``, strongest first, each with how it was found.
@@ -393,6 +464,8 @@ class Matcher:
         )
         for role, (comparison, tolerance) in attempt.comparisons.items():
             target_param = target.params.get(role)
+            if target_param is not None:
+                self.accounting.compared(target_param, target.op_type)
             origin = attempt.reproduction.origins.get(role)
             diff.params.append(
                 ParamDiff(

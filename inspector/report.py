@@ -14,7 +14,13 @@ added, never renamed or removed, within a major version)::
         "matched", "mismatched", "unmatched_target", "unmatched_source",
         "by_transform": {"fold_batchnorm": 53, "identity": 12, ...},
         "max_rel_err": float | null,        # over every parameter compared (ok or mismatch)
-        "text": "one paragraph in words"
+        "text": "one paragraph in words",
+        "coverage": {                        # every float the target stores, in one bucket
+          "explained": {"elements", "bytes"},     # re-computed from PyTorch parameters, compared
+          "constant": {"elements", "bytes"},      # shown not to be a parameter (see "constants")
+          "unexplained": {"elements", "bytes"},   # nothing explains it: never "faithful"
+          "by_op": {"Conv": {"explained": {...}, "constant": {...}, "unexplained": {...}}, ...}
+        }
       },
       "layers": [                            # every parameter-carrying target layer, in order
         {"target": "<ONNX node name>", "op": "Conv",
@@ -32,6 +38,7 @@ added, never renamed or removed, within a major version)::
                      "bad_channels": [int, ...], "bad_channel_count": int}]}
       ],
       "unmatched_source": ["<module path>", ...],
+      "constants": [{"tensor", "op", "layer", "elements", "reason"}],   # no parameters, and why
       "findings": [{"severity": "error" | "warning" | "info", "code", "message",
                     "layer": str | null}]
     }
@@ -45,9 +52,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspector.results import DIFFERS, FAITHFUL, MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.results import (
+    CONSTANT,
+    DIFFERS,
+    EXPLAINED,
+    FAITHFUL,
+    MISMATCH,
+    OK,
+    UNEXPLAINED,
+    UNMATCHED,
+    DiffResult,
+    LayerDiff,
+    ParamDiff,
+)
 from inspector.ir import Model
-from inspector.output import document_header
+from inspector.output import document_header, fmt_count
 
 SCHEMA = "graphinspect/diff@1"
 MAX_LISTED_CHANNELS = 20
@@ -69,13 +88,27 @@ def build_document(result: DiffResult, rtol: float | None = None, atol: float | 
         "by_transform": result.by_transform(),
         "max_rel_err": max(errors) if errors else None,
         "text": summary_text(result),
+        "coverage": _coverage_entry(result),
     }
     document["layers"] = [layer_entry(layer) for layer in result.layers]
     document["unmatched_source"] = list(result.unmatched_source)
+    document["constants"] = [
+        {"tensor": c.tensor, "op": c.op, "layer": c.layer, "elements": c.elements, "reason": c.reason}
+        for c in result.constants
+    ]
     document["findings"] = [
         {"severity": f.severity, "code": f.code, "message": f.message, "layer": f.layer} for f in result.findings
     ]
     return document
+
+
+def _coverage_entry(result: DiffResult) -> dict[str, Any]:
+    coverage = result.coverage
+
+    def tallies(buckets) -> dict[str, dict[str, int]]:
+        return {name: {"elements": tally.elements, "bytes": tally.bytes} for name, tally in buckets.items()}
+
+    return {**tallies(coverage.totals), "by_op": {op: tallies(buckets) for op, buckets in coverage.by_op.items()}}
 
 
 def _model_entry(model: Model) -> dict[str, Any]:
@@ -193,12 +226,25 @@ def _percent(value: float | None) -> str:
 
 
 def _verdict_sentence(result: DiffResult) -> str:
+    """How much was verified, why the ranges differ (whatever the verdict: a user
+    chasing one bad layer still needs to know the others were folded), and the verdict."""
+    sentences = []
+    coverage = result.coverage.totals
+    explained, unexplained = coverage[EXPLAINED].elements, coverage[UNEXPLAINED].elements
+    if explained or unexplained:
+        constant = coverage[CONSTANT].elements
+        tail = f"; {fmt_count(constant)} more are constants computed at export" if constant else ""
+        sentences.append(f"{fmt_count(explained)} of {fmt_count(explained + unexplained)} parameter elements "
+                         f"re-computed{tail}.")
+    reasons = [result.transform_explains[name] for name in result.by_transform() if name in result.transform_explains]
+    reasons = list(dict.fromkeys(reasons))
+    if reasons:
+        sentences.append(f"The value ranges differ from the PyTorch model's because {', '.join(reasons)}.")
     verdict = result.verdict
     if verdict == FAITHFUL:
-        reasons = [result.transform_explains[name] for name in result.by_transform() if name in result.transform_explains]
-        reasons = list(dict.fromkeys(reasons))
-        why = f": the value ranges differ because {', '.join(reasons)}" if reasons else ""
-        return f"The export is faithful{why}."
-    if verdict == DIFFERS:
-        return "The export differs from the PyTorch model: the layers above hold values no known transform explains."
-    return "The diff is incomplete: some ONNX parameters could not be explained."
+        sentences.append("The export is faithful.")
+    elif verdict == DIFFERS:
+        sentences.append("The export differs from the PyTorch model: the layers above hold values no known transform explains.")
+    else:
+        sentences.append("The diff is incomplete: some ONNX parameters could not be explained.")
+    return " ".join(sentences)

@@ -28,6 +28,12 @@ FAITHFUL = "faithful"
 DIFFERS = "differs"
 INCOMPLETE = "incomplete"
 
+EXPLAINED = "explained"
+CONSTANT = "constant"
+UNEXPLAINED = "unexplained"
+BUCKETS = (EXPLAINED, CONSTANT, UNEXPLAINED)
+"""Where every floating-point number stored in the target falls (see :class:`Coverage`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Tolerance:
@@ -89,15 +95,73 @@ class LayerDiff:
 
 
 @dataclass(slots=True)
+class Tally:
+    """A count of stored numbers: elements and the bytes they take in the file."""
+
+    elements: int = 0
+    bytes: int = 0
+
+    def add(self, elements: int, nbytes: int) -> None:
+        self.elements += elements
+        self.bytes += nbytes
+
+
+@dataclass(slots=True)
+class Coverage:
+    """Every floating-point number stored in the target, in exactly one bucket:
+
+    - :data:`EXPLAINED`: re-computed from named source parameters by a transform and
+      compared (within tolerance or not: a mismatch is explained, and wrong);
+    - :data:`CONSTANT`: shown not to come from a parameter (each listed in
+      :attr:`DiffResult.constants` with its reason: a scalar, a shape or scale input,
+      a value computed at export that no source parameter can produce);
+    - :data:`UNEXPLAINED`: what is left, parameter-derived as far as anyone can tell.
+
+    ``totals`` maps each bucket to its :class:`Tally`; ``by_op`` maps the op type that
+    holds the numbers (the layer that explains them, else the first that reads them)
+    to the same.
+    """
+
+    totals: dict[str, Tally] = field(default_factory=lambda: {bucket: Tally() for bucket in BUCKETS})
+    by_op: dict[str, dict[str, Tally]] = field(default_factory=dict)
+
+    def add(self, bucket: str, op: str, elements: int, nbytes: int) -> None:
+        self.totals[bucket].add(elements, nbytes)
+        self.by_op.setdefault(op, {name: Tally() for name in BUCKETS})[bucket].add(elements, nbytes)
+
+    @property
+    def unexplained(self) -> int:
+        return self.totals[UNEXPLAINED].elements
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantTensor:
+    """A stored tensor shown not to come from a parameter: ``tensor`` (its name in the
+    file), the ``op`` and ``layer`` that read it, its ``elements``, and ``reason``."""
+
+    tensor: str
+    op: str
+    layer: str | None
+    elements: int
+    reason: str
+
+
+@dataclass(slots=True)
 class DiffResult:
-    """Everything a diff found, in target execution order."""
+    """Everything a diff found, in target execution order.
+
+    Verdict: :data:`DIFFERS` when a layer's values are not re-computed within tolerance;
+    else :data:`INCOMPLETE` when a target layer is traced to nothing or some stored
+    number is unexplained (:class:`Coverage`); else :data:`FAITHFUL`.
+    """
 
     source: "Model"
     target: "Model"
     layers: list[LayerDiff] = field(default_factory=list)
     unmatched_source: list[str] = field(default_factory=list)
     findings: "list[Finding]" = field(default_factory=list)
-    untraced_constants: list[str] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=Coverage)
+    constants: list[ConstantTensor] = field(default_factory=list)
     transform_phrases: dict[str, str] = field(default_factory=dict)
     """Transform name -> its ``phrase`` (see :class:`~inspector.transforms.Transform`)."""
     transform_explains: dict[str, str] = field(default_factory=dict)
@@ -110,7 +174,7 @@ class DiffResult:
     def verdict(self) -> str:
         if self.count(MISMATCH):
             return DIFFERS
-        if self.count(UNMATCHED):
+        if self.count(UNMATCHED) or self.coverage.unexplained:
             return INCOMPLETE
         return FAITHFUL
 

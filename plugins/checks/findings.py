@@ -4,13 +4,17 @@
   parameter, the size of the error and the output channels where it sits;
 - ``unmatched_target`` (error): an ONNX weight layer traced to nothing, with the closest
   candidate and why the others were rejected;
-- ``nan_inf`` (error): NaN or Inf in a parameter of either model;
+- ``nan_inf`` (error): NaN or Inf in a parameter of either model (info in a constant
+  computed at export);
 - ``unfolded_batchnorm`` (warning): a BatchNormalization left as its own ONNX node;
 - ``guessed_eps`` (info): a BatchNorm eps the file does not record, found by trying;
 - ``unmatched_source`` (warning, or info for modules plainly unused at inference):
   PyTorch layers the export does not use;
-- ``untraced_constant`` (info): ONNX constants that are not PyTorch parameters
-  (scale factors, position tables folded at export).
+- ``export_constant`` (info): ONNX tensors shown not to be PyTorch parameters
+  (position tables and anchors computed at export, neutral norm constants), and
+  ``bookkeeping_constant`` (info) counting scalars and shape inputs;
+- ``unexplained`` (error): stored numbers that nothing explains and no layer row shows
+  (inside subgraphs, the rest of a partly explained tensor).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from inspector.results import MISMATCH, UNMATCHED, DiffResult
+from inspector.results import MISMATCH, UNEXPLAINED, UNMATCHED, DiffResult
 from inspector.hookspecs import hookimpl
 from inspector.records import Check, Finding
 from inspector.report import describe_mismatch, layer_entry
@@ -44,13 +48,18 @@ def unmatched_targets(result: DiffResult) -> Iterable[Finding]:
 
 
 def nan_inf(result: DiffResult) -> Iterable[Finding]:
+    """NaN/Inf in a parameter is an error; in a constant computed at export (a mask, an
+    anchor table with deliberate Inf) it is information."""
+    constants = {constant.tensor for constant in result.constants}
     for side, model in (("PyTorch", result.source), ("ONNX", result.target)):
         for layer, param in model.params():
             stats = param.value_range()
             if stats.nan or stats.inf:
+                computed = side == "ONNX" and param.tensor_name in constants
                 yield Finding(
-                    "error", "nan_inf",
-                    f"{side} tensor {param.tensor_name} holds {stats.nan} NaN and {stats.inf} Inf values",
+                    "info" if computed else "error", "nan_inf",
+                    f"{side} {'constant' if computed else 'tensor'} {param.tensor_name} holds {stats.nan} NaN and "
+                    f"{stats.inf} Inf values" + (" (computed at export, not a parameter)" if computed else ""),
                     layer.name,
                 )
 
@@ -91,14 +100,42 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
         )
 
 
-def untraced_constants(result: DiffResult) -> Iterable[Finding]:
-    names = result.untraced_constants
-    if names:
-        shown = ", ".join(names[:LISTED]) + (f" (+{len(names) - LISTED} more)" if len(names) > LISTED else "")
+def export_constants(result: DiffResult) -> Iterable[Finding]:
+    """The stored tensors shown to be no parameters, by reason; scalars and shape inputs
+    are only counted (every graph has many)."""
+    computed = [c for c in result.constants if c.reason != "a scalar" and not c.reason.startswith("input ")]
+    bookkeeping = len(result.constants) - len(computed)
+    if computed:
+        shown = ", ".join(f"{c.tensor} ({c.op}, {c.elements} values)" for c in computed[:LISTED])
+        more = f" (+{len(computed) - LISTED} more)" if len(computed) > LISTED else ""
         yield Finding(
-            "info", "untraced_constant",
-            f"{len(names)} ONNX nodes use constants that are not PyTorch parameters (computed at export): {shown}",
+            "info", "export_constant",
+            f"{len(computed)} ONNX tensor{'s are not PyTorch parameters' if len(computed) != 1 else ' is not a PyTorch parameter'}: "
+            f"{shown}{more}; each is listed with its reason in the constants",
         )
+    if bookkeeping:
+        yield Finding("info", "bookkeeping_constant",
+                      f"{bookkeeping} ONNX tensors are scalars or shape, axes and scale inputs, not parameters")
+
+
+def unexplained_numbers(result: DiffResult) -> Iterable[Finding]:
+    """Stored numbers in no layer row that nothing explains (subgraphs, parts of tensors)."""
+    tally = result.coverage.totals[UNEXPLAINED]
+    in_rows = sum(p.numel for layer in result.layers if layer.status == UNMATCHED
+                  for p in _target_params(result, layer))
+    if tally.elements > in_rows:
+        yield Finding(
+            "error", "unexplained",
+            f"{tally.elements} floating-point numbers the ONNX model stores ({tally.bytes} bytes) are not explained "
+            f"by any PyTorch parameter",
+        )
+
+
+def _target_params(result: DiffResult, layer):
+    try:
+        return list(result.target.layer(layer.target).params.values())
+    except KeyError:
+        return []
 
 
 @hookimpl
@@ -109,4 +146,5 @@ def graphinspect_checks():
     yield Check("unfolded_batchnorm", "BatchNorms left as separate ONNX nodes.", unfolded_batchnorm)
     yield Check("guessed_eps", "BatchNorm eps found by trying.", guessed_eps)
     yield Check("unmatched_source", "PyTorch layers the export does not use.", unmatched_source)
-    yield Check("untraced_constant", "ONNX constants that are not PyTorch parameters.", untraced_constants)
+    yield Check("export_constant", "ONNX tensors shown not to be PyTorch parameters.", export_constants)
+    yield Check("unexplained", "Stored numbers nothing explains.", unexplained_numbers)

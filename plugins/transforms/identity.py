@@ -21,6 +21,9 @@ from inspector.targets import WEIGHT_KINDS
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
 from plugins.transforms._layouts import conv_attrs_disagree, float64, linear_is_transposed
 
+MATRIX_KINDS = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR})
+
+
 class Identity(Transform):
     """t = s: the target stores the source tensor unchanged."""
 
@@ -51,6 +54,10 @@ class Identity(Transform):
             return
         (wanted,) = target.params.values()
         for param in layer.params.values():
+            # A Conv or Linear weight is what a Conv, Gemm or MatMul holds, never an
+            # operand of an Add or a Mul: a constant of its size is a coincidence.
+            if param.name == "weight" and layer.kind in MATRIX_KINDS:
+                continue
             if param.numel == wanted.numel:
                 yield self.candidate(layer, variant=param.name, role=param.name)
 

@@ -211,7 +211,8 @@ def test_rtdetr_ultralytics_way_faithful(rtdetr, variant, cli):
         assert sorted(outline(result)) == sorted(RTDETR_OUTLINE[variant]), describe(result)
     # The sine-cosine position table is computed at export: untraced constants of AIFI.
     assert_faithful(result, untraced=None)
-    assert result.untraced_constants and all(name.startswith("/model/model.5/") for name in result.untraced_constants)
+    computed = [c.layer for c in result.constants if c.reason.startswith("computed at export")]
+    assert computed and all(name.startswith("/model/model.5/") for name in computed), describe(result)
     assert sorted(layer.variant for layer in result.layers if layer.transform == "split_qkv") == ["k", "q", "v"]
     for layer in result.layers:
         if layer.transform == FOLD:
@@ -439,9 +440,10 @@ def test_json_tiny_facts(tiny):
     head = result.layers[-1]
     assert param(head, "weight").bad_channels == [1] and param(head, "bias").status == "ok"
     assert param(head, "weight").max_rel_err == pytest.approx(0.02, rel=1e-5)  # 2% of column 1, the largest
-    assert result.unmatched_source == ["aux_head"] and result.untraced_constants == ["/Mul"]
+    assert result.unmatched_source == ["aux_head"]
+    assert [c.layer for c in result.constants if c.reason.startswith("computed at export")] == ["/Mul"]
     assert [(f.severity, f.code) for f in result.findings] == [
-        ("error", "mismatch"), ("info", "unused_at_inference"), ("info", "untraced_constant")]
+        ("error", "mismatch"), ("info", "unused_at_inference"), ("info", "export_constant")]
 
 
 # =============================================================================== the command line

@@ -86,6 +86,17 @@ def make_document() -> dict:
             "by_transform": {"fold_batchnorm": 2, "identity": 1},
             "max_rel_err": 0.031,
             "text": SUMMARY_TEXT,
+            "coverage": {
+                "explained": {"elements": 12200, "bytes": 48800},
+                "constant": {"elements": 300, "bytes": 1200},
+                "unexplained": {"elements": 140, "bytes": 560},
+                "by_op": {
+                    "Conv": {"explained": {"elements": 12200, "bytes": 48800}, "constant": {"elements": 0, "bytes": 0},
+                             "unexplained": {"elements": 140, "bytes": 560}},
+                    "Add": {"explained": {"elements": 0, "bytes": 0}, "constant": {"elements": 300, "bytes": 1200},
+                            "unexplained": {"elements": 0, "bytes": 0}},
+                },
+            },
         },
         "layers": [
             _layer("/model.0/conv/Conv", "Conv", ["model.0.conv", "model.0.bn"], "fold_batchnorm", "ok", "scope", [
@@ -116,6 +127,8 @@ def make_document() -> dict:
             ]),
         ],
         "unmatched_source": ["aux_head.conv", "denoising.embed"],
+        "constants": [{"tensor": "anchors", "op": "Add", "layer": "/decoder/Add", "elements": 300,
+                       "reason": "computed at export: no PyTorch tensor holds these values"}],
         "findings": [
             {"severity": "info", "code": "unused_source",
              "message": "2 PyTorch layers are not used by the export: aux_head.conv, denoising.embed", "layer": None},

@@ -73,8 +73,14 @@ def describe(result) -> str:
         lines.append(f"  {layer.status:9} {layer.op:20} {layer.target:45} {layer.transform} {layer.sources} "
                      f"[{layer.matched_by}] {layer.note!r} ({errors}) {layer.reasons[:2]}")
     lines += [f"  finding {f.severity} {f.code}: {f.message}" for f in result.findings]
-    lines.append(f"  unmatched source {result.unmatched_source}, untraced {result.untraced_constants}")
+    lines.append(f"  unmatched source {result.unmatched_source}, constants {[(c.layer, c.reason[:30]) for c in result.constants]}")
+    lines.append(f"  coverage { {bucket: tally.elements for bucket, tally in result.coverage.totals.items()} }")
     return "\n".join(lines)
+
+
+def constant_layers(result) -> set[str]:
+    """Target layers reading a tensor the diff showed to be a constant, not a parameter."""
+    return {constant.layer for constant in result.constants}
 
 
 def outline(result) -> list[tuple[str, str | None, list[str]]]:
@@ -90,10 +96,12 @@ def assert_faithful(result, max_rel_err: float = 1e-6, untraced: Iterable[str] |
     """Verdict faithful; every parameter-carrying target layer explained, status ok,
     every error tiny; no PyTorch layer left over; no findings of severity error.
 
-    ``untraced``: the untraced target constants allowed (None: any).
+    ``untraced``: the target layers allowed to read constants computed at export
+    (None: any); every other float the target stores must be explained.
     """
     text = describe(result)
     assert result.verdict == "faithful", text
+    assert result.coverage.unexplained == 0, text
     assert_every_weight_layer_listed(result, untraced)
     for layer in result.layers:
         assert layer.status == "ok" and layer.transform and layer.sources, text
@@ -121,7 +129,7 @@ def assert_every_weight_layer_listed(result, untraced: Iterable[str] | None = ()
             continue
         if layer.op_type == "Add" and {p.tensor_name for p in layer.params.values()} <= joined_biases:
             continue
-        assert layer.name in result.untraced_constants, f"{layer.name} ({layer.op_type}) is not reported\n{describe(result)}"
+        assert layer.name in constant_layers(result), f"{layer.name} ({layer.op_type}) is not reported\n{describe(result)}"
         if allowed is not None:
             assert layer.name in allowed, f"{layer.name} ({layer.op_type}) is left untraced\n{describe(result)}"
     # In target execution order.
@@ -175,7 +183,7 @@ def relative_error(actual, expected) -> float:
 
 _STATUS = {"ok", "mismatch", "unmatched"}
 _VERDICTS = {"faithful", "differs", "incomplete"}
-_MATCHED_BY = {"name", "scope", "alignment", "search", None}
+_MATCHED_BY = {"name", "scope", "alignment", "search", None, "reconciled", "values"}
 _SEVERITIES = {"error", "warning", "info"}
 
 
@@ -208,7 +216,7 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
     """Check ``document`` against the graphinspect/diff@1 contract of inspector/report.py:
     every documented key at every level, no undocumented one, types and value sets."""
     _keys("document", document, {"schema", "tool", "source", "target", "tolerance", "summary", "layers",
-                                 "unmatched_source", "findings"})
+                                 "unmatched_source", "constants", "findings"})
     assert document["schema"] == "graphinspect/diff@1"
     _keys("tool", document["tool"], {"name", "version"})
     assert document["tool"]["name"] == "graphinspect" and isinstance(document["tool"]["version"], str)
@@ -222,7 +230,7 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
         assert document["tolerance"][key] is None or _number(document["tolerance"][key])
     summary = document["summary"]
     _keys("summary", summary, {"verdict", "matched", "mismatched", "unmatched_target", "unmatched_source",
-                               "by_transform", "max_rel_err", "text"})
+                               "by_transform", "max_rel_err", "text", "coverage"})
     assert summary["verdict"] in _VERDICTS
     for key in ("matched", "mismatched", "unmatched_target", "unmatched_source"):
         assert _count(summary[key]), key
@@ -230,6 +238,16 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
     assert all(isinstance(k, str) and _count(v) and v > 0 for k, v in summary["by_transform"].items())
     assert summary["max_rel_err"] is None or _number(summary["max_rel_err"])
     assert isinstance(summary["text"], str) and summary["text"]
+    coverage = summary["coverage"]
+    _keys("coverage", coverage, {"explained", "constant", "unexplained", "by_op"})
+    for bucket in ("explained", "constant", "unexplained"):
+        _keys(f"coverage.{bucket}", coverage[bucket], {"elements", "bytes"})
+        assert _count(coverage[bucket]["elements"]) and _count(coverage[bucket]["bytes"])
+        assert sum(per_op[bucket]["elements"] for per_op in coverage["by_op"].values()) == coverage[bucket]["elements"]
+    assert summary["verdict"] != "faithful" or coverage["unexplained"]["elements"] == 0
+    for position, constant in enumerate(document["constants"]):
+        _keys(f"constants[{position}]", constant, {"tensor", "op", "layer", "elements", "reason"})
+        assert isinstance(constant["reason"], str) and constant["reason"] and _count(constant["elements"])
     assert isinstance(document["layers"], list)
     for position, layer in enumerate(document["layers"]):
         where = f"layers[{position}]"

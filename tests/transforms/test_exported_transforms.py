@@ -642,7 +642,7 @@ def test_split_qkv_dynamo_changed_in_proj_is_a_mismatch(attention_files, tmp_pat
     onnx.save(proto, str(tmp_path / "changed.onnx"))
     result = diff(attention_files["pt"], tmp_path / "changed.onnx")
     assert result.verdict == "differs", describe(result)
-    assert result.untraced_constants == []
+    assert not [c for c in result.constants if c.reason.startswith("computed")]
     (bad,) = [layer for layer in result.layers if layer.status != "ok"]
     assert (bad.op, bad.status, bad.transform, bad.sources, bad.matched_by) == ("Split", "mismatch", "identity", ["cross"], "name")
     assert bad.params[0].source_tensor == "cross.in_proj_weight" and bad.params[0].bad_channels == [20]
@@ -786,12 +786,15 @@ def test_normalisations_written_as_other_ops(norm_files, exporter):
         *layer_norm,
     ])
     assert_faithful(result, max_rel_err=0.0, untraced=None)
-    untraced = [result.target.layer(name) for name in result.untraced_constants]
-    assert [layer.op_type for layer in untraced] == ["InstanceNormalization", "InstanceNormalization"]
+    # The scale and bias of ones and zeros the exporter gave GroupNorm's and the plain
+    # InstanceNorm's InstanceNormalization nodes: four tensors, none a parameter.
+    neutral = [c for c in result.constants if c.reason.startswith("the neutral scale or bias")]
+    assert [c.op for c in neutral] == ["InstanceNormalization"] * 4, describe(result)
+    assert [c for c in result.constants if c not in neutral and c.reason != "a scalar"] == [], describe(result)
     assert [(p.name, p.source_tensor) for layer in result.layers[1:3] for p in layer.params] == [
         ("scale", "gn.weight"), ("bias", "gn.bias")]
-    (finding,) = [f for f in result.findings if f.code == "untraced_constant"]
-    assert finding.severity == "info"
+    (finding,) = [f for f in result.findings if f.code == "export_constant"]
+    assert finding.severity == "info" and "InstanceNormalization" in finding.message
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)

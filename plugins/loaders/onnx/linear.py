@@ -93,7 +93,7 @@ def _with_split_bias(matmul: Layer, consumers: list[Layer], producers: dict[str,
     if len(whole.shape) != 1 or sum(sizes) != whole.numel or sizes[position] != width:
         return matmul
     start, stop = sum(sizes[:position]), sum(sizes[:position]) + width
-    part = Param("bias", (width,), whole.dtype, lambda: whole.array()[start:stop], f"{whole.tensor_name}[{start}:{stop}]")
+    part = Param("bias", (width,), whole.dtype, lambda: whole.array()[start:stop], f"{whole.tensor_name}[{start}:{stop}]", view_of=whole)
     return _joined(matmul, add, part)
 
 
