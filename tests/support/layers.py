@@ -199,6 +199,11 @@ def check_reasons(chosen: Transform, source_model: Model, target_layer: Layer, a
     return [chosen.check(target_layer, candidate) for candidate in candidates(chosen, source_model, target_layer, anchor)]
 
 
+def applicable(chosen: Transform, source_model: Model, target_layer: Layer, anchor: str) -> list[Candidate]:
+    """The candidates ``chosen`` proposes around ``anchor`` whose ``check()`` passes."""
+    return [c for c in candidates(chosen, source_model, target_layer, anchor) if chosen.check(target_layer, c) is None]
+
+
 def describe(result: DiffResult) -> str:
     """The result as lines, for assertion messages."""
     lines = [f"verdict {result.verdict}"]
