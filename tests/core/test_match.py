@@ -424,3 +424,18 @@ def test_a_small_model_end_to_end():
     assert result.unmatched_source == ["head.attn"]
     assert result.verdict == "differs"
     assert [f.code for f in result.findings] == ["mismatch", "unmatched_source"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: compare() raises TypeError on 0-d arrays (see test_compare.py::"
+                   "test_scalars_compare), so a one-output Linear whose Gemm bias C is a scalar is reported as "
+                   "'identity/transpose raised TypeError' and left unmatched")
+@pytest.mark.parametrize("trans_b", [1, 0])
+def test_a_one_output_linear_with_a_scalar_bias(trans_b):
+    r = rng(18)
+    w, b = randn(r, 1, 4), randn(r, 1)
+    src = source(layer("fc", LINEAR, "Linear", weight=w, bias=b))
+    attrs = {"transB": trans_b, WEIGHT_LAYOUT: OUT_IN if trans_b else IN_OUT}
+    tgt = target(layer("g", LINEAR, "Gemm", attrs, hints=("fc",), weight=w if trans_b else w.T, bias=np.array(b[0])))
+    result = diff(src, tgt)
+    assert layer_diff(result, "g").status == OK, describe(result)
+    assert [f.code for f in result.findings] == []
