@@ -2,6 +2,11 @@
 
 Imported as ``tests.support`` (pytest runs with ``--import-mode=importlib`` and the
 repository root on ``sys.path``); fixtures live in ``tests/conftest.py``.
+
+Two helper modules beside it: :mod:`tests.support.layers` builds tiny numpy-only models
+(``param``, ``layer``, ``model``) and runs the matcher on them, for the fast tests of the
+core and of each transform; :mod:`tests.support.exports` exports real torch models with
+both exporters, for the slower end-to-end tests.
 """
 
 from __future__ import annotations

@@ -1,0 +1,166 @@
+"""The built-in checks (plugins.checks.findings), each on a hand-built DiffResult, and all
+of them through a numpy diff."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector.ir import BATCHNORM, CONV
+from inspector.records import Finding
+from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.transforms import EPS_GUESSED
+from plugins.checks import findings
+from tests.support.layers import bn_stats, diff, layer, param, plugins, randn, rng, source, target
+
+
+def _result(*layers: LayerDiff, source_model=None, target_model=None, **fields) -> DiffResult:
+    return DiffResult(source_model or source(), target_model or target(), layers=list(layers), **fields)
+
+
+def _mismatch(name="n", channels=(3,), abs_err=0.5, rel_err=0.25):
+    return LayerDiff(target=name, op="Conv", kind="conv", sources=["c"], transform="identity", status=MISMATCH,
+                     params=[ParamDiff("weight", "n.weight", max_abs_err=abs_err, max_rel_err=rel_err, status=MISMATCH,
+                                       bad_channels=list(channels), bad_channel_count=len(channels)),
+                             ParamDiff("bias", "n.bias", max_abs_err=0.0, max_rel_err=0.0, status=OK)])
+
+
+def test_the_built_in_checks_in_order():
+    assert [check.name for check in plugins().checks()] == [
+        "mismatch", "unmatched_target", "nan_inf", "unfolded_batchnorm", "guessed_eps", "unmatched_source",
+        "untraced_constant"]
+
+
+def test_mismatch_says_which_parameter_by_how_much_and_where():
+    found = list(findings.mismatches(_result(_mismatch(), LayerDiff("ok", "Conv", "conv", status=OK))))
+    assert found == [Finding("error", "mismatch",
+                             "n (Conv, from c via identity): weight differs by up to 0.5 (25.00% of its scale) in output channel 3",
+                             "n")]
+
+
+def test_unmatched_target_gives_the_first_reason():
+    with_reasons = LayerDiff("t", "Gemm", "linear", reasons=["closest: identity(fc) differs in 80% of the elements", "x"])
+    without = LayerDiff("u", "Conv", "conv")
+    assert list(findings.unmatched_targets(_result(with_reasons, without, _mismatch()))) == [
+        Finding("error", "unmatched_target",
+                "Gemm t is not traced to the PyTorch model: closest: identity(fc) differs in 80% of the elements", "t"),
+        Finding("error", "unmatched_target",
+                "Conv u is not traced to the PyTorch model: no PyTorch layer of this kind and shape", "u"),
+    ]
+
+
+def test_nan_and_inf_in_either_model():
+    bad = np.array([1.0, np.nan, np.inf, np.nan, -np.inf], np.float32)
+    shared = param("weight", bad, "onnx::shared")
+    src = source(layer("c", CONV, "Conv2d", weight=bad), layer("fine", CONV, "Conv2d", weight=np.ones(3, np.float32)))
+    tgt = target(layer("n1", CONV, "Conv", weight=shared), layer("n2", CONV, "Conv", weight=shared))
+    assert list(findings.nan_inf(_result(source_model=src, target_model=tgt))) == [
+        Finding("error", "nan_inf", "PyTorch tensor c.weight holds 2 NaN and 2 Inf values", "c"),
+        Finding("error", "nan_inf", "ONNX tensor onnx::shared holds 2 NaN and 2 Inf values", "n1"),  # once, shared
+    ]
+
+
+def test_unfolded_batchnorm():
+    kept = LayerDiff("/bn/BatchNormalization", "BatchNormalization", "batchnorm", sources=["bn"], status=OK)
+    untraced = LayerDiff("BatchNormalization_3", "BatchNormalization", "batchnorm")
+    assert [f.message for f in findings.unfolded_batchnorm(_result(kept, untraced, _mismatch()))] == [
+        "BatchNorm bn was not folded into the layer before it: it runs as a separate BatchNormalization node",
+        "BatchNorm BatchNormalization_3 was not folded into the layer before it: it runs as a separate "
+        "BatchNormalization node",
+    ]
+    assert {f.severity for f in findings.unfolded_batchnorm(_result(kept))} == {"warning"}
+
+
+def _folded(name, variant, guessed=True):
+    return LayerDiff(name, "Conv", "conv", status=OK, transform="fold_batchnorm", variant=variant,
+                     facts={"eps": 1e-3, EPS_GUESSED: guessed})
+
+
+def test_guessed_eps_counts_layers_and_names_the_values():
+    result = _result(_folded("a", "eps=0.001"), _folded("b", "eps=0.001"), _folded("c", "eps=1e-05"),
+                     _folded("d", "", guessed=False))
+    assert list(findings.guessed_eps(result)) == [Finding(
+        "info", "guessed_eps", "The file does not record BatchNorm eps; 3 folded layers fit with eps=0.001; eps=1e-05")]
+    assert [f.message for f in findings.guessed_eps(_result(_folded("a", "eps=0.001")))] == [
+        "The file does not record BatchNorm eps; 1 folded layer fit with eps=0.001"]
+    assert list(findings.guessed_eps(_result(_folded("d", "", guessed=False)))) == []
+
+
+@pytest.mark.parametrize(
+    "name, training_only",
+    [
+        ("model.aux_head.conv", True),
+        ("decoder.denoising_class_embed", True),
+        ("decoder.dn_query", True),
+        ("criterion.matcher", True),
+        ("loss_fn.weight", True),
+        ("teacher.backbone.conv", True),
+        ("model.ema", True),
+        ("model.auxiliary.0", True),
+        ("schema.conv", False),  # a word merely containing one
+        ("model.maxpool", False),
+        ("glossary", False),
+        ("head.fc", False),
+    ],
+)
+def test_training_only_names(name, training_only):
+    assert bool(findings.TRAINING_ONLY.search(name)) is training_only
+
+
+def test_unmatched_source_splits_training_only_layers_off():
+    other = [f"blocks.{i}.conv" for i in range(10)]
+    result = _result(unmatched_source=[*other, "aux_head.fc", "model.ema"])
+    assert list(findings.unmatched_source(result)) == [
+        Finding("warning", "unmatched_source",
+                "10 PyTorch layers have no ONNX counterpart: " + ", ".join(other[:8]) + " (+2 more)"),
+        Finding("info", "unused_at_inference",
+                "2 PyTorch layers are training-only by their names and not exported, as expected: aux_head.fc, model.ema"),
+    ]
+    assert list(findings.unmatched_source(_result())) == []
+
+
+@pytest.mark.xfail(strict=True, reason="bug (wording): unmatched_source says '1 PyTorch layers have no ONNX "
+                   "counterpart' and '1 PyTorch layers are training-only', where the summary says '1 PyTorch layer is'")
+def test_one_unmatched_source_layer_is_singular():
+    messages = [f.message for f in findings.unmatched_source(_result(unmatched_source=["head.fc", "aux.fc"]))]
+    assert messages == ["1 PyTorch layer has no ONNX counterpart: head.fc",
+                        "1 PyTorch layer is training-only by its name and not exported, as expected: aux.fc"]
+
+
+def test_untraced_constants():
+    names = [f"Mul_{i}" for i in range(9)]
+    assert list(findings.untraced_constants(_result(untraced_constants=names))) == [Finding(
+        "info", "untraced_constant",
+        "9 ONNX nodes use constants that are not PyTorch parameters (computed at export): "
+        + ", ".join(names[:8]) + " (+1 more)")]
+    assert list(findings.untraced_constants(_result())) == []
+
+
+def test_findings_of_a_numpy_diff_come_in_check_order():
+    r = rng(0)
+    w, bn, fc = randn(r, 4, 2, 1, 1), bn_stats(r, 4), randn(r, 3, 4)
+    broken = fc.copy()
+    broken[0, 0] = np.nan
+    src = source(
+        layer("c", CONV, "Conv2d", weight=w),
+        layer("bn", BATCHNORM, "BatchNorm2d", **bn),  # eps not recorded
+        layer("fc", "linear", "Linear", weight=fc),
+        layer("aux.head", CONV, "Conv2d", weight=randn(r, 2, 4, 1, 1)),
+    )
+    s = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-3)
+    tgt = target(
+        layer("conv", CONV, "Conv", hints=("c",), weight=(w * s[:, None, None, None]).astype(np.float32),
+              bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32)),
+        layer("gemm", "linear", "Gemm", {"transB": 1}, hints=("fc.weight",), weight=broken),
+        layer("mul", "mul", "Mul", scale=np.linspace(0, 1, 5, dtype=np.float32)),
+        layer("emb", "embedding", "Gather", weight=randn(r, 7, 3)),
+    )
+    result = diff(src, tgt)
+    assert [(f.severity, f.code, f.layer) for f in result.findings] == [
+        ("error", "mismatch", "gemm"),
+        ("error", "unmatched_target", "emb"),
+        ("error", "nan_inf", "gemm"),
+        ("info", "guessed_eps", None),
+        ("info", "unused_at_inference", None),
+        ("info", "untraced_constant", None),
+    ]
