@@ -51,7 +51,7 @@ def neutral_norm_tensor(stored: StoredTensor) -> bool:
     if not stored.uses or any(use.op_type != "InstanceNormalization" for use in stored.uses):
         return False
     values = stored.param.array()
-    return bool(np.all(values == 1) if stored.uses[0].position == 1 else np.all(values == 0))
+    return bool(np.all(values == 1) if stored.uses[0].role == "weight" else np.all(values == 0))
 
 
 @dataclass(slots=True)

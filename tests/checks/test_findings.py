@@ -28,7 +28,7 @@ def _mismatch(name="n", channels=(3,), abs_err=0.5, rel_err=0.25):
 def test_the_built_in_checks_in_order():
     assert [check.name for check in plugins().checks()] == [
         "mismatch", "unmatched_target", "nan_inf", "unfolded_batchnorm", "guessed_eps", "unmatched_source",
-        "untraced_constant"]
+        "export_constant", "unexplained"]
 
 
 def test_mismatch_says_which_parameter_by_how_much_and_where():
@@ -127,13 +127,27 @@ def test_one_unmatched_source_layer_is_singular():
                         "1 PyTorch layer is training-only by its name and not exported, as expected: aux.fc"]
 
 
-def test_untraced_constants():
-    names = [f"Mul_{i}" for i in range(9)]
-    assert list(findings.untraced_constants(_result(untraced_constants=names))) == [Finding(
-        "info", "untraced_constant",
-        "9 ONNX nodes use constants that are not PyTorch parameters (computed at export): "
-        + ", ".join(names[:8]) + " (+1 more)")]
-    assert list(findings.untraced_constants(_result())) == []
+def test_export_constants_are_listed_and_bookkeeping_is_counted():
+    from inspector.results import ConstantTensor
+
+    computed = [ConstantTensor(f"t{i}", "Mul", f"Mul_{i}", 4, "computed at export: ...") for i in range(9)]
+    scalars = [ConstantTensor("s", "Div", "Div_0", 1, "a scalar"),
+               ConstantTensor("r", "Resize", "Resize_0", 4, "input 2 of Resize (a shape, axes or scale input, not a parameter)")]
+    found = list(findings.export_constants(_result(constants=computed + scalars)))
+    assert [(f.severity, f.code) for f in found] == [("info", "export_constant"), ("info", "bookkeeping_constant")]
+    assert found[0].message.startswith("9 ONNX tensors are not PyTorch parameters: t0 (Mul, 4 values), ")
+    assert "t7 (Mul, 4 values) (+1 more)" in found[0].message and "t8" not in found[0].message
+    assert found[1].message == "2 ONNX tensors are scalars or shape, axes and scale inputs, not parameters"
+    assert list(findings.export_constants(_result())) == []
+
+
+def test_unexplained_numbers_outside_rows_are_an_error():
+    result = _result()
+    result.coverage.add("unexplained", "Loop", 12, 48)
+    (finding,) = findings.unexplained_numbers(result)
+    assert (finding.severity, finding.code) == ("error", "unexplained")
+    assert finding.message.startswith("12 floating-point numbers the ONNX model stores (48 bytes)")
+    assert list(findings.unexplained_numbers(_result())) == []
 
 
 def test_findings_of_a_numpy_diff_come_in_check_order():
@@ -162,5 +176,5 @@ def test_findings_of_a_numpy_diff_come_in_check_order():
         ("error", "nan_inf", "gemm"),
         ("info", "guessed_eps", None),
         ("info", "unused_at_inference", None),
-        ("info", "untraced_constant", None),
+        ("info", "export_constant", None),
     ]

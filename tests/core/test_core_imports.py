@@ -40,7 +40,8 @@ import pytest
 from tests.support import REPO
 
 CORE = REPO / "inspector"
-CHAIN = {"ir": 0, "transforms": 1, "targets": 1, "results": 2, "compare": 3, "match": 4, "diff": 5, "report": 6}
+CHAIN = {"ir": 0, "transforms": 1, "targets": 1, "results": 2, "compare": 3, "coverage": 3, "match": 4, "diff": 5,
+         "report": 6}
 HELPERS = {"__init__", "errors", "records", "output_file", "output"}
 FRONT = {"manager", "hookspecs", "cli", "__main__"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")

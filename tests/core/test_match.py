@@ -311,10 +311,34 @@ def test_a_constant_that_is_a_parameter_is_explained():
     assert (entry.status, entry.transform, entry.variant) == (OK, "identity", "gamma")
 
 
-def test_a_constant_made_at_export_is_untraced_not_unmatched():
+def test_a_constant_an_unused_parameter_fits_is_never_called_a_constant():
+    """Its scope's gamma has its size and nothing else uses it: whatever the values, it is
+    parameter-derived and unexplained (incomplete), never waved through as a constant."""
     _, src, tgt = _constant(lambda g: np.linspace(0, 1, 16, dtype=np.float32), ("blk.ls",))
     result = match(src, tgt)
-    assert result.layers == [] and result.untraced_constants == ["mul"]
+    (entry,) = result.layers
+    assert (entry.target, entry.status) == ("mul", UNMATCHED) and result.constants == []
+    assert result.coverage.totals["unexplained"].elements == 16
+    assert result.verdict == "incomplete"
+
+
+def test_a_zeroed_layer_scale_is_no_constant_either():
+    _, src, tgt = _constant(lambda g: np.zeros_like(g), ())
+    result = match(src, tgt)
+    assert result.verdict != "faithful" and result.constants == []
+
+
+def test_a_constant_no_parameter_fits_is_computed_at_export():
+    """With the only 16-element parameter taken by its own Mul, a second 16-element
+    constant matches no tensor and nothing unused can make it: computed at export."""
+    gamma, src, _ = _constant(lambda g: g, ())
+    tgt = target(layer("mul", "mul", "Mul", hints=("blk.ls",), scale=gamma),
+                 layer("add", "add", "Add", bias=np.linspace(0, 1, 16, dtype=np.float32)))
+    result = match(src, tgt)
+    assert [(entry.target, entry.status) for entry in result.layers] == [("mul", OK)]
+    (constant,) = result.constants
+    assert (constant.layer, constant.elements) == ("add", 16) and constant.reason.startswith("computed at export")
+    assert result.coverage.totals["constant"].elements == 16 and result.coverage.unexplained == 0
     assert result.verdict == "faithful"
 
 

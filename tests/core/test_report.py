@@ -73,7 +73,10 @@ def test_summary(case):
     summary = document["summary"]
     # The worst compared error is the tampered channel: 2% of it, relative to W's scale.
     expected_rel = np.abs(arrays["stored_fc"].astype(np.float64) - arrays["fc_w"].T).max() / np.abs(arrays["fc_w"]).max()
-    assert {key: summary[key] for key in summary if key != "text"} == {
+    # The unmatched Conv's 25 numbers are unexplained; everything else was compared.
+    assert summary["coverage"]["unexplained"] == {"elements": 25, "bytes": 100}
+    assert summary["coverage"]["explained"]["elements"] == 8 * 3 * 3 * 3 + 8 + 6 * 8 + 6
+    assert {key: summary[key] for key in summary if key not in ("text", "coverage")} == {
         "verdict": "differs",
         "matched": 1,
         "mismatched": 1,
@@ -90,8 +93,9 @@ def test_summary_text(case):
     mismatch = describe_mismatch(document["layers"][1])
     assert text.startswith("1 Conv layer: 1 Conv/Linear + BatchNorm folded. Every matched parameter re-computed within ")
     assert f" relative to its scale. {mismatch}. 1 ONNX layer could not be traced to the PyTorch model: Conv_9. " \
-           "1 PyTorch layer is not used by the export. The export differs from the PyTorch model: " \
-           "the layers above hold values no known transform explains." in text
+           "1 PyTorch layer is not used by the export. 278 of 303 parameter elements re-computed. " \
+           "The value ranges differ from the PyTorch model's because BatchNorm was folded into the layers before it. " \
+           "The export differs from the PyTorch model: the layers above hold values no known transform explains." in text
     assert summary_text(result) == text
 
 
@@ -224,8 +228,9 @@ def test_layer_entry_is_what_describe_mismatch_reads(case):
 @pytest.mark.parametrize(
     "with_fold, sentence",
     [
-        (True, "The export is faithful: the value ranges differ because BatchNorm was folded into the layers before it."),
-        (False, "The export is faithful."),  # identity explains no difference
+        (True, "12 of 12 parameter elements re-computed. The value ranges differ from the PyTorch model's because "
+               "BatchNorm was folded into the layers before it. The export is faithful."),
+        (False, "8 of 8 parameter elements re-computed. The export is faithful."),  # identity changes nothing
     ],
 )
 def test_the_faithful_sentence_says_why_ranges_differ(with_fold, sentence):
@@ -247,4 +252,5 @@ def test_the_incomplete_sentence():
     r = rng(4)
     result = diff(source(), target(layer("n", CONV, "Conv", weight=randn(r, 2, 2, 1, 1))))
     assert summary_text(result) == ("1 ONNX layer could not be traced to the PyTorch model: n. "
+                                    "0 of 4 parameter elements re-computed. "
                                     "The diff is incomplete: some ONNX parameters could not be explained.")

@@ -37,9 +37,21 @@ def test_verdict(statuses, verdict):
     assert _result(*[(s, transform[s]) for s in statuses]).verdict == verdict
 
 
-def test_unused_source_layers_and_untraced_constants_do_not_change_the_verdict():
-    result = _result((OK, "identity"), unmatched_source=["aux.head"], untraced_constants=["Mul_3"])
+def test_unused_source_layers_and_constants_do_not_change_the_verdict():
+    from inspector.results import ConstantTensor
+
+    result = _result((OK, "identity"), unmatched_source=["aux.head"],
+                     constants=[ConstantTensor("t", "Mul", "Mul_3", 4, "computed at export")])
+    result.coverage.add("constant", "Mul", 4, 16)
     assert result.verdict == FAITHFUL
+
+
+def test_unexplained_numbers_make_it_incomplete():
+    result = _result((OK, "identity"))
+    result.coverage.add("unexplained", "LSTM", 1, 4)
+    assert result.verdict == INCOMPLETE
+    result.coverage.add("explained", "LSTM", 99, 396)
+    assert result.verdict == INCOMPLETE  # one number left is one too many
 
 
 def test_count():

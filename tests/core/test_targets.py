@@ -96,6 +96,8 @@ def test_the_verdict_follows_what_must_be_explained():
     neutral = target(layer("in", ir.INSTANCENORM, "InstanceNormalization", weight=ONES, bias=ZEROS))
     affine = target(layer("in", ir.INSTANCENORM, "InstanceNormalization", weight=ONES * 2, bias=ZEROS))
     untraced = match(empty, neutral)
-    assert (untraced.verdict, untraced.untraced_constants, untraced.layers) == ("faithful", ["in"], [])
+    assert (untraced.verdict, untraced.layers) == ("faithful", [])
+    assert [(c.layer, c.reason[:25]) for c in untraced.constants] == [("in", "the neutral scale or bias"),
+                                                                       ("in", "the neutral scale or bias")]
     missing = match(empty, affine)
     assert missing.verdict == "incomplete" and [e.status for e in missing.layers] == ["unmatched"]
