@@ -68,10 +68,18 @@ PROBE_SIZE = 4096
 
 
 def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0,
-            probe_first: bool = False) -> Comparison:
-    """Compare elementwise: ``|t - e| <= atol + rtol * max(|e|, SMALL_FRACTION * max|e|)``.
+            probe_first: bool = False, groups: int = 1) -> Comparison:
+    """Compare elementwise: ``|t - e| <= atol' + rtol * max(|e|, SMALL_FRACTION * scale)``
+    with ``scale = max|e|`` and ``atol' = atol * min(1, scale)`` (a tensor of tiny values,
+    a 1e-6 layer scale, is judged against its own size; with
+    ``tolerance.atol_follows_scale`` off, ``atol`` as given).
 
-    NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference.
+    NaN equals NaN and +Inf equals +Inf; anything else non-finite is a difference, where
+    the target or the expected value is non-finite.
+
+    Bad channels are located along ``channel_axis``; with ``groups`` > 1 and axis 1 (a
+    grouped ConvTranspose weight, (in, out/groups, k...)), an element at (i, j) belongs
+    to output channel ``(i // (in/groups)) * (out/groups) + j``.
 
     With ``probe_first``, a pseudo-random sample of :data:`PROBE_SIZE` elements is
     compared first, with exactly the tolerance the full comparison gives them (the scale
@@ -86,6 +94,8 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
         t = t.astype(np.float64)
     if t.shape != e.shape:
         t = t.reshape(e.shape)
+    if e.ndim == 0:  # ufuncs on 0-d arrays return scalars, which cannot be written into
+        e, t = e.reshape(1), t.reshape(1)
     if e.size == 0:
         return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
     with np.errstate(invalid="ignore", over="ignore"):
@@ -93,7 +103,7 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
         scale = max(abs(lo), abs(hi))
         if probe_first and e.size > PROBE_SIZE and np.isfinite(scale):
             index = np.unravel_index(np.random.default_rng(e.size).integers(0, e.size, PROBE_SIZE), e.shape)
-            sample = _compare_slowly(t[index].astype(np.float64), e[index], None, tolerance, 0, scale)
+            sample = _compare_slowly(t[index].astype(np.float64), e[index], None, tolerance, 0, 1, scale)
             if not sample.ok:
                 sample.approximate = True
                 sample.bad_channels = []
@@ -103,17 +113,25 @@ def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, chan
         err = np.subtract(t, e, dtype=np.float64)
         np.abs(err, out=err)
         max_abs = float(err.max())
-        floor = tolerance.atol + tolerance.rtol * SMALL_FRACTION * scale
+        floor = effective_atol(tolerance, scale) + tolerance.rtol * SMALL_FRACTION * scale
         if np.isfinite(max_abs) and np.isfinite(scale) and max_abs <= floor:
             # Every element is within the smallest tolerance any element gets: done in
             # three passes, which is the common case of a faithful export.
             rel = max_abs / scale if scale > 0 else 0.0
             violation = max_abs / floor if floor > 0 else 0.0
             return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
-        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis)
+        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis, groups)
 
 
-def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, scale: float | None = None) -> Comparison:
+def effective_atol(tolerance: Tolerance, scale: float) -> float:
+    """The absolute tolerance a tensor of this scale gets (see :func:`compare`)."""
+    if not tolerance.atol_follows_scale or not np.isfinite(scale) or scale <= 0:
+        return tolerance.atol
+    return tolerance.atol * min(1.0, scale)
+
+
+def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, groups: int = 1,
+                    scale: float | None = None) -> Comparison:
     """Every element's own tolerance, the error's size and where it sits. ``scale`` is
     the tensor's (for a sample of it); ``err`` is ``|t - e|`` when already computed."""
     magnitude = np.abs(e)
@@ -125,23 +143,33 @@ def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, scale: f
     same_special = (t == e) | (np.isnan(t) & np.isnan(e))
     err = np.where(same_special, 0.0, err)
     err = np.where(np.isnan(err), np.inf, err)
-    tolerance_elem = tolerance.atol + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
+    # A non-finite expected value is matched only by the same value: its tolerance
+    # (rtol * inf) would otherwise let anything pass.
+    err = np.where(~finite & ~same_special, np.inf, err)
+    tolerance_elem = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(np.where(finite, magnitude, 0.0), SMALL_FRACTION * scale)
     bad = err > tolerance_elem
     max_abs = float(err.max())
     violation = float((err / tolerance_elem).max()) if tolerance_elem.min() > 0 else (0.0 if max_abs == 0 else np.inf)
     bad_count = int(bad.sum())
-    channels: list[int] = []
-    if bad_count:
-        if e.ndim == 0:
-            channels = [0]
-        else:
-            axis = channel_axis if -e.ndim <= channel_axis < e.ndim else 0
-            other = tuple(i for i in range(e.ndim) if i != axis % e.ndim)
-            channels = [int(c) for c in np.flatnonzero(bad.any(axis=other) if other else bad)]
+    channels = bad_channels(bad, channel_axis, groups) if bad_count else []
     lo = float(e[finite].min()) if finite.any() else float("nan")
     hi = float(e[finite].max()) if finite.any() else float("nan")
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi))
+
+
+def bad_channels(bad: np.ndarray, channel_axis: int, groups: int = 1) -> list[int]:
+    """The output channels holding a True of ``bad`` (see :func:`compare` for groups)."""
+    if bad.ndim <= 1:
+        return [int(c) for c in np.flatnonzero(bad)] if bad.ndim == 1 else [0]
+    axis = channel_axis % bad.ndim if -bad.ndim <= channel_axis < bad.ndim else 0
+    if groups > 1 and axis == 1:
+        in_rows = bad.any(axis=tuple(range(2, bad.ndim))) if bad.ndim > 2 else bad  # (in, out/groups)
+        rows, columns = np.nonzero(in_rows)
+        per_group_in, per_group_out = bad.shape[0] // groups, bad.shape[1]
+        return sorted({int(row // per_group_in * per_group_out + column) for row, column in zip(rows, columns)})
+    other = tuple(i for i in range(bad.ndim) if i != axis)
+    return [int(c) for c in np.flatnonzero(bad.any(axis=other))]
 
 
 FAILED = Comparison(False, np.inf, np.inf, 1.0, np.inf, [], (float("nan"), float("nan")))

@@ -435,7 +435,8 @@ class Matcher:
             if actual.size != expected.size:
                 comparisons[role] = (Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)), tolerance)
                 continue
-            comparison = compare(actual, expected, tolerance, reproduction.channel_axes.get(role, 0), probe_first=not full)
+            comparison = compare(actual, expected, tolerance, reproduction.channel_axes.get(role, 0), probe_first=not full,
+                                 groups=reproduction.channel_groups.get(role, 1))
             comparisons[role] = (comparison, tolerance)
             if comparison.approximate:
                 approximate = True
@@ -447,6 +448,7 @@ class Matcher:
         return Tolerance(
             self.rtol if self.rtol is not None else default.rtol,
             self.atol if self.atol is not None else default.atol,
+            atol_follows_scale=self.atol is None,
         )
 
     def _layer_diff(self, target: Layer, attempt: _Attempt, status: str) -> LayerDiff:

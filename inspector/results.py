@@ -37,10 +37,15 @@ BUCKETS = (EXPLAINED, CONSTANT, UNEXPLAINED)
 
 @dataclass(frozen=True, slots=True)
 class Tolerance:
-    """Elementwise closeness: ``|target - expected| <= atol + rtol * |expected|``."""
+    """Elementwise closeness: ``|target - expected| <= atol + rtol * |expected|`` (see
+    :func:`inspector.compare.compare` for the floor and the scale). With
+    ``atol_follows_scale`` (the per-dtype defaults), ``atol`` shrinks with a tensor whose
+    values are all below 1, so tiny values are judged against their own size; an
+    ``atol`` the user gave applies as given."""
 
     rtol: float
     atol: float
+    atol_follows_scale: bool = True
 
 
 @dataclass(slots=True)

@@ -74,7 +74,9 @@ class Reproduction:
 
     ``params``: role -> expected array in the target's layout (float64).
     ``origins``: role -> the source :class:`~inspector.ir.Param` it chiefly comes from.
-    ``channel_axes``: role -> output-channel axis in the target layout (default 0).
+    ``channel_axes``: role -> output-channel axis in the target layout (default 0);
+    ``channel_groups``: role -> groups of a grouped ConvTranspose weight, whose output
+    channel is spread over axes 0 and 1 (default 1; see :func:`inspector.compare.compare`).
     ``note``: a short fact worth showing ("eps 1e-3 from the module", "slice k").
     ``facts``: the same facts as values, for checks and reports to read without parsing
     the note: ``{"eps": 1e-3, "eps_guessed": False}``. Keys are the transform's own;
@@ -86,6 +88,7 @@ class Reproduction:
     channel_axes: dict[str, int] = field(default_factory=dict)
     note: str = ""
     facts: dict[str, object] = field(default_factory=dict)
+    channel_groups: dict[str, int] = field(default_factory=dict)
 
 
 EPS_GUESSED = "eps_guessed"

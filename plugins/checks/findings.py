@@ -91,12 +91,14 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
     other = [name for name in result.unmatched_source if not TRAINING_ONLY.search(name)]
     if other:
         shown = ", ".join(other[:LISTED]) + (f" (+{len(other) - LISTED} more)" if len(other) > LISTED else "")
-        yield Finding("warning", "unmatched_source", f"{len(other)} PyTorch layers have no ONNX counterpart: {shown}")
+        layers = "PyTorch layers have" if len(other) != 1 else "PyTorch layer has"
+        yield Finding("warning", "unmatched_source", f"{len(other)} {layers} no ONNX counterpart: {shown}")
     if unused:
         shown = ", ".join(unused[:LISTED]) + (f" (+{len(unused) - LISTED} more)" if len(unused) > LISTED else "")
         yield Finding(
             "info", "unused_at_inference",
-            f"{len(unused)} PyTorch layers are training-only by their names and not exported, as expected: {shown}",
+            f"{len(unused)} PyTorch {'layers are' if len(unused) != 1 else 'layer is'} training-only by "
+            f"{'their names' if len(unused) != 1 else 'its name'} and not exported, as expected: {shown}",
         )
 
 

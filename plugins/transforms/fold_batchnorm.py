@@ -200,7 +200,9 @@ class FoldBatchNorm(Transform):
             return Reproduction({"weight": expected_weight, "bias": expected_bias}, origins,
                                 {"weight": axis, "bias": 0}, note, facts)
         axis = 1 if conv.kind == ir.CONV_TRANSPOSE else 0
-        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note, facts)
+        groups = conv_groups(conv, bn) if conv.kind == ir.CONV_TRANSPOSE else 1
+        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note, facts,
+                            channel_groups={"weight": groups})
 
     @staticmethod
     def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -67,7 +67,9 @@ class Identity(Transform):
         if not pairs:
             return "no parameter in common"
         for target_role, source_role in pairs:
-            t, s = target.params[target_role], layer.params.get(source_role)
+            t, s = target.params.get(target_role), layer.params.get(source_role)
+            if t is None:
+                continue  # a source bias the target lacks: compared with zeros
             if s is None:
                 if target_role == "bias":
                     continue
@@ -97,7 +99,8 @@ class Identity(Transform):
             source_param = layer.params.get(source_role)
             if source_param is None:
                 continue
-            params[target_role] = float64(source_param).reshape(target.params[target_role].shape)
+            stored = target.params.get(target_role)
+            params[target_role] = float64(source_param).reshape(stored.shape if stored is not None else source_param.shape)
             origins[target_role] = source_param
         note = ""
         if self.changes_dtype:
@@ -112,7 +115,10 @@ class Identity(Transform):
         if role is not None:
             return [(next(iter(target.params)), str(role))]
         (layer,) = candidate.sources
-        return [(r, r) for r in target.params if r in layer.params or r == "bias"]
+        pairs = [(r, r) for r in target.params if r in layer.params or r == "bias"]
+        if target.kind in WEIGHT_KINDS and "bias" in layer.params and "bias" not in target.params:
+            pairs.append(("bias", "bias"))  # a bias the export dropped is compared with zeros
+        return pairs
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -90,7 +90,7 @@ class SplitQKV(Transform):
         try:
             weight, _, _ = projection(attention, str(candidate.get("part")))
         except KeyError as exc:
-            return str(exc)
+            return str(exc.args[0])
         if weight.size != target_weight.numel:
             return f"the {candidate.get('part')} projection has {weight.size} elements, the target {target_weight.numel}"
         return None

@@ -119,8 +119,6 @@ def test_unmatched_source_splits_training_only_layers_off():
     assert list(findings.unmatched_source(_result())) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug (wording): unmatched_source says '1 PyTorch layers have no ONNX "
-                   "counterpart' and '1 PyTorch layers are training-only', where the summary says '1 PyTorch layer is'")
 def test_one_unmatched_source_layer_is_singular():
     messages = [f.message for f in findings.unmatched_source(_result(unmatched_source=["head.fc", "aux.fc"]))]
     assert messages == ["1 PyTorch layer has no ONNX counterpart: head.fc",

@@ -450,9 +450,6 @@ def test_a_small_model_end_to_end():
     assert [f.code for f in result.findings] == ["mismatch", "unmatched_source"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: compare() raises TypeError on 0-d arrays (see test_compare.py::"
-                   "test_scalars_compare), so a one-output Linear whose Gemm bias C is a scalar is reported as "
-                   "'identity/transpose raised TypeError' and left unmatched")
 @pytest.mark.parametrize("trans_b", [1, 0])
 def test_a_one_output_linear_with_a_scalar_bias(trans_b):
     r = rng(18)

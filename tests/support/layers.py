@@ -212,5 +212,5 @@ def describe(result: DiffResult) -> str:
         lines.append(f"  {entry.status:9} {entry.op:10} {entry.target:30} {entry.transform} {entry.sources} "
                      f"[{entry.matched_by}] {entry.variant!r} {entry.note!r} ({errors}) {entry.reasons[:3]}")
     lines += [f"  finding {f.severity} {f.code}: {f.message}" for f in result.findings]
-    lines.append(f"  unmatched source {result.unmatched_source}, untraced {result.untraced_constants}")
+    lines.append(f"  unmatched source {result.unmatched_source}, constants {[(c.layer, c.reason[:30]) for c in result.constants]}")
     return "\n".join(lines)

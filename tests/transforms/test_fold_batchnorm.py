@@ -349,9 +349,6 @@ def test_two_percent_in_one_channel_of_a_conv_transpose_is_caught():
     assert (entry.status, param_diff(entry, "weight").bad_channels) == (MISMATCH, [2])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a grouped ConvTranspose's bad channels are located along weight axis 1, "
-                   "which is the channel within its group: output channel 4 (group 1, column 1 of 3) is reported as "
-                   "channel 1, and the report names the wrong output channel")
 def test_two_percent_in_one_output_channel_of_a_grouped_conv_transpose_is_located():
     groups, per_group, channel = 2, 3, 4  # group 1, column 1
     w, bn, src = _transposed(rng(22), groups)

@@ -123,9 +123,6 @@ def test_a_zero_bias_in_the_source_may_be_left_out():
     assert (entry.status, entry.transform) == (OK, IDENTITY)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: identity (and cast) pair only the target's roles, so a source bias "
-                   "the target does not store is never compared: an export that dropped a non-zero conv bias is "
-                   "'ok' and the verdict 'faithful' (fold_batchnorm and transpose compare it with zeros)")
 def test_a_dropped_source_bias_is_a_difference():
     w, b, src = _conv(rng(8), bias=True)
     result = diff(src, target(layer("n", CONV, "Conv", hints=("c",), weight=w)))

@@ -147,8 +147,6 @@ def test_an_attention_without_projections():
     assert len(reasons) == 4 and all("no in_proj_weight and no q/k/v_proj_weight" in reason for reason in reasons)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: check() returns str(KeyError(...)), which quotes the reason: "
-                   "\"'no in_proj_weight and no q/k/v_proj_weight'\" in reports and unmatched reasons")
 def test_reasons_are_not_quoted():
     reasons = check_reasons(transform(SPLIT), _unpacked_source(), matmul("n", np.zeros((E, E), np.float32)), "attn")
     assert reasons[0] == "no in_proj_weight and no q/k/v_proj_weight"
