@@ -601,3 +601,84 @@ def test_params_are_read_lazily_and_share_memory(tmp_path):
     assert not values.flags.owndata  # a view of the memory-mapped tensor, not a copy
     np.testing.assert_array_equal(values, net.conv.weight.detach().numpy())
     assert model.layer("fc").params["bias"]._array is None
+
+
+# ----------------------------------------------------------------------------- references, not calls
+
+REFERENCE_SOURCE = textwrap.dedent(
+    """
+    import functools
+    import torch
+    from torch import nn
+
+
+    def box_area(boxes):  # a function a model keeps as an attribute (torchvision's box ops)
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+    class v10Detect(nn.Module):  # a class whose name starts with a lower-case letter
+        def __init__(self):
+            super().__init__()
+            self.cv = nn.Conv2d(4, 4, 1)
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm_layer = functools.partial(nn.LayerNorm, eps=1e-6)  # torchvision ViT keeps its factory
+            self.box_op = box_area
+            self.stem = nn.Conv2d(3, 4, 3)
+            self.norm = self.norm_layer(4)
+            self.head = v10Detect()
+    """
+)
+
+
+@pytest.fixture
+def reference_model(tmp_path):
+    package = f"refpkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "nets.py").write_text(REFERENCE_SOURCE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        model = importlib.import_module(f"{package}.nets").Net().eval()
+        path = tmp_path / "net.pt"
+        torch.save(model, path)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.split(".")[0] == package]:
+            del sys.modules[name]
+    return path, package, model
+
+
+def test_function_references_partials_and_lower_case_classes_are_read_inertly(reference_model):
+    """Referenced, not called: a functools.partial, a foreign function kept as an
+    attribute and a class named v10Detect load as stand-ins, nothing of them runs."""
+    path, package, original = reference_model
+    model = load_torch_save(path)
+    assert model.format == "pytorch-module"
+    assert model.modules["head"] == f"{package}.nets.v10Detect"
+    assert [layer.name for layer in model.layers] == ["stem", "norm", "head.cv"]
+    np.testing.assert_array_equal(model.layer("norm").params["weight"].array(), original.norm.weight.detach().numpy())
+    assert model.layer("norm").attrs.get("eps") == 1e-6
+
+
+def test_a_referenced_function_that_is_called_later_is_refused(tmp_path):
+    """The pickler stores a global once and fetches it from the memo for its second use:
+    a function first kept as a value and then called is still a call."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"ref": _touch, "payload": _Payload(_touch, (str(marker),))}, path)
+    with pytest.raises(InputError, match=f"refused to unpickle: it calls {__name__}._touch"):
+        load_torch_save(path)
+    assert not marker.exists()
+
+
+def test_a_partial_of_a_blocked_function_is_refused(tmp_path):
+    import functools
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": trained_net().state_dict(), "p": functools.partial(os.system, "true")}, path)
+    with pytest.raises(InputError, match="refused to unpickle: it calls posix.system"):
+        load_torch_save(path)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import InputError
+from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED, global_uses
 
 BLOCKED_MODULES: tuple[str, ...] = (
     "builtins", "__builtin__", "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess",
@@ -62,7 +63,7 @@ BLOCKED_MODULES: tuple[str, ...] = (
 
 DATA_CLASSES: frozenset[str] = frozenset({
     "types.SimpleNamespace", "datetime.datetime", "datetime.date", "datetime.time",
-    "datetime.timedelta", "datetime.timezone", "collections.deque",
+    "datetime.timedelta", "datetime.timezone", "collections.deque", "functools.partial",
 })
 """Plain data classes with lower-case names or in a blocked module: stood in like classes."""
 
@@ -80,8 +81,10 @@ _NUMPY_DTYPE_CLASS = re.compile(r"^numpy\.dtypes\.[A-Za-z0-9]+DType$")
 class StandIn:
     """An inert placeholder for a class a pickle names.
 
-    Constructing one records the arguments (in ``_standin_args``) and nothing else. It
-    has no ``__setstate__``: the unpickler fills its ``__dict__`` with the pickled state.
+    Constructing one records the arguments (in ``_standin_args``) and nothing else.
+    Its ``__setstate__`` stores the pickled state and runs nothing: a dict (or the dict
+    of a (dict, slots) pair) fills ``__dict__``, anything else (``functools.partial``
+    pickles a tuple) is kept in ``_standin_state``.
     Subclasses are made per global by :func:`make_standin`; ``_standin_global`` holds the
     full name ("ultralytics.nn.modules.conv.Conv").
     """
@@ -95,6 +98,15 @@ class StandIn:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)) \
+                and (state[1] is None or isinstance(state[1], dict)):
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.__dict__["_standin_state"] = state
 
     def __repr__(self) -> str:
         return f"<stand-in {self._standin_global}>"
@@ -199,10 +211,18 @@ def python3_name(global_name: str) -> str:
     return f"{module}.{name}" if module else name
 
 
-def plan_globals(global_names: list[str]) -> GlobalsPlan:
-    """Decide, for each global the default weights-only unpickler refuses, what to do."""
+def plan_globals(global_names: list[str], uses: dict[str, set[str]] | None = None) -> GlobalsPlan:
+    """Decide, for each global the default weights-only unpickler refuses, what to do.
+
+    ``uses`` says how the pickle uses each global (:mod:`.pickle_uses`); without it, a
+    global is judged by its name alone (a lower-case last name is a function). With it:
+    a global only instantiated (NEWOBJ, how every ``nn.Module`` is pickled) is a class,
+    whatever its case (``v10Detect``); a function only kept as a value becomes an inert
+    reference; a function the pickle would call is refused.
+    """
     plan = GlobalsPlan()
     for name in sorted(set(global_names)):
+        how = uses.get(name) if uses is not None else None
         meaning = python3_name(name)
         shown = meaning if meaning == name else f"{meaning} (pickled as {name})"
         real = _real_data_global(meaning)
@@ -214,6 +234,11 @@ def plan_globals(global_names: list[str]) -> GlobalsPlan:
             plan.safe_globals.append((make_standin(name), name))
         elif any(_in_module(meaning, module) or _in_module(name, module) for module in BLOCKED_MODULES):
             plan.refused.append(shown)
+        elif how is not None and CALLED not in how:
+            if INSTANTIATED in how or not _is_function_name(meaning):
+                plan.safe_globals.append((make_standin(name), name))
+            else:
+                plan.safe_globals.append((FunctionReference(name, plan.called), name))
         elif _is_function_name(meaning):
             if _in_module(meaning, "torch"):
                 plan.safe_globals.append((FunctionReference(name, plan.called), name))
@@ -257,10 +282,29 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
                 "unpickler does not read (saved with pickle_protocol above 2, or corrupted)",
             ) from exc
         raise InputError(path, f"is truncated or corrupted: its pickle cannot be scanned ({_one_line(exc)})") from exc
-    plan = plan_globals(unsafe)
+    plan = plan_globals(unsafe, _scan_uses(path))
     if plan.refused:
         raise refusal(path, plan.refused)
     return _torch_load(path, plan, mmap=True)
+
+
+MAX_PICKLE_BYTES = 256 * 2**20
+"""A data.pkl larger than this is not scanned for how it uses its globals (names decide)."""
+
+
+def _scan_uses(path: Path) -> dict[str, set[str]] | None:
+    """How the archive's data.pkl uses each global, or None when it cannot be told."""
+    from plugins.loaders.torch import zips
+
+    try:
+        with zips.open_archive(path) as archive:
+            entries = [info for info in archive.infolist() if info.filename.lower().endswith("/data.pkl")]
+            if len(entries) != 1 or entries[0].file_size > MAX_PICKLE_BYTES:
+                return None
+            data = archive.read(entries[0])
+        return global_uses(data)
+    except Exception:  # noqa: BLE001 - a pickle that cannot be scanned is judged by names
+        return None
 
 
 def _torch_load(path: Path, plan: GlobalsPlan, mmap: bool) -> Any:
