@@ -405,8 +405,9 @@ class Matcher:
             if wanted is not None:
                 if signature(layer) != wanted:
                     continue
-            elif layer.kind != target.kind or not shapes & {p.shape for p in layer.params.values()}:
-                continue
+            elif layer.kind != target.kind or (
+                    target.kind != ir.RECURRENT and not shapes & {p.shape for p in layer.params.values()}):
+                continue  # a recurrent node stacks its directions: no shape in common, few of them
             distance = abs(self.source.position(layer) / max(len(self.source.layers), 1) - relative)
             found.append((distance, layer))
         found.sort(key=lambda item: item[0])

@@ -14,7 +14,7 @@ from inspector.ir import Layer, Model
 
 WEIGHT_KINDS = frozenset(
     {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.EMBEDDING, ir.ATTENTION, "prelu", "rmsnorm"}
+     ir.EMBEDDING, ir.ATTENTION, ir.RECURRENT, "prelu", "rmsnorm"}
 )
 """Target kinds whose parameters must be explained; other constants are explained when
 they can be and otherwise listed as untraced (scale factors, folded position tables)."""

@@ -14,4 +14,5 @@ PLUGINS = (
     "plugins.transforms.merge_branches",
     "plugins.transforms.transpose",
     "plugins.transforms.split_qkv",
+    "plugins.transforms.recurrent",
 )

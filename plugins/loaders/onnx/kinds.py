@@ -53,6 +53,7 @@ from inspector.ir import (
     INSTANCENORM,
     LAYERNORM,
     LINEAR,
+    RECURRENT,
 )
 
 SMALL_INT_NUMEL = 64
@@ -130,6 +131,9 @@ _KINDS = {
     "com.microsoft.Attention": ATTENTION,
     "com.microsoft.MultiHeadAttention": ATTENTION,
     "Constant": CONSTANT,
+    "LSTM": RECURRENT,
+    "GRU": RECURRENT,
+    "RNN": RECURRENT,
 }
 _ACTIVATIONS = (
     "Relu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Gelu", "LeakyRelu", "Clip", "Elu",

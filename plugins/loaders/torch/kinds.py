@@ -48,6 +48,9 @@ _KIND_BY_CLASS: dict[str, str] = {
     "Embedding": ir.EMBEDDING,
     "EmbeddingBag": ir.EMBEDDING,
     "MultiheadAttention": ir.ATTENTION,
+    "LSTM": ir.RECURRENT,
+    "GRU": ir.RECURRENT,
+    "RNN": ir.RECURRENT,
 }
 
 

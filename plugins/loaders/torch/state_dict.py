@@ -69,6 +69,11 @@ def _guess(prefix: str, group: dict[str, Param]) -> tuple[str, str, dict]:
         return ir.BATCHNORM, "BatchNorm", {"num_features": running_mean[0] if running_mean else 0}
     if "in_proj_weight" in group:
         return ir.ATTENTION, "MultiheadAttention", {"embed_dim": group["in_proj_weight"].shape[-1]}
+    if "weight_ih_l0" in group and "weight_hh_l0" in group:
+        # (gates * hidden, input) and (gates * hidden, hidden): 4 gates LSTM, 3 GRU, 1 RNN.
+        rows, hidden = group["weight_hh_l0"].shape[:2] if len(group["weight_hh_l0"].shape) == 2 else (0, 1)
+        op = {4: "LSTM", 3: "GRU", 1: "RNN"}.get(rows // max(hidden, 1), "RNN")
+        return ir.RECURRENT, op, {"hidden_size": hidden}
     if len(shape) in (3, 4, 5):
         spatial = len(shape) - 2
         if _TRANSPOSE_NAME.search(last_name):
