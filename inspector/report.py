@@ -209,8 +209,14 @@ def describe_mismatch(layer: dict[str, Any]) -> str:
             shown = ", ".join(str(c) for c in list(param.get("bad_channels") or [])[:LISTED_IN_WORDS])
             more = f" and {count - LISTED_IN_WORDS} more" if count > LISTED_IN_WORDS else ""
             where = f" in output channel{'s' if count != 1 else ''} {shown}{more}"
-        parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
-                     f"({_percent(param.get('max_rel_err'))} of its scale){where}")
+        relative = param.get("max_rel_err")
+        if relative is None or relative != relative or relative == float("inf"):
+            scale = "where the re-computed values are all zero" if param.get("reproduced_range") == [0.0, 0.0] \
+                else "of an unknown scale"
+            parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} {scale}{where}")
+        else:
+            parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
+                         f"({_percent(relative)} of its scale){where}")
     sources = " + ".join(layer["sources"]) or "?"
     return f"{layer['target']} ({layer['op']}, from {sources} via {layer['transform']}): {'; '.join(parts)}"
 

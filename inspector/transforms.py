@@ -197,9 +197,11 @@ class SourceIndex:
         return self.under(self.parent(layer.name), depth=1)
 
     def following(self, layer: Layer) -> Iterator[Layer]:
-        """The layers after ``layer``, in order."""
-        return iter(self.layers[self._position[layer.name] + 1:])
+        """The layers after ``layer``, in order (lazily: callers usually stop early)."""
+        layers = self.layers
+        return (layers[i] for i in range(self._position[layer.name] + 1, len(layers)))
 
     def preceding(self, layer: Layer) -> Iterator[Layer]:
-        """The layers before ``layer``, nearest first."""
-        return reversed(self.layers[: self._position[layer.name]])
+        """The layers before ``layer``, nearest first (lazily)."""
+        layers = self.layers
+        return (layers[i] for i in range(self._position[layer.name] - 1, -1, -1))

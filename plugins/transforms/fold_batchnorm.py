@@ -66,7 +66,10 @@ def out_channels(layer: Layer, bn: Layer | None = None) -> int | None:
 
 def batchnorm_after(layer: Layer, source: SourceIndex) -> Layer | None:
     """The BatchNorm that normalises ``layer``'s output: the next BatchNorm among its
-    siblings with as many features as ``layer`` has output channels."""
+    siblings with as many features as ``layer`` has output channels; failing that, when
+    ``layer`` is the last layer of a module, the very next layer of the model if it is
+    such a BatchNorm in an enclosing module (timm's ResNet-D deep stem ends its
+    ``conv1`` Sequential with a conv and normalises it with the root's ``bn1``)."""
     parent = source.parent(layer.name)
     for following in source.following(layer):
         if source.parent(following.name) != parent:
@@ -74,14 +77,17 @@ def batchnorm_after(layer: Layer, source: SourceIndex) -> Layer | None:
         if following.kind in FOLDABLE:
             return None  # another conv comes first: this one's output is not normalised here
         if following.kind == ir.BATCHNORM:
-            running_mean = following.params.get("running_mean")
-            channels = out_channels(layer, following)
-            return following if running_mean is not None and running_mean.numel == channels else None
+            return following if _normalises(layer, following) else None
+    following = next(source.following(layer), None)
+    if following is not None and following.kind == ir.BATCHNORM and _encloses(source.parent(following.name), layer.name):
+        return following if _normalises(layer, following) else None
     return None
 
 
 def layer_before(bn: Layer, source: SourceIndex) -> Layer | None:
-    """The conv/linear sibling a BatchNorm normalises (the nearest one before it)."""
+    """The conv/linear layer a BatchNorm normalises: the nearest sibling before it, or
+    the layer right before it at the end of a module it encloses (see
+    :func:`batchnorm_after`)."""
     parent = source.parent(bn.name)
     for preceding in source.preceding(bn):
         if source.parent(preceding.name) != parent:
@@ -90,7 +96,15 @@ def layer_before(bn: Layer, source: SourceIndex) -> Layer | None:
             return preceding if batchnorm_after(preceding, source) is bn else None
         if preceding.kind == ir.BATCHNORM:
             return None
+    preceding = next(source.preceding(bn), None)
+    if preceding is not None and preceding.kind in FOLDABLE and batchnorm_after(preceding, source) is bn:
+        return preceding
     return None
+
+
+def _encloses(module: str, path: str) -> bool:
+    """Whether ``module`` is a proper ancestor of ``path`` ("" encloses everything)."""
+    return module == "" or path.startswith(module + ".")
 
 
 def batchnorms_for(conv: Layer, source: SourceIndex) -> Iterator[Layer]:

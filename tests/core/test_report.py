@@ -215,9 +215,12 @@ def test_describe_mismatch_lists_only_the_parameters_that_differ():
 
 def test_describe_mismatch_without_numbers_or_sources():
     text = describe_mismatch(_entry(_param(abs_err=None, rel_err=None, channels=()), sources=()))
-    assert text == "/model.1/conv/Conv (Conv, from ? via fold_batchnorm): weight differs by up to an unknown amount (all of its scale)"
-    assert "(all of its scale)" in describe_mismatch(_entry(_param(rel_err=float("inf"))))
-    assert "(all of its scale)" in describe_mismatch(_entry(_param(rel_err=float("nan"))))
+    assert text == "/model.1/conv/Conv (Conv, from ? via fold_batchnorm): weight differs by up to an unknown amount of an unknown scale"
+    zero = _param(rel_err=float("inf"))
+    zero["reproduced_range"] = [0.0, 0.0]  # a bias the source does not have: re-computed as zeros
+    assert "where the re-computed values are all zero" in describe_mismatch(_entry(zero))
+    assert "inf" not in describe_mismatch(_entry(zero)) and "%" not in describe_mismatch(_entry(zero)).split(":")[1]
+    assert "of an unknown scale" in describe_mismatch(_entry(_param(rel_err=float("nan"))))
 
 
 def test_layer_entry_is_what_describe_mismatch_reads(case):

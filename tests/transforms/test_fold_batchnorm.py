@@ -358,3 +358,32 @@ def test_two_percent_in_one_output_channel_of_a_grouped_conv_transpose_is_locate
     entry = layer_diff(diff(src, target(tgt)), "t")
     assert entry.status == MISMATCH
     assert param_diff(entry, "weight").bad_channels == [channel]
+
+
+def test_a_batchnorm_at_the_root_folds_into_the_last_conv_of_a_nested_stem():
+    """timm's ResNet-D: conv1 is a Sequential ending in a conv; bn1 (at the root) follows it."""
+    r = rng(31)
+    w0, w6, bn = randn(r, 8, 3, 3, 3), randn(r, 16, 8, 3, 3), bn_stats(r, 16)
+    src = source(
+        layer("conv1.0", CONV, "Conv2d", weight=w0),
+        layer("conv1.6", CONV, "Conv2d", weight=w6),
+        layer("bn1", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn),
+        layer("layer1.0.conv1", CONV, "Conv2d", weight=randn(r, 16, 16, 3, 3)),
+    )
+    s = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-5)
+    folded = layer("/conv1/conv1.6/Conv", CONV, "Conv", hints=("conv1.6",),
+                   weight=(w6 * s[:, None, None, None]).astype(np.float32),
+                   bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32))
+    entry = layer_diff(diff(src, target(folded)), "/conv1/conv1.6/Conv")
+    assert (entry.status, entry.transform, entry.sources) == (OK, "fold_batchnorm", ["conv1.6", "bn1"])
+
+
+def test_the_next_block_s_batchnorm_is_not_the_one_after_a_block_s_last_conv():
+    """A pre-activation block ends in a conv; the next block's bn1 does not normalise it."""
+    r = rng(32)
+    src = source(
+        layer("layer1.0.conv2", CONV, "Conv2d", weight=randn(r, 4, 4, 3, 3)),
+        layer("layer1.1.bn1", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn_stats(r, 4)),
+    )
+    tgt = layer("n", CONV, "Conv", hints=("layer1.0.conv2",), weight=randn(r, 4, 4, 3, 3))
+    assert [c.names for c in candidates(transform("fold_batchnorm"), src, tgt, "layer1.0.conv2")] == []
