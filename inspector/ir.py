@@ -46,6 +46,32 @@ ELEMENTWISE = "elementwise"
 CONSTANT = "constant"
 OTHER = "other"
 
+NORM = "norm"
+"""A normalisation layer of unknown type: what a loader can tell of a 1-D weight and bias
+whose names say nothing (``features.0.2.weight`` of a bare state_dict)."""
+
+GUESSED_KIND = "guessed_kind"
+"""``Layer.attrs`` key a loader sets (True) when it guessed the layer's kind from names
+and shapes (a bare state_dict, safetensors): the matcher may then settle the kind by the
+target layer the names point to, within its family (:data:`KIND_FAMILIES`)."""
+
+KIND_FAMILIES: tuple[frozenset[str], ...] = (
+    frozenset({CONV, CONV_TRANSPOSE}),
+    frozenset({NORM, LAYERNORM, GROUPNORM, INSTANCENORM, "rmsnorm"}),
+)
+"""Kinds one set of weights may be, shapes alone cannot tell which: a 4-D weight is a
+Conv's or a ConvTranspose's; a 1-D weight and bias belong to any norm."""
+
+
+def kind_family(kind: str) -> frozenset[str] | None:
+    """The family of ``kind``: also any kind whose name says it is a norm ("layernorm2d",
+    a class TorchScript names differently)."""
+    for family in KIND_FAMILIES:
+        if kind in family:
+            return family
+    return KIND_FAMILIES[1] if "norm" in kind and kind != BATCHNORM else None
+
+
 WEIGHT_LAYOUT = "weight_layout"
 """``Layer.attrs`` key of a LINEAR layer: how its 2-D "weight" is stored. :data:`OUT_IN`
 (the default) is PyTorch's ``nn.Linear`` layout, (out_features, in_features);

@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from inspector import ir
-from inspector.coverage import Accounting
+from inspector.coverage import Accounting, is_float
 from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
 from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.ir import Layer, Model
@@ -138,6 +138,31 @@ def _strip_call_suffix(part: str) -> str:
     return match.group(1) if match and not part.isdigit() else part
 
 
+# ----------------------------------------------------------------------------- kinds
+
+
+def settle_kinds(source: SourceIndex, resolver: HintResolver, target: Model) -> dict[str, str]:
+    """Source layer name -> the kind the target says it has, for layers whose kind the
+    loader guessed (or a norm class it does not know, such as TorchScript's name for
+    torchvision's LayerNorm2d) and a target layer's names point to, within one family
+    (:data:`inspector.ir.KIND_FAMILIES`): a state_dict's 4-D weight the export runs as a
+    ConvTranspose, a Sequential's ``features.0.2`` it runs as a LayerNormalization."""
+    settled: dict[str, str] = {}
+    for layer in target.layers:
+        family = ir.kind_family(layer.kind)
+        if family is None or not layer.params or layer.kind == ir.NORM:
+            continue
+        for hint in layer.hints:
+            for path in resolver.resolve(hint)[0]:
+                found = source.layer(path)
+                if found is None or found.kind == layer.kind or found.name in settled:
+                    continue
+                known = found.kind in family and not found.attrs.get(ir.GUESSED_KIND)
+                if ir.kind_family(found.kind) is family and not known:
+                    settled[found.name] = layer.kind
+    return settled
+
+
 # ----------------------------------------------------------------------------- alignment
 
 
@@ -212,6 +237,10 @@ class Matcher:
         self.target_model = target
         self.source = SourceIndex(source)
         self.resolver = HintResolver(self.source)
+        settled = settle_kinds(self.source, self.resolver, target)
+        if settled:
+            self.source = SourceIndex(source, settled)
+            self.resolver = HintResolver(self.source)
         self.rtol = rtol
         self.atol = atol
         self._aligned: dict[str, Layer] | None = None
@@ -274,9 +303,10 @@ class Matcher:
         equal, _ = self._explain(layer, False, self._anchors_by_position(layer, unused=False), only_ok=True)
         if equal.status == OK:
             return self._keep(result, equal)
-        if derivable or reconciled:
-            # A source parameter fits it and its values do not: parameter-derived and
-            # not reproduced, never a constant.
+        if derivable or reconciled or self._scope_has_unused_parameters(layer):
+            # A source parameter fits it and its values do not, or the module it belongs
+            # to holds a parameter nothing explains: parameter-derived and not
+            # reproduced, never a constant.
             result.layers.append(diff)
             return
         for param in layer.params.values():
@@ -341,6 +371,18 @@ class Matcher:
                               f"{best.bad_fraction:.0%} of the elements")
         diff.reasons = reasons[:10]
         return diff, derivable
+
+    def _scope_has_unused_parameters(self, target: Layer) -> bool:
+        """Whether a module the target's names point to holds a float parameter no layer
+        has used (a bias table whose index buffer a state_dict does not keep)."""
+        for hint in target.hints:
+            for path in self.resolver.resolve(hint)[0]:
+                layers = [self.source.layer(path)] if self.source.layer(path) else self.source.under(path, depth=2)
+                for layer in layers:
+                    if layer is not None and layer.name not in self.used and any(
+                            p.dtype.startswith(("float", "bfloat")) and p.numel > 1 for p in layer.params.values()):
+                        return True
+        return False
 
     def _anchors_by_position(self, target: Layer, unused: bool) -> list[tuple[str, str]]:
         """Source layers nearest ``target``'s relative position first: those no layer has
@@ -426,6 +468,8 @@ class Matcher:
             expected = reproduction.params.get(role)
             if target_param is None and role != "bias":
                 continue  # a transform may reproduce more than this layer stores
+            if target_param is not None and expected is None and not is_float(target_param):
+                continue  # an index or shape input (LeViT's Gather indices): no parameter
             tolerance = self._tolerance(source_dtypes | ({target_param.dtype} if target_param else set()))
             actual = target_param.array() if target_param is not None else np.zeros_like(expected)
             if expected is None:

@@ -141,12 +141,15 @@ class SourceIndex:
 
     Layers are in ``named_modules()`` order. Module paths come from ``Model.modules``
     when the format has a module tree, else from the layer names' prefixes (a bare
-    state_dict). The root module is "".
+    state_dict). The root module is "". ``kinds`` gives layers another kind than the
+    loader's (a guessed kind the matcher settled); those layers are copies, the model's
+    own are left as they are.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, kinds: dict[str, str] | None = None) -> None:
         self.model = model
-        self.layers = list(model.layers)
+        self.layers = [_with_kind(layer, kinds[layer.name]) if kinds and layer.name in kinds else layer
+                       for layer in model.layers]
         self._by_name = {layer.name: layer for layer in self.layers}
         self._position = {layer.name: position for position, layer in enumerate(self.layers)}
         modules = dict(model.modules)
@@ -205,3 +208,11 @@ class SourceIndex:
         """The layers before ``layer``, nearest first (lazily)."""
         layers = self.layers
         return (layers[i] for i in range(self._position[layer.name] - 1, -1, -1))
+
+
+def _with_kind(layer: Layer, kind: str) -> Layer:
+    """A copy of ``layer`` of another kind (params shared, not copied)."""
+    copy = Layer(layer.name, kind, layer.op_type, layer.attrs, layer.params, layer.inputs, layer.outputs,
+                 layer.hints, layer.metadata)
+    copy.index = layer.index
+    return copy

@@ -15,4 +15,6 @@ PLUGINS = (
     "plugins.transforms.transpose",
     "plugins.transforms.split_qkv",
     "plugins.transforms.recurrent",
+    "plugins.transforms.permute",
+    "plugins.transforms.gather",
 )

@@ -21,6 +21,9 @@ are unknown (a bare state_dict) is not contradicted.
 
 from __future__ import annotations
 
+import itertools
+from typing import Iterable
+
 import numpy as np
 
 from inspector.ir import IN_OUT, WEIGHT_LAYOUT, Layer
@@ -75,3 +78,22 @@ def conv_attrs_disagree(target: Layer, conv: Layer) -> str | None:
 def float64(param) -> np.ndarray:
     """A param's values as float64 (the precision every re-computation uses)."""
     return np.asarray(param.array(), dtype=np.float64)
+
+
+def arrangements(values: np.ndarray, shape: tuple[int, ...]) -> Iterable[np.ndarray]:
+    """``values`` with its axes permuted (size-1 axes dropped first) to give ``shape``."""
+    squeezed = values.reshape([d for d in values.shape if d != 1])
+    wanted = tuple(d for d in shape if d != 1)
+    if squeezed.ndim > 5:
+        return
+    for permutation in itertools.permutations(range(squeezed.ndim)):
+        arranged = squeezed.transpose(permutation)
+        if arranged.shape == wanted:
+            yield arranged.reshape(shape)
+
+
+def closest(options: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
+    """The option nearest ``actual`` elementwise (max abs difference): how a transform picks
+    among layouts that all fit the target's shape. A layout is never a value choice: a
+    changed element stays a difference in every one."""
+    return min(options, key=lambda option: float(np.max(np.abs(option - actual))) if option.size else 0.0)

@@ -39,20 +39,25 @@ class Identity(Transform):
             layers = source.under(anchor, depth=2)
         elif target.kind in WEIGHT_KINDS and layer.kind != target.kind:
             # An attention module named by the scope of its out_proj's Gemm.
-            layers = source.under(anchor, depth=1)
+            layers = [layer, *source.under(anchor, depth=1)]
         else:
             layers = [layer]
         for layer in layers:
             if target.kind in WEIGHT_KINDS:
                 if layer.kind == target.kind:
                     yield self.candidate(layer)
+                elif target.kind == ir.EMBEDDING:
+                    # A table looked up at run time (LeViT's attention_biases): any
+                    # module's parameter can be a Gather's data.
+                    yield from self._constant_candidates(target, layer)
             else:
                 yield from self._constant_candidates(target, layer)
 
     def _constant_candidates(self, target: Layer, layer: Layer) -> Iterable[Candidate]:
-        if len(target.params) != 1:
+        floats = [param for param in target.params.values() if param.dtype.startswith(("float", "bfloat"))]
+        if len(floats) != 1:
             return
-        (wanted,) = target.params.values()
+        (wanted,) = floats
         for param in layer.params.values():
             # A Conv or Linear weight is what a Conv, Gemm or MatMul holds, never an
             # operand of an Add or a Mul: a constant of its size is a coincidence.
@@ -113,7 +118,8 @@ class Identity(Transform):
         """(target role, source role) pairs."""
         role = candidate.get("role")
         if role is not None:
-            return [(next(iter(target.params)), str(role))]
+            floats = [r for r, p in target.params.items() if p.dtype.startswith(("float", "bfloat"))]
+            return [(floats[0], str(role))]
         (layer,) = candidate.sources
         pairs = [(r, r) for r in target.params if r in layer.params or r == "bias"]
         if target.kind in WEIGHT_KINDS and "bias" in layer.params and "bias" not in target.params:

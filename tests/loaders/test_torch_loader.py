@@ -97,7 +97,7 @@ def test_state_dict_layers_kinds_shapes_and_values(tmp_path):
         ("fc", ir.LINEAR, "Linear?"),
     ]
     conv = model.layer("conv")
-    assert conv.attrs == {"out_channels": 8, "in_channels_per_group": 2, "kernel_size": (3, 3)}
+    assert conv.attrs == {"out_channels": 8, "in_channels_per_group": 2, "kernel_size": (3, 3), "guessed_kind": True}
     assert list(model.layer("bn").params) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     assert "eps" not in model.layer("bn").attrs
     assert model.layer("bn").params["num_batches_tracked"].dtype == "int64"

@@ -32,7 +32,7 @@ from inspector.ir import Layer, Param
 from plugins.loaders.torch.kinds import RMSNORM
 
 INFERRED_SUFFIX = "?"
-NORM = "norm"
+NORM = ir.NORM
 
 _LAYERNORM_NAME = re.compile(r"^ln(_?\d+)?$|norm", re.IGNORECASE)
 _GROUPNORM_NAME = re.compile(r"^gn_?\d*$|group_?norm", re.IGNORECASE)
@@ -57,7 +57,8 @@ def infer_layers(params: Iterable[tuple[str, Param]]) -> list[Layer]:
 def infer_layer(prefix: str, group: dict[str, Param]) -> Layer:
     """The layer a module with these params probably is (see the module docstring)."""
     kind, op_type, attrs = _guess(prefix, group)
-    return Layer(prefix, kind, op_type + INFERRED_SUFFIX, attrs=attrs, params=group, hints=(prefix,))
+    return Layer(prefix, kind, op_type + INFERRED_SUFFIX, attrs={**attrs, ir.GUESSED_KIND: True}, params=group,
+                 hints=(prefix,))
 
 
 def _guess(prefix: str, group: dict[str, Param]) -> tuple[str, str, dict]:
