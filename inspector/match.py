@@ -377,11 +377,11 @@ class Matcher:
         has used (a bias table whose index buffer a state_dict does not keep)."""
         for hint in target.hints:
             for path in self.resolver.resolve(hint)[0]:
-                layers = [self.source.layer(path)] if self.source.layer(path) else self.source.under(path, depth=2)
-                for layer in layers:
-                    if layer is not None and layer.name not in self.used and any(
-                            p.dtype.startswith(("float", "bfloat")) and p.numel > 1 for p in layer.params.values()):
-                        return True
+                layer = self.source.layer(path)  # the module itself, not its children: a
+                # decoder's scope also holds training-only heads no export uses
+                if layer is not None and layer.name not in self.used and any(
+                        p.dtype.startswith(("float", "bfloat")) and p.numel > 1 for p in layer.params.values()):
+                    return True
         return False
 
     def _anchors_by_position(self, target: Layer, unused: bool) -> list[tuple[str, str]]:

@@ -14,10 +14,12 @@ from inspector.ir import Layer, Model
 
 WEIGHT_KINDS = frozenset(
     {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.EMBEDDING, ir.ATTENTION, ir.RECURRENT, "prelu", "rmsnorm"}
+     ir.ATTENTION, ir.RECURRENT, "prelu", "rmsnorm"}
 )
 """Target kinds whose parameters must be explained; other constants are explained when
-they can be and otherwise listed as untraced (scale factors, folded position tables)."""
+they can be, reconciled with the parameters left unused, or shown to be computed at
+export (:mod:`inspector.coverage`). A Gather's table (EMBEDDING) is among the others: it is
+an embedding's weight, or a constant computed at export (RT-DETR's anchors)."""
 
 
 def prepare_targets(target: Model) -> tuple[list[Layer], list[Layer]]:

@@ -165,12 +165,12 @@ def test_findings_of_a_numpy_diff_come_in_check_order():
               bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32)),
         layer("gemm", "linear", "Gemm", {"transB": 1}, hints=("fc.weight",), weight=broken),
         layer("mul", "mul", "Mul", scale=np.linspace(0, 1, 5, dtype=np.float32)),
-        layer("emb", "embedding", "Gather", weight=randn(r, 7, 3)),
+        layer("proj", "linear", "Gemm", {"weight_layout": "out_in"}, weight=randn(r, 7, 3)),
     )
     result = diff(src, tgt)
     assert [(f.severity, f.code, f.layer) for f in result.findings] == [
         ("error", "mismatch", "gemm"),
-        ("error", "unmatched_target", "emb"),
+        ("error", "unmatched_target", "proj"),
         ("error", "nan_inf", "gemm"),
         ("info", "guessed_eps", None),
         ("info", "unused_at_inference", None),

@@ -245,11 +245,11 @@ def test_unmatched_reasons_say_why_each_candidate_was_rejected():
 def test_a_layer_with_no_candidate_at_all():
     r = rng(10)
     src = source(layer("c", CONV, "Conv2d", weight=randn(r, 8, 3, 1, 1)))
-    tgt = target(layer("emb", "embedding", "Gather", weight=randn(r, 100, 8)))
+    tgt = target(layer("proj", "linear", "Gemm", {"weight_layout": "out_in"}, weight=randn(r, 100, 8)))
     result = diff(src, tgt)
-    assert layer_diff(result, "emb").reasons == []
+    assert layer_diff(result, "proj").reasons == []
     (finding,) = [f for f in result.findings if f.code == "unmatched_target"]
-    assert finding.message == "Gather emb is not traced to the PyTorch model: no PyTorch layer of this kind and shape"
+    assert finding.message == "Gemm proj is not traced to the PyTorch model: no PyTorch layer of this kind and shape"
 
 
 def test_a_large_tampered_tensor_is_located_after_the_probe_rejects_it():
