@@ -6,7 +6,9 @@
   candidate and why the others were rejected;
 - ``nan_inf`` (error): NaN or Inf in a parameter of either model (info in a constant
   computed at export);
-- ``unfolded_batchnorm`` (warning): a BatchNormalization left as its own ONNX node;
+- ``unfolded_batchnorm`` (warning): BatchNormalization nodes left right after the
+  Conv they could be folded into; ``training_mode_batchnorm`` (warning): marked
+  training_mode;
 - ``guessed_eps`` (info): a BatchNorm eps the file does not record, found by trying;
 - ``unmatched_source`` (warning, or info for modules plainly unused at inference):
   PyTorch layers the export does not use;
@@ -65,14 +67,45 @@ def nan_inf(result: DiffResult) -> Iterable[Finding]:
 
 
 def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:
-    for layer in result.layers:
-        if layer.kind == "batchnorm":
-            yield Finding(
-                "warning", "unfolded_batchnorm",
-                f"BatchNorm {', '.join(layer.sources) or layer.target} was not folded into the layer before it: "
-                "it runs as a separate BatchNormalization node",
-                layer.target,
-            )
+    """BatchNormalization nodes every exporter would have folded: right after the Conv
+    whose output they normalise (a training-mode export, or constant folding off),
+    or marked ``training_mode``. A BatchNorm that follows an activation or normalises a
+    block's input (MobileOne's identity branch) cannot be folded and is not mentioned."""
+    producers = {name: layer for layer in result.target.layers for name in layer.outputs}
+    foldable, training = [], []
+    for entry in result.layers:
+        if entry.kind != "batchnorm":
+            continue
+        try:
+            node = result.target.layer(entry.target)
+        except KeyError:
+            continue
+        name = ", ".join(entry.sources) or entry.target
+        if int(node.attrs.get("training_mode", 0) or 0):
+            training.append(name)
+        feeding = producers.get(node.inputs[0]) if node.inputs else None
+        # Only after a Conv: the legacy exporter never folds a ConvTranspose or a Linear.
+        if feeding is not None and feeding.kind == "conv":
+            foldable.append(name)
+    if foldable:
+        yield Finding(
+            "warning", "unfolded_batchnorm",
+            f"{_counted(foldable, 'BatchNorm')} right after the layer {'it' if len(foldable) == 1 else 'each'} "
+            f"normalises {'was' if len(foldable) == 1 else 'were'} not folded into it and "
+            f"{'runs as a separate node' if len(foldable) == 1 else 'run as separate nodes'} "
+            "(exported in training mode, or without constant folding?)",
+        )
+    if training:
+        yield Finding(
+            "warning", "training_mode_batchnorm",
+            f"{_counted(training, 'BatchNormalization')} {'is' if len(training) == 1 else 'are'} marked "
+            "training_mode=1: ONNX Runtime normalises with the batch's statistics, not the model's",
+        )
+
+
+def _counted(names: list[str], noun: str) -> str:
+    shown = ", ".join(names[:LISTED]) + (f" (+{len(names) - LISTED} more)" if len(names) > LISTED else "")
+    return f"{len(names)} {noun}{'s' if len(names) != 1 else ''} ({shown})"
 
 
 def guessed_eps(result: DiffResult) -> Iterable[Finding]:

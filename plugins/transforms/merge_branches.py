@@ -1,29 +1,37 @@
 """The ``merge_branches`` transform: re-parameterised branches summed into one conv.
 
-A RepVGG/RepConv block computes ``act(bn0(x) + bn1(conv_kxk(x)) + bn2(conv_1x1(x)))``
-in training and, once re-parameterised, ``act(conv'(x))`` with::
+A re-parameterisable block is, in eval mode, a sum of linear terms of its input, each
+a conv (with the BatchNorm after it folded in), a BatchNorm of the input itself (the
+identity branch), or the input itself; once re-parameterised it is one conv::
 
-    fold(conv_i, bn_i)   = (w_i * s_i, (b_i - mean_i) * s_i + beta_i),  s_i = gamma_i / sqrt(var_i + eps_i)
-    w' = sum_i pad(w_i * s_i)  +  I * s_0         (pad: zero-pad each kernel to k x k, centred)
-    b' = sum_i ((b_i - mean_i) * s_i + beta_i)  +  (beta_0 - mean_0 * s_0)
+    fold(conv, bn)   = (w * s, (b - mean) * s + beta),  s = gamma / sqrt(var + eps)
+    identity(bn)     = (I * s, beta - mean * s),  I[c, c mod (C_in/groups), k//2...] = 1
+    identity()       = (I, 0)
+    w' = sum_t c_t * pad(w_t),   b' = sum_t c_t * b_t          (pad: centred in k x k)
 
-where the identity branch (a bare BatchNorm ``bn0``, present only when input and output
-channels match and the stride is 1) acts as a k x k kernel ``I`` with a single 1 at the
-centre of each channel's own input (``I[c, c mod (C_in/groups), k//2, k//2] = 1``).
-Everything is re-computed in float64.
+with a coefficient ``c_t`` of +1, -1 or a per-channel layer scale. The blocks known:
 
-Branch discovery is structural, so it covers Ultralytics ``RepConv`` (``conv1``/``conv2``
-are Conv+BN modules, ``bn`` the identity), the original RepVGG (``rbr_dense``,
-``rbr_1x1``, ``rbr_identity``) and timm's ``RepVggBlock`` (``conv_kxk``, ``conv_1x1``,
-``identity``): the conv+BN pairs at most two levels below one module, with the same
-output channels, stride and groups, plus a BatchNorm directly below it that follows no
-conv. Ultralytics' exporter calls ``fuse_convs`` and exports the result as
-``model.N.conv`` (a child the checkpoint does not have); the matcher then anchors on
-``model.N`` itself.
+- a *sum block*: RepVGG (``rbr_dense``, ``rbr_1x1``, ``rbr_identity``), timm
+  ``RepVggBlock`` and ``MobileOneBlock`` (``conv_kxk.N``, ``conv_scale``, ``identity``;
+  k over-parameterised kxk branches), FastViT's ``ReparamLargeKernelConv``
+  (``large_conv`` + ``small_conv``), Ultralytics ``RepConv`` (``conv1``, ``conv2``,
+  ``bn``): conv+BN branches that are children of the block (or of a child ModuleList), with the
+  same output and input channels, stride and groups, plus at most one BatchNorm child
+  that follows no conv (the identity). A squeeze-excitation child (``se``) is no branch.
+- FastViT's ``RepMixer``: ``x + layer_scale * (mixer(x) - norm(x))``, ``mixer`` and
+  ``norm`` being sum blocks: terms identity(), +gamma * mixer's, -gamma * norm's.
+- FastViT's ``RepConditionalPosEnc``: ``x + pos_enc(x)``: identity() and the conv.
+
+Everything is re-computed in float64. The matcher proposes the largest block around the
+anchor (a MobileOne block, not its ``conv_kxk`` list alone); numbers decide. For
+``fuse`` (:meth:`MergeBranches.groups`) only blocks whose class the file names as one of
+:data:`REPARAM_CLASSES` are listed: a bare state_dict cannot prove that parallel branches
+are summed rather than chained, so it is never guessed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -32,64 +40,123 @@ from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
 from inspector.transforms import EPS_GUESSED, Candidate, Reproduction, SourceIndex, Transform
-from plugins.transforms.fold_batchnorm import GUESSED_EPS, batchnorm_after, bn_affine
 from plugins.transforms._layouts import conv_attrs_disagree, float64
+from plugins.transforms.fold_batchnorm import GUESSED_EPS, bn_affine
 
-MAX_BRANCHES = 6
+REPARAM_CLASSES: dict[str, str] = {
+    "RepConv": "conv",  # Ultralytics: fuse_convs() adds .conv
+    "RepVGGBlock": "rbr_reparam",  # the original RepVGG
+    "RepVggBlock": "reparam_conv",  # timm byobnet
+    "MobileOneBlock": "reparam_conv",  # timm fastvit / byobnet
+    "ReparamLargeKernelConv": "reparam_conv",  # timm fastvit
+    "RepMixer": "reparam_conv",
+    "RepConditionalPosEnc": "reparam_conv",
+}
+"""Class names of blocks their frameworks re-parameterise, and the child the merged conv
+becomes (the name an export of the re-parameterised model gives it)."""
+
+MAX_BRANCHES = 8
+ANCESTORS = 4
+"""How many modules above an anchor layer are tried as the block it belongs to."""
 
 
-def find_branches(module: str, source: SourceIndex) -> tuple[list[tuple[Layer, Layer | None]], Layer | None] | None:
-    """(conv+BN branches, identity BN) of a re-parameterisable block at ``module``, or None.
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One linear term of a block: ``conv`` (+ ``bn`` folded), or an identity (``conv``
+    None: a BatchNorm of the input, or with ``bn`` None the input itself); times
+    ``sign`` and, when ``scale`` names a layer, its per-channel ``gamma``."""
 
-    A block has at least two branches, or one branch and an identity BatchNorm.
-    """
-    convs = [layer for layer in source.under(module, depth=2) if layer.kind == ir.CONV]
-    if not convs or len(convs) > MAX_BRANCHES:
+    conv: str | None
+    bn: str | None
+    sign: float = 1.0
+    scale: str | None = None
+
+
+def sum_block(module: str, source: SourceIndex, minimum: int = 2) -> list[Term] | None:
+    """The terms of a sum block at ``module`` (see the module docstring), or None."""
+    prefix = f"{module}." if module else ""
+    convs, bns = [], []
+    for layer in source.under(module, depth=3):
+        parts = layer.name[len(prefix):].split(".")
+        if parts[0] == "se":
+            continue
+        # A branch is a child (conv1.conv, rbr_dense.0, large_conv.conv) or a child of a
+        # child list (conv_kxk.0.conv); the identity is a direct child.
+        branch = len(parts) == 2 or (len(parts) == 3 and parts[1].isdigit())
+        if layer.kind == ir.CONV and branch:
+            convs.append(layer)
+        elif layer.kind == ir.BATCHNORM and (branch or len(parts) == 1):
+            bns.append(layer)
+    if len(convs) > MAX_BRANCHES:
         return None
-    branches = [(conv, batchnorm_after(conv, source)) for conv in convs]
-    paired = {bn.name for _, bn in branches if bn is not None}
-    identity = [
-        layer for layer in source.under(module, depth=1)
-        if layer.kind == ir.BATCHNORM and layer.name not in paired
-    ]
-    if len(identity) > 1:
+    terms, paired = [], set()
+    for conv in convs:
+        bn = next((bn for bn in bns if source.parent(bn.name) == source.parent(conv.name) and bn.name not in paired
+                   and _features(bn) == conv.params["weight"].shape[0]), None)
+        if bn is None and len(conv.name[len(prefix):].split(".")) == 3:
+            return None  # a ConvNormAct branch always has its norm
+        if bn is not None:
+            paired.add(bn.name)
+        terms.append(Term(conv.name, bn.name if bn is not None else None))
+    identities = [bn for bn in bns if bn.name not in paired and bn.name.count(".") == prefix.count(".")]
+    if len(identities) > 1 or len(bns) - len(paired) != len(identities):
         return None
-    identity_bn = identity[0] if identity else None
-    if len(branches) + len(identity) < 2:
+    terms += [Term(None, bn.name) for bn in identities]
+    if len(terms) < minimum or not _compatible(terms, source):
         return None
-    first = branches[0][0]
-    out, rank = first.params["weight"].shape[0], len(first.params["weight"].shape)
-    for conv, _ in branches:
-        weight = conv.params["weight"].shape
-        if weight[0] != out or len(weight) != rank or any(k % 2 == 0 for k in weight[2:]):
-            return None
+    return terms
+
+
+def mixer_block(module: str, source: SourceIndex) -> list[Term] | None:
+    """The terms of a RepMixer: identity + gamma * (mixer - norm)."""
+    prefix = f"{module}." if module else ""
+    scale = source.layer(f"{prefix}layer_scale")
+    mixer = sum_block(f"{prefix}mixer", source, minimum=1)
+    norm = sum_block(f"{prefix}norm", source, minimum=1)
+    if mixer is None or norm is None:
+        return None
+    gamma = scale.name if scale is not None and "gamma" in scale.params else None
+    return [Term(None, None), *(Term(t.conv, t.bn, 1.0, gamma) for t in mixer),
+            *(Term(t.conv, t.bn, -1.0, gamma) for t in norm)]
+
+
+def positional_block(module: str, source: SourceIndex) -> list[Term] | None:
+    """The terms of a RepConditionalPosEnc: identity + pos_enc."""
+    conv = source.layer(f"{module}.pos_enc" if module else "pos_enc")
+    if conv is None or conv.kind != ir.CONV:
+        return None
+    return [Term(None, None), Term(conv.name, None)]
+
+
+def block_terms(module: str, source: SourceIndex) -> list[Term] | None:
+    """The terms of whichever known block ``module`` is, or None."""
+    return mixer_block(module, source) or positional_block(module, source) or sum_block(module, source)
+
+
+def _features(bn: Layer) -> int:
+    running_mean = bn.params.get("running_mean")
+    return running_mean.numel if running_mean is not None else -1
+
+
+def _compatible(terms: list[Term], source: SourceIndex) -> bool:
+    convs = [source.layer(t.conv) for t in terms if t.conv is not None]
+    if not convs:
+        return True
+    first = convs[0]
+    out, per_group = first.params["weight"].shape[:2]
+    for conv in convs:
+        shape = conv.params["weight"].shape
+        if shape[:2] != (out, per_group) or len(shape) != len(first.params["weight"].shape):
+            return False
+        if any(k % 2 == 0 for k in shape[2:]):
+            return False
         for key in ("stride", "groups", "dilation"):
             if key in first.attrs and key in conv.attrs and _plain(first.attrs[key]) != _plain(conv.attrs[key]):
-                return None
-    if identity_bn is not None:
-        in_channels = first.params["weight"].shape[1] * int(first.attrs.get("groups", 1))
-        if identity_bn.params["running_mean"].numel != out or in_channels != out:
-            return None
-    return branches, identity_bn
-
-
-def is_parallel_block(module: str, branches: list[tuple[Layer, Layer | None]], identity_bn: Layer | None,
-                      source: SourceIndex) -> bool:
-    """Whether the branches :func:`find_branches` found at ``module`` can be told apart
-    from sequential convs by structure alone, as ``groups`` (no numbers to verify) needs.
-
-    Each branch must sit in a child module of its own (a conv+BN pair that shares its
-    parent with another is a sequential conv -> BN -> conv -> BN, as in a ResNet
-    BasicBlock), and the block must hold nothing but its branches (an Ultralytics RepC3
-    holds cv1/cv2 beside the RepConvs in ``m``).
-    """
-    parents = [source.parent(conv.name) for conv, _ in branches]
-    if len(set(parents)) != len(parents):
+                return False
+    identities = [t for t in terms if t.conv is None and t.bn is not None]
+    if identities and any(_features(source.layer(t.bn)) != out for t in identities):
         return False
-    members = {layer.name for pair in branches for layer in pair if layer is not None}
-    if identity_bn is not None:
-        members.add(identity_bn.name)
-    return all(layer.name in members for layer in source.under(module) if layer.params)
+    return True
 
 
 def _plain(value):
@@ -97,67 +164,79 @@ def _plain(value):
 
 
 class MergeBranches(Transform):
-    """w' = sum pad(w_i s_i) + I s_0;  b' = sum((b_i - mean_i) s_i + beta_i) + beta_0 - mean_0 s_0."""
+    """w' = sum_t c_t pad(w_t);  b' = sum_t c_t b_t over a re-parameterisable block's terms."""
 
     name = "merge_branches"
-    description = "RepConv/RepVGG: 3x3 conv+BN, 1x1 conv+BN and an identity BN summed into one conv."
+    description = ("Re-parameterised blocks (RepVGG, RepConv, MobileOne, FastViT's RepMixer and large-kernel "
+                   "conv) summed into one conv.")
     target_kinds = frozenset({ir.CONV})
     order = 30
-    phrase = "RepConv/RepVGG branches merged"
+    phrase = "re-parameterised branches merged"
     explains = "re-parameterised branches were merged"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
-        # A module anchor is the block itself (an Ultralytics RepConv exported as
-        # model.N.conv resolves to model.N); a layer anchor (a branch's conv or BN) sits
-        # one or two levels below its block.
-        if source.layer(anchor) is None:
-            modules = [anchor]
-        else:
-            parent = source.parent(anchor)
-            modules = [parent, source.parent(parent)] if parent else [parent]
-        for module in modules:
-            found = find_branches(module, source)
-            if found is not None:
-                yield from self._candidates(module, *found)
-                return
+        # A module anchor is the block itself (a RepConv exported as model.N.conv resolves
+        # to model.N); a layer anchor (a branch's conv or BN) sits a few levels below it.
+        # Of the blocks around the anchor, the largest is proposed: a MobileOne block's
+        # conv_kxk list alone is a sum block too, but not the one exported.
+        path = anchor if source.layer(anchor) is None else source.parent(anchor)
+        best: tuple[str, list[Term]] | None = None
+        for _ in range(ANCESTORS):
+            terms = block_terms(path, source)
+            if terms is not None and (best is None or len(terms) > len(best[1])):
+                best = (path, terms)
+            if not path:
+                break
+            path = source.parent(path)
+        if best is not None:
+            yield from self._candidates(best[0], best[1], source)
 
     def groups(self, source: SourceIndex) -> Iterable[Candidate]:
         taken: list[str] = []
-        for module in source.modules:
+        for module, class_name in source.model.modules.items():
             if any(module == t or module.startswith(f"{t}.") for t in taken):
                 continue
-            found = find_branches(module, source)
-            if found is not None and is_parallel_block(module, *found, source):
+            if ir_short(class_name) not in REPARAM_CLASSES:
+                continue
+            terms = block_terms(module, source)
+            if terms is not None:
                 taken.append(module)
-                yield from self._candidates(module, *found, guesses=GUESSED_EPS[:1])
+                yield from self._candidates(module, terms, source, guesses=GUESSED_EPS[:1])
 
-    def _candidates(self, module, branches, identity_bn, guesses=GUESSED_EPS) -> Iterable[Candidate]:
-        layers = [layer for pair in branches for layer in pair if layer is not None]
-        if identity_bn is not None:
-            layers.append(identity_bn)
-        bns = [bn for _, bn in branches if bn is not None] + ([identity_bn] if identity_bn is not None else [])
-        known = all("eps" in bn.attrs for bn in bns)
-        structure = tuple((conv.name, bn.name if bn is not None else None) for conv, bn in branches)
-        identity_name = identity_bn.name if identity_bn is not None else None
-        if known:
-            yield self.candidate(*layers, module=module, branches=structure, identity=identity_name, eps=None)
+    def fused_name(self, candidate: Candidate) -> str:
+        """Where the re-parameterised model keeps the merged conv (see :data:`REPARAM_CLASSES`)."""
+        module = str(candidate.get("module") or "")
+        child = REPARAM_CLASSES.get(str(candidate.get("class_name") or ""), "conv")
+        return f"{module}.{child}" if module else child
+
+    def _candidates(self, module: str, terms: list[Term], source: SourceIndex,
+                    guesses=GUESSED_EPS) -> Iterable[Candidate]:
+        names = list(dict.fromkeys(n for t in terms for n in (t.conv, t.bn, t.scale) if n is not None))
+        layers = [source.layer(name) for name in names]
+        bns = [source.layer(t.bn) for t in terms if t.bn is not None]
+        class_name = ir_short(source.model.modules.get(module, ""))
+        common = dict(module=module, terms=tuple(terms), class_name=class_name)
+        if all("eps" in bn.attrs for bn in bns):
+            yield self.candidate(*layers, **common, eps=None)
             return
         # The identity BatchNorm may have another eps than the branches' (Ultralytics'
         # Conv blocks use 1e-3, RepConv's own identity BatchNorm keeps PyTorch's 1e-5).
+        identity = any(t.conv is None and t.bn is not None for t in terms)
         pairs = [(guess, guess) for guess in guesses]
-        if identity_bn is not None:
+        if identity:
             pairs += [(guess, other) for guess in guesses for other in guesses if other != guess]
         for guess, identity_guess in pairs:
             variant = f"eps={guess:g}" + (f", identity eps={identity_guess:g}" if identity_guess != guess else "")
-            yield self.candidate(*layers, variant=variant, module=module, branches=structure,
-                                 identity=identity_name, eps=guess, identity_eps=identity_guess)
+            yield self.candidate(*layers, variant=variant, **common, eps=guess, identity_eps=identity_guess)
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         weight = target.params.get("weight")
         if weight is None:
             return "no weight"
         by_name = {layer.name: layer for layer in candidate.sources}
-        convs = [by_name[conv] for conv, _ in candidate.get("branches")]
+        convs = [by_name[t.conv] for t in candidate.get("terms") if t.conv is not None]
+        if not convs:
+            return "no conv among the terms"
         widest = max(convs, key=lambda conv: conv.params["weight"].shape[2:])
         if weight.shape != widest.params["weight"].shape:
             return f"weight shape {list(weight.shape)} != the widest branch's {list(widest.params['weight'].shape)}"
@@ -165,45 +244,57 @@ class MergeBranches(Transform):
 
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         by_name = {layer.name: layer for layer in candidate.sources}
+        terms: tuple[Term, ...] = candidate.get("terms")
         guessed = candidate.get("eps")
-        convs = [by_name[conv] for conv, _ in candidate.get("branches")]
+        convs = [by_name[t.conv] for t in terms if t.conv is not None]
         kernel = max(conv.params["weight"].shape[2:] for conv in convs)
-        first = convs[0].params["weight"].shape
-        # Sum in place into one k x k buffer: the branches are added where their
-        # (centred) kernels sit, which is what zero-padding them would do.
-        weight_sum = np.zeros((first[0], first[1], *kernel))
-        bias_sum = np.zeros(first[0])
-        for conv_name, bn_name in candidate.get("branches"):
-            conv = by_name[conv_name]
+        out, per_group = convs[0].params["weight"].shape[:2]
+        weight_sum = np.zeros((out, per_group, *kernel))
+        bias_sum = np.zeros(out)
+        centre = tuple(k // 2 for k in kernel)
+        rows = np.arange(out)
+        for term in terms:
+            coefficient = np.full(out, term.sign)
+            if term.scale is not None:
+                coefficient = coefficient * float64(by_name[term.scale].params["gamma"]).reshape(-1)
+            if term.conv is None:
+                scale, shift = (np.ones(out), np.zeros(out)) if term.bn is None else \
+                    _bn_affine(by_name[term.bn], candidate.get("identity_eps", guessed))
+                weight_sum[(rows, rows % per_group, *centre)] += coefficient * scale
+                bias_sum += coefficient * shift
+                continue
+            conv = by_name[term.conv]
             weight = conv.params["weight"].array()
-            bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(weight.shape[0])
-            scale = np.ones(weight.shape[0])
-            if bn_name is not None:
-                scale, shift = _bn_affine(by_name[bn_name], guessed)
+            bias = float64(conv.params["bias"]) if "bias" in conv.params else np.zeros(out)
+            scale = np.ones(out)
+            if term.bn is not None:
+                scale, shift = _bn_affine(by_name[term.bn], guessed)
                 bias = bias * scale + shift
-            region = (slice(None), slice(None), *(slice((k - s) // 2, (k - s) // 2 + s) for k, s in zip(kernel, weight.shape[2:])))
-            weight_sum[region] += np.multiply(weight, scale.reshape(-1, *([1] * (weight.ndim - 1))), dtype=np.float64)
-            bias_sum += bias
-        identity = candidate.get("identity")
-        if identity is not None:
-            scale, shift = _bn_affine(by_name[identity], candidate.get("identity_eps", guessed))
-            channels, per_group = weight_sum.shape[0], weight_sum.shape[1]
-            centre = tuple(k // 2 for k in kernel)
-            rows = np.arange(channels)
-            weight_sum[(rows, rows % per_group, *centre)] += scale
-            bias_sum = bias_sum + shift
+            region = (slice(None), slice(None),
+                      *(slice((k - s) // 2, (k - s) // 2 + s) for k, s in zip(kernel, weight.shape[2:])))
+            factor = (coefficient * scale).reshape(-1, *([1] * (weight.ndim - 1)))
+            weight_sum[region] += np.multiply(weight, factor, dtype=np.float64)
+            bias_sum += coefficient * bias
         widest = max(convs, key=lambda conv: conv.params["weight"].shape[2:])
-        bn_of_widest = dict(candidate.get("branches")).get(widest.name)
+        bn_of_widest = next((t.bn for t in terms if t.conv == widest.name), None)
         origins = {"weight": widest.params["weight"],
                    "bias": by_name[bn_of_widest].params.get("bias") if bn_of_widest else widest.params.get("bias")}
         eps_note = "eps from the modules"
         if guessed is not None:
             identity_eps = candidate.get("identity_eps", guessed)
-            other = f", identity eps {identity_eps:g}" if identity and identity_eps != guessed else ""
+            other = f", identity eps {identity_eps:g}" if identity_eps != guessed else ""
             eps_note = f"eps {guessed:g}{other} (guessed: the file does not record it)"
-        note = f"{len(convs)} branches" + (" + identity" if identity else "") + f" of {candidate.get('module')}; {eps_note}"
-        facts = {EPS_GUESSED: guessed is not None, "branches": len(convs), "identity": identity is not None}
+        identities = sum(1 for t in terms if t.conv is None)
+        note = (f"{len(convs)} branch{'es' if len(convs) != 1 else ''}"
+                + (" + identity" if identities == 1 else f" + {identities} identities" if identities else "")
+                + f" of {candidate.get('module') or 'the model'}; {eps_note}")
+        facts = {EPS_GUESSED: guessed is not None, "branches": len(convs), "identity": identities > 0}
         return Reproduction({"weight": weight_sum, "bias": bias_sum}, origins, {"weight": 0, "bias": 0}, note, facts)
+
+
+def ir_short(qualified: str) -> str:
+    """"timm.models.fastvit.MobileOneBlock" -> "MobileOneBlock"."""
+    return qualified.rpartition(".")[2]
 
 
 def _bn_affine(bn: Layer, guessed_eps: float | None) -> tuple[np.ndarray, np.ndarray]:

@@ -61,14 +61,26 @@ def test_nan_and_inf_in_either_model():
 
 
 def test_unfolded_batchnorm():
+    """One warning for every BatchNorm right after a conv, one for training mode; a
+    BatchNorm after an activation is not mentioned."""
+    graph = target(
+        layer("/c/Conv", CONV, "Conv", outputs=("c",), weight=np.ones((2, 2, 1, 1), np.float32)),
+        layer("/bn/BatchNormalization", BATCHNORM, "BatchNormalization", inputs=("c",), outputs=("b",),
+              weight=np.ones(2, np.float32)),
+        layer("/relu/Relu", "activation", "Relu", inputs=("b",), outputs=("r",)),
+        layer("BatchNormalization_3", BATCHNORM, "BatchNormalization", {"training_mode": 1}, inputs=("r",),
+              weight=np.ones(2, np.float32)),
+    )
     kept = LayerDiff("/bn/BatchNormalization", "BatchNormalization", "batchnorm", sources=["bn"], status=OK)
-    untraced = LayerDiff("BatchNormalization_3", "BatchNormalization", "batchnorm")
-    assert [f.message for f in findings.unfolded_batchnorm(_result(kept, untraced, _mismatch()))] == [
-        "BatchNorm bn was not folded into the layer before it: it runs as a separate BatchNormalization node",
-        "BatchNorm BatchNormalization_3 was not folded into the layer before it: it runs as a separate "
-        "BatchNormalization node",
+    after_relu = LayerDiff("BatchNormalization_3", "BatchNormalization", "batchnorm")
+    found = list(findings.unfolded_batchnorm(_result(kept, after_relu, target_model=graph)))
+    assert [(f.severity, f.code, f.message) for f in found] == [
+        ("warning", "unfolded_batchnorm", "1 BatchNorm (bn) right after the layer it normalises was not folded into "
+                                          "it and runs as a separate node (exported in training mode, or without "
+                                          "constant folding?)"),
+        ("warning", "training_mode_batchnorm", "1 BatchNormalization (BatchNormalization_3) is marked training_mode=1: "
+                                               "ONNX Runtime normalises with the batch's statistics, not the model's"),
     ]
-    assert {f.severity for f in findings.unfolded_batchnorm(_result(kept))} == {"warning"}
 
 
 def _folded(name, variant, guessed=True):

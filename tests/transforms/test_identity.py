@@ -63,7 +63,12 @@ def test_a_batchnorm_kept_as_a_node_is_explained_and_flagged():
     entry = layer_diff(result, "/bn/BatchNormalization")
     assert (entry.status, entry.transform) == (OK, IDENTITY)
     assert [p.name for p in entry.params] == ["weight", "bias", "running_mean", "running_var"]
-    assert [f.code for f in result.findings] == ["unfolded_batchnorm"]
+    assert result.findings == []  # no conv feeds it: nothing could have been folded
+    conv = layer("/conv/Conv", "conv", "Conv", outputs=("c",), weight=randn(r, 5, 5, 1, 1))
+    after_conv = layer("/bn/BatchNormalization", BATCHNORM, "BatchNormalization", {"epsilon": 1e-5},
+                       hints=("bn",), inputs=("c",), **bn)
+    result = diff(src, target(conv, after_conv))
+    assert [f.code for f in result.findings if f.severity == "warning"] == ["unfolded_batchnorm"]
 
 
 @pytest.mark.parametrize(

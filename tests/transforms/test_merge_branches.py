@@ -143,10 +143,6 @@ def test_eps_is_guessed_for_branches_and_identity_apart():
     assert entry.note == "2 branches + identity of blk; eps 0.001, identity eps 1e-05 (guessed: the file does not record it)"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with groups not recorded (a bare state_dict), find_branches assumes "
-                   "groups=1, sees in_channels (per group) != out_channels and drops the whole block, so a grouped "
-                   "RepVGG/MobileOne block with an identity branch is never merged; an identity branch implies "
-                   "groups = out / in_per_group")
 def test_a_grouped_block_from_a_bare_state_dict():
     arrays, layers = block(rng(6), groups=2, conv_attrs="unknown")
     weight, bias = merged(*arrays, groups=2)
