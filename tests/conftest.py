@@ -18,6 +18,22 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+ZOO = Path(__file__).resolve().parent / "zoo"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave the conformance zoo (tests/zoo, its own venv: .ci/zoo) out of the main suite
+    unless it is asked for by path (``python -m pytest tests/zoo``) or GRAPHINSPECT_ZOO=1."""
+    if Path(collection_path) != ZOO or os.environ.get("GRAPHINSPECT_ZOO") == "1":
+        return None
+    invocation = Path(config.invocation_params.dir)
+    for arg in config.args:
+        asked = (invocation / str(arg).split("::")[0]).resolve()
+        if asked == ZOO or ZOO in asked.parents:
+            return None
+    return True
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m inspector ARGS`` in a fresh process; third-party autoload off by default."""
     full_env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
