@@ -139,7 +139,8 @@ FAMILIES: tuple[Family, ...] = (
                 ("checkpoint", "ultralytics", "fp16"), ("checkpoint", "ultralytics-slim", "ort-extended")),
         twins=(("checkpoint", "ultralytics", "none", "conv_weight"), ("checkpoint", "ultralytics", "none", "conv_bias"),
                ("checkpoint", "ultralytics-slim", "none", "conv_weight"), ("checkpoint", "dynamo", "none", "conv_weight"),
-               ("checkpoint", "ultralytics", "fp16", "conv_weight")),
+               ("checkpoint", "ultralytics", "fp16", "conv_weight"),
+               ("checkpoint", "ultralytics-slim", "ort-extended", "conv_weight")),
     ),
     _ultralytics_family("yolov8n-seg", "yolov8n-seg.yaml", exports={"ultralytics": ""}, honest=_BASIC,
                         twins=(("checkpoint", "ultralytics", "none", "conv_weight"), ("checkpoint", "ultralytics", "none", "conv_bias"))),
@@ -164,8 +165,10 @@ FAMILIES: tuple[Family, ...] = (
     _ultralytics_family(
         "rtdetr-l", "rtdetr-l.yaml", exports={"ultralytics": "", "ultralytics-dynamic": "dynamic"},
         honest=(*_BASIC, ("checkpoint", "ultralytics-dynamic", "none")),
-        twins=tuple(("checkpoint", "ultralytics", "none", role) for role in
-                    ("conv_weight", "conv_bias", "merged_branch_conv", "norm_affine", "linear_weight", "linear_bias")),
+        twins=(*(("checkpoint", "ultralytics", "none", role) for role in
+                 ("conv_weight", "conv_bias", "merged_branch_conv", "norm_affine", "linear_weight", "linear_bias")),
+               ("checkpoint", "ultralytics-dynamic", "none", "conv_weight"),
+               ("checkpoint", "ultralytics-dynamic", "none", "linear_weight")),
         # RepC3's RepConv blocks, fused by the exporter into one conv named after the RepConv
         scopes={"merged_branch_conv": r"/m/m\.\d+/conv/"},
     ),
@@ -173,11 +176,14 @@ FAMILIES: tuple[Family, ...] = (
     _torch_family("resnet18", "torchvision", ("conv_weight", "conv_bias", "linear_weight", "linear_bias"),
                   post=("onnxslim", "ort-basic", "ort-extended", "fp16", "extdata"),
                   extra_twins=(("dynamo", "none", "conv_weight"), ("legacy", "fp16", "conv_weight"),
-                               ("legacy", "ort-extended", "conv_bias"))),
-    _torch_family("mobilenet_v3_small", "torchvision", ("conv_weight", "conv_bias", "linear_weight"), post=("fp16",)),
-    _torch_family("efficientnet_b0", "torchvision", ("conv_weight", "conv_bias"), post=("ort-extended",)),
+                               ("legacy", "ort-extended", "conv_bias"), ("legacy", "ort-basic", "conv_weight"),
+                               ("legacy", "onnxslim", "conv_weight"), ("legacy", "extdata", "conv_weight"))),
+    _torch_family("mobilenet_v3_small", "torchvision", ("conv_weight", "conv_bias", "linear_weight"), post=("fp16",),
+                  extra_twins=(("legacy", "fp16", "conv_bias"),)),
+    _torch_family("efficientnet_b0", "torchvision", ("conv_weight", "conv_bias"), post=("ort-extended",),
+                  extra_twins=(("legacy", "ort-extended", "conv_weight"),)),
     _torch_family("convnext_tiny", "torchvision", ("conv_weight", "norm_affine", "layer_scale", "linear_weight"),
-                  post=("onnxslim",)),
+                  post=("onnxslim",), extra_twins=(("dynamo", "none", "layer_scale"), ("dynamo", "none", "norm_affine"))),
     _torch_family("vit", "torchvision", ("conv_weight", "class_token", "pos_table", "norm_affine", "linear_weight"),
                   post=("onnxslim", "ort-extended", "fp16"),
                   extra_twins=(("dynamo", "none", "pos_table"), ("dynamo", "none", "class_token")),
@@ -187,7 +193,8 @@ FAMILIES: tuple[Family, ...] = (
     _torch_family("swin", "torchvision", ("conv_weight", "pos_table", "norm_affine", "linear_weight"),
                   post=("onnxslim",), extra_twins=(("dynamo", "none", "pos_table"),)),
     _torch_family("regnet_y_400mf", "torchvision", ("conv_weight", "conv_bias")),
-    _torch_family("densenet121", "torchvision", ("conv_weight", "norm_affine", "linear_weight"), post=("ort-basic",)),
+    _torch_family("densenet121", "torchvision", ("conv_weight", "norm_affine", "linear_weight"), post=("ort-basic",),
+                  extra_twins=(("dynamo", "none", "norm_affine"),)),
     # ------------------------------------------------------------------ timm
     _torch_family("resnet18d", "timm", ("conv_weight", "conv_bias"), post=("extdata",)),
     _torch_family("repvgg_a0", "timm", ("merged_branch_conv", "conv_bias"), exports=REPARAM_EXPORTS,
@@ -200,7 +207,7 @@ FAMILIES: tuple[Family, ...] = (
                   twin_export="legacy-reparam", sd_export="legacy-reparam", scopes=REPARAM_SCOPE,
                   extra_twins=(("legacy", "none", "conv_weight"),)),
     _torch_family("deit_tiny", "timm", ("class_token", "pos_table", "norm_affine", "linear_weight", "linear_bias"),
-                  post=("ort-extended",)),
+                  post=("ort-extended",), extra_twins=(("dynamo", "none", "class_token"), ("dynamo", "none", "pos_table"))),
     _torch_family("levit_128s", "timm", ("conv_weight", "pos_table", "linear_weight"),
                   extra_twins=(("dynamo", "none", "pos_table"),)),
     # ------------------------------------------------------------------ hand-built
@@ -209,10 +216,11 @@ FAMILIES: tuple[Family, ...] = (
     _torch_family("convtranspose2d_bn", "hand", ("conv_weight", "conv_bias")),
     _torch_family("linear_bn1d", "hand", ("linear_weight", "linear_bias")),
     _torch_family("lstm_bi2", "hand", ("recurrent_weight", "recurrent_input_weight", "recurrent_bias", "linear_weight"),
-                  post=("onnxslim", "ort-basic"), extra_twins=(("dynamo", "none", "recurrent_weight"),)),
+                  post=("onnxslim", "ort-basic"),
+                  extra_twins=(("dynamo", "none", "recurrent_weight"), ("legacy", "ort-basic", "recurrent_weight"))),
     _torch_family("gru2", "hand", ("recurrent_weight", "recurrent_bias")),
     _torch_family("tied_embedding", "hand", ("embedding", "linear_weight", "linear_bias", "norm_affine"),
-                  post=("onnxslim",)),
+                  post=("onnxslim",), extra_twins=(("legacy", "onnxslim", "embedding"),)),
 )
 
 BY_NAME = {family.name: family for family in FAMILIES}
