@@ -18,6 +18,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -55,5 +56,15 @@ class Zoo:
 
 
 @pytest.fixture(scope="session")
-def zoo(tmp_path_factory) -> Zoo:
-    return Zoo(cache_root(tmp_path_factory.mktemp("zoo")))
+def zoo():
+    """The families, built into $GRAPHINSPECT_ZOO_CACHE/<key> (kept) or a temporary folder
+    that is removed at the end of the session (a few GB: pytest's own tmp_path would
+    keep the last three sessions' worth)."""
+    if os.environ.get("GRAPHINSPECT_ZOO_CACHE"):
+        yield Zoo(cache_root(None))
+        return
+    folder = tempfile.mkdtemp(prefix="graphinspect-zoo-")
+    try:
+        yield Zoo(cache_root(Path(folder)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -61,7 +61,7 @@ def cache_key() -> str:
     return f"{named}-{digest.hexdigest()[:12]}".replace("+", "_")
 
 
-def cache_root(default: Path) -> Path:
+def cache_root(default: Path | None) -> Path:
     """``$GRAPHINSPECT_ZOO_CACHE/<cache_key()>`` when the variable is set, else ``default``."""
     folder = os.environ.get("GRAPHINSPECT_ZOO_CACHE")
     root = Path(folder).expanduser() / cache_key() if folder else default
