@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+ZOO = Path(__file__).resolve().parent / "zoo"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave the conformance zoo (tests/zoo, its own venv: .ci/zoo) out of the main suite
+    unless it is asked for by path (``python -m pytest tests/zoo``) or GRAPHINSPECT_ZOO=1."""
+    if Path(collection_path) != ZOO or os.environ.get("GRAPHINSPECT_ZOO") == "1":
+        return None
+    invocation = Path(config.invocation_params.dir)
+    for arg in config.args:
+        asked = (invocation / str(arg).split("::")[0]).resolve()
+        if asked == ZOO or ZOO in asked.parents:
+            return None
+    return True
 
 
 @pytest.fixture

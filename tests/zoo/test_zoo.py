@@ -1,0 +1,69 @@
+"""Every zoo pair through ``graphinspect diff --format json``, as a user runs it.
+
+Honest pairs (an export of the very model saved on the PyTorch side, maybe post-processed):
+verdict "faithful", exit 0, nothing in the ONNX left unexplained
+(``summary.coverage.unexplained.elements == 0``).
+
+Tampered twins (the same export with ONE output channel or ONE element of ONE
+initializer multiplied by 1.02, see zoo_tamper.py): verdict "differs", exit 1, at least
+one layer with status "mismatch", and every mismatched layer has a mismatched param whose
+``target_tensor`` is the tampered initializer or a view of it (``name[0:64]``): the diff
+must point at the change, not elsewhere.
+
+Ids read ``family/pt-kind/export/postprocess[/role]`` (see zoo_matrix.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.zoo.zoo_cli import describe, run_diff, tampered_names
+from tests.zoo.zoo_matrix import HONEST, TWINS, Pair
+
+
+def _pair_files(zoo, pair: Pair):
+    manifest = zoo.family(pair.family)
+    onnx_path = manifest.onnx(pair.onnx_key)
+    if onnx_path is None:
+        reason = manifest["unavailable"].get(pair.onnx_key, "not built")
+        pytest.skip(f"the tool cannot make {pair.onnx_key} of {pair.family}: {reason}")
+    return manifest, manifest.pt(pair.pt), onnx_path
+
+
+@pytest.mark.parametrize("pair", HONEST, ids=[pair.id for pair in HONEST])
+def test_honest_pair_is_faithful(zoo, pair: Pair):
+    _, source, target = _pair_files(zoo, pair)
+    run = run_diff(source, target, record=pair.id)
+    text = describe(run)
+    assert run.document is not None and run.code in (0, 1), f"trouble (exit {run.code}), no report:\n{text}"
+    summary = run.document["summary"]
+    assert summary["verdict"] == "faithful" and run.code == 0, f"an honest export was not found faithful:\n{text}"
+    coverage = summary.get("coverage")
+    assert coverage is not None, f"summary.coverage is missing (diff@1 coverage accounting not reported):\n{text}"
+    assert coverage["unexplained"]["elements"] == 0, f"ONNX numbers left unexplained: {coverage['unexplained']}\n{text}"
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=[twin.id for twin in TWINS])
+def test_tampered_twin_differs(zoo, twin):
+    manifest, source, _ = _pair_files(zoo, twin.pair)
+    if twin.id in manifest["twin_errors"]:
+        pytest.fail(f"cannot make the twin: {manifest['twin_errors'][twin.id]}", pytrace=False)
+    tampering = manifest["twins"][twin.id]
+    target = manifest.folder / tampering["path"]
+    run = run_diff(source, target, record=twin.id)
+    changed = (f"tampered: {tampering['tensor']} (input {tampering['input_index']} of {tampering['op']} "
+               f"{tampering['node']}, shape {tampering['shape']}, {tampering['dtype']}), "
+               f"{'channel ' + str(tampering['index']) + ' on axis ' + str(tampering['axis']) if tampering['axis'] is not None else 'element ' + str(tampering['index'])}"
+               f" x1.02 ({tampering['before']:.4g} -> {tampering['after']:.4g})")
+    text = f"{changed}\n{describe(run)}"
+    assert run.document is not None and run.code in (0, 1), f"trouble (exit {run.code}), no report:\n{text}"
+    verdict = run.document["summary"]["verdict"]
+    assert verdict != "faithful", f"a TAMPERED export was called faithful:\n{text}"
+    assert verdict == "differs" and run.code == 1, f"verdict {verdict!r}, exit {run.code} (want 'differs', 1):\n{text}"
+    names = tampered_names(tampering["tensor"])
+    mismatched = [layer for layer in run.document["layers"] if layer["status"] == "mismatch"]
+    assert mismatched, f"no layer is reported as mismatched:\n{text}"
+    elsewhere = [layer["target"] for layer in mismatched
+                 if not any(p["status"] == "mismatch" and p.get("target_tensor") and names.match(p["target_tensor"])
+                            for p in layer["params"])]
+    assert not elsewhere, f"mismatches reported away from the tampered tensor: {elsewhere}\n{text}"
