@@ -147,7 +147,7 @@ def build_family(family: Family, folder: Path) -> dict:
                f"{export}.{post}.onnx")
     twins = folder / "twins"
     twins.mkdir()
-    from zoo_tamper import NoCandidate, make_twin
+    from tests.zoo.zoo_tamper import NoCandidate, make_twin
 
     for twin in family.twins:
         base = data["onnx"].get(twin.pair.onnx_key)
@@ -194,7 +194,7 @@ def export_torch(model, inputs: tuple, path: Path, exporter: str) -> None:
 def _build_torch(family: Family, folder: Path, data: dict) -> None:
     import torch
 
-    import zoo_models
+    from tests.zoo import zoo_models
 
     built = getattr(zoo_models, f"build_{family.name}")()
     torch.save(built.model, folder / "module.pt")
@@ -229,7 +229,7 @@ def _ultralytics_class(family: Family):
 def _build_ultralytics(family: Family, folder: Path, data: dict) -> None:
     import torch
 
-    from zoo_models import SEED, randomise
+    from tests.zoo.zoo_models import SEED, randomise
 
     ultralytics_quiet_settings()
     cls = _ultralytics_class(family)
