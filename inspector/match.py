@@ -249,6 +249,9 @@ class Matcher:
         """Transform name -> (first target layer, error) for transforms that raised."""
         self.used: set[str] = set()
         """Source layers some target layer came from, so far."""
+        self.used_params: set[tuple[str, str]] = set()
+        """(layer, role) of the source parameters some target layer came from, so far."""
+        self._uses: dict[str, list[tuple[str, str]]] = {}
         self.accounting = Accounting()
 
     # -- public ---------------------------------------------------------------------
@@ -292,6 +295,12 @@ class Matcher:
     def _keep(self, result: DiffResult, diff: LayerDiff) -> None:
         result.layers.append(diff)
         self.used.update(diff.sources)
+        self.used_params.update(self._uses.pop(diff.target, ()))
+
+    def _unused_floats(self, layer: Layer) -> bool:
+        """Whether ``layer`` holds a float parameter (more than a scalar) nothing used."""
+        return any(p.dtype.startswith(("float", "bfloat")) and p.numel > 1 and (layer.name, role) not in self.used_params
+                   for role, p in layer.params.items())
 
     def _settle(self, result: DiffResult, layer: Layer, derivable: bool) -> None:
         """A constant no name explains: reconciled with a source parameter left unused
@@ -379,8 +388,7 @@ class Matcher:
             for path in self.resolver.resolve(hint)[0]:
                 layer = self.source.layer(path)  # the module itself, not its children: a
                 # decoder's scope also holds training-only heads no export uses
-                if layer is not None and layer.name not in self.used and any(
-                        p.dtype.startswith(("float", "bfloat")) and p.numel > 1 for p in layer.params.values()):
+                if layer is not None and self._unused_floats(layer):
                     return True
         return False
 
@@ -393,7 +401,7 @@ class Matcher:
         found = []
         for layer in self.source.layers:
             if unused:
-                if layer.name in self.used or not _has_weights(layer):
+                if not self._unused_floats(layer):
                     continue
             elif not sizes & {param.numel for param in layer.params.values()}:
                 continue
@@ -497,6 +505,7 @@ class Matcher:
         )
 
     def _layer_diff(self, target: Layer, attempt: _Attempt, status: str) -> LayerDiff:
+        self._uses[target.name] = attempt.transform.used_params(attempt.candidate)
         diff = LayerDiff(
             target=target.name,
             op=target.op_type,

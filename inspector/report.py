@@ -217,7 +217,7 @@ def describe_mismatch(layer: dict[str, Any]) -> str:
         else:
             parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
                          f"({_percent(relative)} of its scale){where}")
-    sources = " + ".join(layer["sources"]) or "?"
+    sources = " + ".join(name or "the root module" for name in layer["sources"]) or "?"
     return f"{layer['target']} ({layer['op']}, from {sources} via {layer['transform']}): {'; '.join(parts)}"
 
 

@@ -49,13 +49,17 @@ class Candidate:
     ``variant`` distinguishes candidates over the same layers ("q", "k", "v" slices of an
     attention projection; "eps=1e-05 (guessed)" when a BatchNorm's eps is unknown).
     ``extra`` carries transform-private values (slice bounds, eps) from ``propose`` to
-    ``reproduce``.
+    ``reproduce``. ``uses`` names the source parameters the candidate reads when that is
+    not all of its layers' (one parameter of a module holding several: a class token
+    beside a position table); the matcher counts the others as still unused.
     """
 
     transform: str
     sources: tuple[Layer, ...]
     variant: str = ""
     extra: tuple[tuple[str, object], ...] = ()
+    uses: tuple[tuple[str, str], ...] = ()
+    """(layer name, param role) of the source parameters it reads; empty: all of them."""
 
     @property
     def names(self) -> list[str]:
@@ -128,9 +132,17 @@ class Transform:
     def groups(self, source: "SourceIndex") -> Iterable[Candidate]:
         return ()
 
-    def candidate(self, *sources: Layer, variant: str = "", **extra: object) -> Candidate:
-        """A :class:`Candidate` of this transform."""
-        return Candidate(self.name, tuple(sources), variant, tuple(extra.items()))
+    def candidate(self, *sources: Layer, variant: str = "", uses: tuple[tuple[str, str], ...] = (),
+                  **extra: object) -> Candidate:
+        """A :class:`Candidate` of this transform (``uses``: see :class:`Candidate`)."""
+        return Candidate(self.name, tuple(sources), variant, tuple(extra.items()), tuple(uses))
+
+    @staticmethod
+    def used_params(candidate: Candidate) -> list[tuple[str, str]]:
+        """(layer name, role) of every source parameter ``candidate`` reads."""
+        if candidate.uses:
+            return list(candidate.uses)
+        return [(layer.name, role) for layer in candidate.sources for role in layer.params]
 
     def __repr__(self) -> str:
         return f"<transform {self.name}>"

@@ -76,11 +76,13 @@ class Gather(Transform):
             for (table_role, table), (index_role, _) in itertools.product(tables, indices):
                 for axis in range(min(len(table.shape), 2)):
                     yield self.candidate(module, variant=f"{table_role}[{index_role}] axis {axis}",
-                                         table=table_role, index=index_role, axis=axis)
+                                         table=table_role, index=index_role, axis=axis,
+                                         uses=((module.name, table_role), (module.name, index_role)))
             if not indices:
                 for table_role, table in tables:
                     if len(table.shape) == 2:
-                        yield self.candidate(module, variant=f"{table_role} looked up by value", table=table_role)
+                        yield self.candidate(module, variant=f"{table_role} looked up by value", table=table_role,
+                                             uses=((module.name, table_role),))
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (module,) = candidate.sources

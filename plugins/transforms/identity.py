@@ -64,7 +64,7 @@ class Identity(Transform):
             if param.name == "weight" and layer.kind in MATRIX_KINDS:
                 continue
             if param.numel == wanted.numel:
-                yield self.candidate(layer, variant=param.name, role=param.name)
+                yield self.candidate(layer, variant=param.name, role=param.name, uses=((layer.name, param.name),))
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (layer,) = candidate.sources

@@ -53,7 +53,7 @@ class Permute(Transform):
                 if role == "weight" and module.kind in MATRIX_KINDS:
                     continue
                 if param.numel == wanted.numel and _squeezed(param.shape) != _squeezed(wanted.shape):
-                    yield self.candidate(module, variant=role, role=role)
+                    yield self.candidate(module, variant=role, role=role, uses=((module.name, role),))
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (module,) = candidate.sources

@@ -460,3 +460,22 @@ def test_a_one_output_linear_with_a_scalar_bias(trans_b):
     result = diff(src, tgt)
     assert layer_diff(result, "g").status == OK, describe(result)
     assert [f.code for f in result.findings] == []
+
+
+def test_a_parameter_is_unused_until_used_whatever_its_module_s_other_parameters():
+    """DeiT keeps cls_token and pos_embed on the root module. The position table is
+    explained by name; the class token, folded by dynamo into an anonymous ``expand``,
+    must still be reconciled with cls_token: a changed one is a mismatch, not a constant."""
+    r = rng(41)
+    cls, pos = randn(r, 1, 1, 6), randn(r, 1, 5, 6)
+    src = source(layer("", "visiontransformer", "VisionTransformer", cls_token=cls, pos_embed=pos),
+                 layer("head", LINEAR, "Linear", weight=randn(r, 3, 6)))
+    changed = cls.copy()
+    changed[0, 0, 4] *= 1.02
+    for stored, status in ((cls, OK), (changed, MISMATCH)):
+        tgt = target(layer("node_add", "add", "Add", bias=param("bias", pos, "pos_embed")),
+                     layer("node_cat", "concat", "Concat", input_0=param("input_0", stored, "expand")))
+        result = match(src, tgt)
+        entry = layer_diff(result, "node_cat")
+        assert (entry.status, entry.sources, entry.variant, entry.matched_by) == (status, [""], "cls_token", "reconciled")
+        assert result.constants == []
