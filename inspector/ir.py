@@ -41,6 +41,10 @@ INSTANCENORM = "instancenorm"
 EMBEDDING = "embedding"
 ATTENTION = "attention"
 RECURRENT = "recurrent"
+UNSUPPORTED = "unsupported"
+"""A layer holding weights in a layout graphinspect cannot read back (ONNX Runtime's
+CPU-specific NCHWc blocks): its numbers must be explained and cannot be, so a diff is
+incomplete there, never faithful and never a false difference."""
 ACTIVATION = "activation"
 ELEMENTWISE = "elementwise"
 CONSTANT = "constant"

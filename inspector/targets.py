@@ -14,7 +14,7 @@ from inspector.ir import Layer, Model
 
 WEIGHT_KINDS = frozenset(
     {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.ATTENTION, ir.RECURRENT, "prelu", "rmsnorm"}
+     ir.ATTENTION, ir.RECURRENT, ir.UNSUPPORTED, "prelu", "rmsnorm"}
 )
 """Target kinds whose parameters must be explained; other constants are explained when
 they can be, reconciled with the parameters left unused, or shown to be computed at

@@ -46,6 +46,9 @@ def unmatched_targets(result: DiffResult) -> Iterable[Finding]:
     for layer in result.layers:
         if layer.status == UNMATCHED:
             why = f": {layer.reasons[0]}" if layer.reasons else ": no PyTorch layer of this kind and shape"
+            if layer.kind == "unsupported":
+                why = (": its weights are in a layout graphinspect cannot read back (ONNX Runtime's NCHWc blocks, "
+                       "made for the CPU that optimised the file); optimise at ORT_ENABLE_EXTENDED to compare it")
             yield Finding("error", "unmatched_target", f"{layer.op} {layer.target} is not traced to the PyTorch model{why}", layer.target)
 
 

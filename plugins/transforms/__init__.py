@@ -11,6 +11,7 @@ PLUGINS = (
     "plugins.transforms.identity",
     "plugins.transforms.cast",
     "plugins.transforms.fold_batchnorm",
+    "plugins.transforms.fold_scale",
     "plugins.transforms.merge_branches",
     "plugins.transforms.transpose",
     "plugins.transforms.split_qkv",

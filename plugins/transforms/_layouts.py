@@ -34,11 +34,17 @@ def linear_is_transposed(target: Layer | None) -> bool:
     return target is not None and target.attrs.get(WEIGHT_LAYOUT) == IN_OUT
 
 
-def linear_to_target(weight: np.ndarray, bias: np.ndarray | None, target: Layer | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+def linear_to_target(weight: np.ndarray, bias: np.ndarray | None, target: Layer | None,
+                     alpha_in_weight: bool = True) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(expected weight, expected bias, output-channel axis) of a Linear's ``W``/``b`` in
-    ``target``'s layout (the PyTorch layout when ``target`` is None)."""
-    alpha = float(target.attrs.get("alpha", 1.0)) if target is not None and target.op_type == "Gemm" else 1.0
-    beta = float(target.attrs.get("beta", 1.0)) if target is not None and target.op_type == "Gemm" else 1.0
+    ``target``'s layout (the PyTorch layout when ``target`` is None).
+
+    ``alpha_in_weight``: the target's ``alpha`` scales the stored weight back to ``W``
+    (B = W / alpha); off, ``alpha`` is a scalar multiply of the model that ONNX Runtime
+    fused into the op (MatMulScaleFusion into FusedMatMul) and B = W as it is."""
+    attrs = target.attrs if target is not None else {}
+    alpha = float(attrs.get("alpha", 1.0)) if alpha_in_weight else 1.0
+    beta = float(attrs.get("beta", 1.0))
     transposed = linear_is_transposed(target)
     expected_weight = (weight.T if transposed else weight) / alpha
     expected_bias = None if bias is None else bias / beta

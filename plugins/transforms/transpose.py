@@ -4,7 +4,13 @@
 
     Gemm(transB=0):  B = W^T / alpha,  C = b / beta
     Gemm(transB=1):  B = W / alpha,    C = b / beta   (alpha = beta = 1 is ``identity``)
-    MatMul (+ Add):  B = W^T,          bias = b       (the Add is joined by the matcher)
+    MatMul (+ Add):  B = W^T,          bias = b       (the Add is joined by the ONNX loader)
+
+ONNX Runtime's contrib ops read the same way: FusedGemm is a Gemm with an activation, and
+FusedMatMul (transA/transB/alpha) a MatMul whose ``alpha`` may be a scalar multiply of
+the model it fused in (MatMulScaleFusion): then ``B = W^T`` (or ``W``) as it is, the
+variant "alpha fused from a scalar multiply". Which layout a target uses is its
+``attrs[WEIGHT_LAYOUT]``.
 
 onnxslim rewrites Reshape + MatMul + Add as Reshape + Gemm with a new ``<name>_weight``
 initializer holding ``W`` again (transB=1); the dtype may change on the way (an fp16
@@ -44,8 +50,13 @@ class Transpose(Transform):
     explains = "Linear weights are stored transposed or split"
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
+        fused_scale = float(target.attrs.get("alpha", 1.0)) != 1.0 and target.op_type.startswith("com.microsoft.Fused")
         for layer in linear_layers_at(anchor, source):
             yield self.candidate(layer)
+            if fused_scale:
+                # ONNX Runtime fuses a scalar multiply after a MatMul into FusedMatMul's
+                # alpha: then the stored weight is W itself.
+                yield self.candidate(layer, variant="alpha fused from a scalar multiply", alpha_in_weight=False)
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (linear,) = candidate.sources
@@ -63,12 +74,14 @@ class Transpose(Transform):
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         (linear,) = candidate.sources
         bias = linear.params.get("bias")
-        weight, expected_bias, axis = linear_to_target(float64(linear.params["weight"]), float64(bias) if bias is not None else None, target)
+        alpha_in_weight = bool(candidate.get("alpha_in_weight", True))
+        weight, expected_bias, axis = linear_to_target(float64(linear.params["weight"]), float64(bias) if bias is not None else None,
+                                                       target, alpha_in_weight)
         params = {"weight": weight}
         if expected_bias is not None:
             params["bias"] = expected_bias
         layout = "W^T" if linear_is_transposed(target) else "W"
-        alpha = float(target.attrs.get("alpha", 1.0)) if target is not None else 1.0
+        alpha = float(target.attrs.get("alpha", 1.0)) if target is not None and alpha_in_weight else 1.0
         note = f"{target.op_type if target is not None else 'Linear'} stores {layout}" + (f" / alpha {alpha:g}" if alpha != 1.0 else "")
         return Reproduction(params, {"weight": linear.params["weight"], "bias": bias}, {"weight": axis, "bias": 0}, note)
 

@@ -28,6 +28,10 @@ NUMPY_ONLY = (
     "tests/transforms/test_merge_branches.py",
     "tests/transforms/test_transpose.py",
     "tests/transforms/test_split_qkv.py",
+    "tests/transforms/test_recurrent.py",
+    "tests/transforms/test_gather.py",
+    "tests/transforms/test_fold_scale.py",
+    "tests/core/test_kinds.py",
     "tests/checks/test_findings.py",
 )
 BLOCKED = ("torch", "onnx", "onnxruntime", "onnxscript", "onnx_graphsurgeon")

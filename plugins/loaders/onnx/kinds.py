@@ -54,6 +54,7 @@ from inspector.ir import (
     LAYERNORM,
     LINEAR,
     RECURRENT,
+    UNSUPPORTED,
 )
 
 SMALL_INT_NUMEL = 64
@@ -69,6 +70,8 @@ ROLES: dict[str, dict[int, str]] = {
     "com.microsoft.FusedConv": _CONV_ROLES,
     "com.microsoft.NhwcConv": _CONV_ROLES,
     "Gemm": {0: "input_0", 1: "weight", 2: "bias"},
+    "com.microsoft.FusedGemm": {0: "input_0", 1: "weight", 2: "bias"},
+    "com.microsoft.nchwc.Conv": _CONV_ROLES,
     "BatchNormalization": {1: "weight", 2: "bias", 3: "running_mean", 4: "running_var"},
     "LayerNormalization": _NORM_ROLES,
     "GroupNormalization": _NORM_ROLES,
@@ -118,6 +121,10 @@ _KINDS = {
     "com.microsoft.NhwcConv": CONV,
     "ConvTranspose": CONV_TRANSPOSE,
     "Gemm": LINEAR,
+    "com.microsoft.FusedGemm": LINEAR,
+    # ONNX Runtime's blocked layout (ORT_ENABLE_ALL): weights reordered into channel
+    # blocks whose size depends on the CPU that optimised the file.
+    "com.microsoft.nchwc.Conv": UNSUPPORTED,
     "BatchNormalization": BATCHNORM,
     "LayerNormalization": LAYERNORM,
     "SimplifiedLayerNormalization": LAYERNORM,
@@ -145,6 +152,7 @@ _KINDS.update({op: ELEMENTWISE for op in ELEMENTWISE_ROLES})
 
 
 MATMUL_OPS = ("MatMul", "com.microsoft.FusedMatMul")
+
 
 
 def param_roles(op_type: str, constants: dict[int, tuple[str, int]]) -> dict[int, str]:

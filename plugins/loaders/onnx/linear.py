@@ -55,7 +55,7 @@ def normalise_linears(layers: list[Layer]) -> list[Layer]:
 def weight_layout(op_type: str, attrs: dict, weight_position: int) -> str:
     """:data:`IN_OUT` or :data:`OUT_IN` for a Linear written as ``op_type`` whose weight
     is its input at ``weight_position``."""
-    if op_type in ("Gemm", "com.microsoft.FusedMatMul"):
+    if op_type in ("Gemm", "com.microsoft.FusedGemm", "com.microsoft.FusedMatMul"):
         return OUT_IN if int(attrs.get("transB", 0)) else IN_OUT
     if op_type == "MatMul" and weight_position == 0:
         return OUT_IN  # MatMul(W, x) computes W @ x: W is stored (out, in)
