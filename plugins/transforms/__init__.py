@@ -17,5 +17,6 @@ PLUGINS = (
     "plugins.transforms.split_qkv",
     "plugins.transforms.recurrent",
     "plugins.transforms.permute",
+    "plugins.transforms.view",
     "plugins.transforms.gather",
 )

@@ -31,6 +31,8 @@ NUMPY_ONLY = (
     "tests/transforms/test_recurrent.py",
     "tests/transforms/test_gather.py",
     "tests/transforms/test_fold_scale.py",
+    "tests/transforms/test_view.py",
+    "tests/transforms/test_permute.py",
     "tests/core/test_kinds.py",
     "tests/checks/test_findings.py",
 )
