@@ -32,19 +32,19 @@ def _floats(layer: Layer):
 
 
 def broadcasts(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
-    """Whether ``source`` (size-1 axes allowed anywhere) broadcasts to ``target``."""
-    if len(source) > len(target):
-        squeezed = tuple(d for d in source if d != 1)
-        if len(squeezed) > len(target):
-            return False
-        source = squeezed
-    padded = (1,) * (len(target) - len(source)) + tuple(source)
-    return all(s in (1, t) for s, t in zip(padded, target)) and padded != tuple(target)
+    """Whether ``source`` broadcasts to ``target`` axis by axis (same number of axes, a
+    size-1 axis where the target is larger: a class token (1, 1, D) to (B, 1, D)). A
+    vector against a table's last axis is not enough: every norm weight would fit."""
+    return len(source) == len(target) and tuple(source) != tuple(target) and \
+        all(s in (1, t) for s, t in zip(source, target))
 
 
 def slices(source: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[int, int, int]]:
-    """(axis, start, stop) of the prefix and suffix slices of ``source`` shaped ``target``."""
-    if len(source) != len(target):
+    """(axis, start, stop) of the prefix and suffix slices of ``source`` shaped ``target``.
+
+    Only tables (two axes or more beside size-1 ones): a vector of some size is a prefix
+    of every longer vector, which would make any short constant look like a parameter."""
+    if len(source) != len(target) or sum(1 for d in source if d != 1) < 2:
         return []
     differing = [axis for axis, (s, t) in enumerate(zip(source, target)) if s != t]
     if len(differing) != 1 or target[differing[0]] > source[differing[0]]:
@@ -88,8 +88,7 @@ class View(Transform):
             return Reproduction({param.name: values}, {param.name: param})
         ((role, stored),) = _floats(target)
         if candidate.get("how") == "broadcast":
-            shape = tuple(d for d in values.shape if d != 1) if values.ndim > len(stored.shape) else values.shape
-            expected = np.broadcast_to(values.reshape(shape), stored.shape)
+            expected = np.broadcast_to(values, stored.shape)
             note = f"{param.tensor_name} {list(param.shape)} broadcast to {list(stored.shape)}"
         else:
             actual = np.asarray(stored.array(), dtype=np.float64)
