@@ -352,7 +352,8 @@ class Matcher:
                         attempt = self._attempt(target, transform, candidate, matched_by)
                         if attempt.ok:
                             return self._layer_diff(target, attempt, OK), derivable
-                        derivable = derivable or matched_by in STRUCTURAL
+                        derivable = derivable or (matched_by in STRUCTURAL and transform.proves_origin
+                                                  and not candidate.get("weak"))
                         if best is None or attempt.violation < best.violation:
                             best = attempt
                 except Exception as exc:  # noqa: BLE001 - one broken transform must not end the diff

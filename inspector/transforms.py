@@ -111,6 +111,7 @@ class Transform:
     ``explains``: why it makes the values differ, for a faithful verdict ("the value
     ranges differ because *BatchNorm was folded into the layers before it*"); empty for
     a transform that changes no value.
+    ``proves_origin``: see the attribute.
     """
 
     name: str = ""
@@ -119,6 +120,11 @@ class Transform:
     order: int = 100
     phrase: str = ""
     explains: str = ""
+    proves_origin: bool = True
+    """Whether a candidate of this transform that fits a constant structurally (and
+    differs in value) shows the constant comes from that parameter. A loose fit (any
+    table has row slices) does not: it leaves the call to the numbers alone. A candidate
+    may say so for itself with ``weak=True`` in its extras."""
 
     def propose(self, target: Layer, anchor: str, source: "SourceIndex") -> Iterable[Candidate]:
         return ()

@@ -82,7 +82,7 @@ class Gather(Transform):
                 for table_role, table in tables:
                     if len(table.shape) == 2:
                         yield self.candidate(module, variant=f"{table_role} looked up by value", table=table_role,
-                                             uses=((module.name, table_role),))
+                                             uses=((module.name, table_role),), weak=True)
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (module,) = candidate.sources

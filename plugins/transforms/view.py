@@ -62,6 +62,7 @@ class View(Transform):
     order = 48
     phrase = "parameters broadcast or sliced"
     explains = "some parameters were stored broadcast or sliced to the shape the graph uses"
+    proves_origin = False  # a table's rows are a slice of it whatever the constant is
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         floats = _floats(target)
