@@ -91,8 +91,10 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="graphinspect-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint, export, parameters = build_pair(folder, args.width)
-    print(f"model: {parameters / 1e6:.1f}M parameters; {checkpoint.stat().st_size / 2**20:.0f} MiB checkpoint, "
-          f"{export.stat().st_size / 2**20:.0f} MiB ONNX")
+    print(
+        f"model: {parameters / 1e6:.1f}M parameters; {checkpoint.stat().st_size / 2**20:.0f} MiB checkpoint, "
+        f"{export.stat().st_size / 2**20:.0f} MiB ONNX"
+    )
 
     import onnx
     import torch
@@ -133,19 +135,41 @@ def main() -> None:
 
     python = sys.executable
     register = (
-        "import sys, types; sys.path.insert(0, %r)\n"
+        f"import sys, types; sys.path.insert(0, {str(ROOT)!r})\n"
         "from samples import lookalikes\nfrom samples.make_samples import ULTRALYTICS_MODULES as M\n"
         "for n, m in M.items():\n"
         "    parts = m.split('.')\n"
-        "    [sys.modules.setdefault('.'.join(parts[:d]), types.ModuleType('.'.join(parts[:d]))) for d in range(1, len(parts) + 1)]\n"
-        "    setattr(sys.modules[m], n, getattr(lookalikes, n))\n" % str(ROOT)
+        "    [sys.modules.setdefault('.'.join(parts[:d]), types.ModuleType('.'.join(parts[:d]))) for d in "
+        "range(1, len(parts) + 1)]\n"
+        "    setattr(sys.modules[m], n, getattr(lookalikes, n))\n"
     )
-    baseline_cmd = [python, "-c", register + f"import torch, onnx\ntorch.load({str(checkpoint)!r}, weights_only=False)\nonnx.load({str(export)!r})\n"]
-    diff_cmd = [python, "-m", "inspector", "diff", str(checkpoint), str(export), "--format", "json", "-o", str(folder / "report.json")]
+    baseline_cmd = [
+        python,
+        "-c",
+        register
+        + f"import torch, onnx\ntorch.load({str(checkpoint)!r}, weights_only=False)\nonnx.load({str(export)!r})\n",
+    ]
+    diff_cmd = [
+        python,
+        "-m",
+        "inspector",
+        "diff",
+        str(checkpoint),
+        str(export),
+        "--format",
+        "json",
+        "-o",
+        str(folder / "report.json"),
+    ]
 
     def run(command) -> None:
-        completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                   env={"PATH": "/usr/bin:/bin", "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        completed = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
         if completed.returncode not in (0,):
             raise SystemExit(f"command failed ({completed.returncode}): {completed.stderr.strip()[-500:]}")
 

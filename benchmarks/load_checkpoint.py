@@ -130,8 +130,15 @@ def build_checkpoint(directory: Path, width: float) -> tuple[Path, int, int]:
     module = importlib.import_module(f"{PACKAGE}.nn")
     model = module.DetectionModel(width=width).half().eval()
     checkpoint = {
-        "date": "2025-01-01T00:00:00", "version": "8.3.0", "license": "AGPL-3.0", "epoch": -1,
-        "best_fitness": 0.5, "model": model, "ema": None, "updates": None, "optimizer": None,
+        "date": "2025-01-01T00:00:00",
+        "version": "8.3.0",
+        "license": "AGPL-3.0",
+        "epoch": -1,
+        "best_fitness": 0.5,
+        "model": model,
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
         "train_args": {"imgsz": 640, "epochs": 100, "batch": 16, "model": "yolov8l.yaml"},
         "train_metrics": {"metrics/mAP50(B)": 0.7},
     }
@@ -181,8 +188,10 @@ def main() -> None:
         read = best_of(1, lambda: [param.array() for _, param in model.params()])
 
     print(f"torch {torch.__version__}, import took {torch_import:.2f} s")
-    print(f"checkpoint: {params / 1e6:.1f} M fp16 parameters, {modules} modules, {size_mb:.1f} MB, "
-          f"{len(model.layers)} layers with tensors")
+    print(
+        f"checkpoint: {params / 1e6:.1f} M fp16 parameters, {modules} modules, {size_mb:.1f} MB, "
+        f"{len(model.layers)} layers with tensors"
+    )
     print(f"baseline torch.load(weights_only=False): {baseline * 1000:.1f} ms (best of {args.repeat})")
     print(f"graphinspect load_torch_save:            {loader * 1000:.1f} ms (best of {args.repeat})")
     print(f"ratio graphinspect / baseline:           {loader / baseline:.2f}")

@@ -50,7 +50,9 @@ def best_of_interleaved(repeat: int, *functions) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--width", type=int, default=104, help="ResNet-18 base width (64 is the real one, 11.7 M parameters)")
+    parser.add_argument(
+        "--width", type=int, default=104, help="ResNet-18 base width (64 is the real one, 11.7 M parameters)"
+    )
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     args = parser.parse_args()
 
@@ -77,7 +79,9 @@ def main() -> None:
         plugins = get_plugin_manager(autoload=False)
         source, target = plugins.load_model(weights), plugins.load_model(exported)
         factory = Path(folder) / "factory.py"
-        factory.write_text(f"from samples.lookalikes import resnet18\n\ndef build():\n    return resnet18({args.width}, 1000)\n")
+        factory.write_text(
+            f"from samples.lookalikes import resnet18\n\ndef build():\n    return resnet18({args.width}, 1000)\n"
+        )
         runner = build_torch_runner(source, f"{factory}:build", trust_pickle=False)
         array = example.numpy()
         feeds = {"images": array}
@@ -123,8 +127,14 @@ def main() -> None:
         activation_mb = sum(int(np.prod(plan.shape)) * 4 for plan in compared) / 2**20
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"model: ResNet-18 layout at width {args.width}: {parameters / 1e6:.1f} M parameters, input 1x3x{args.size}x{args.size}")
-    print(f"per-layer compares {len(compared)} of {len(plans_holder)} matched layers, {activation_mb:.0f} MiB of activations")
+    print(
+        f"model: ResNet-18 layout at width {args.width}: {parameters / 1e6:.1f} M parameters, input "
+        f"1x3x{args.size}x{args.size}"
+    )
+    print(
+        f"per-layer compares {len(compared)} of {len(plans_holder)} matched layers, {activation_mb:.0f} MiB of "
+        "activations"
+    )
     print(f"diff (matching, once):                    {diff_time * 1000:8.1f} ms")
     print(f"baseline: PyTorch forward + ORT run:      {baseline_time * 1000:8.1f} ms (best of {args.repeat})")
     print(f"per-layer work (all of compare_layers):   {per_layer_time * 1000:8.1f} ms (best of {args.repeat})")

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from inspector import PROJECT_NAME, __version__
 from inspector.errors import GraphinspectError

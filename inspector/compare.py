@@ -9,8 +9,8 @@ tensor's scale) and where (which output channels).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -67,8 +67,14 @@ PROBE_SIZE = 4096
 """Elements a probe compares before a full comparison."""
 
 
-def compare(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance, channel_axis: int = 0,
-            probe_first: bool = False, groups: int = 1) -> Comparison:
+def compare(
+    target: np.ndarray,
+    expected: np.ndarray,
+    tolerance: Tolerance,
+    channel_axis: int = 0,
+    probe_first: bool = False,
+    groups: int = 1,
+) -> Comparison:
     """Compare elementwise: ``|t - e| <= atol' + rtol * max(|e|, SMALL_FRACTION * scale)``
     with ``scale = max|e|`` and ``atol' = atol * min(1, scale)`` (a tensor of tiny values,
     a 1e-6 layer scale, is judged against its own size; with
@@ -130,8 +136,9 @@ def effective_atol(tolerance: Tolerance, scale: float) -> float:
     return tolerance.atol * min(1.0, scale)
 
 
-def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, groups: int = 1,
-                    scale: float | None = None) -> Comparison:
+def _compare_slowly(
+    t, e, err, tolerance: Tolerance, channel_axis: int, groups: int = 1, scale: float | None = None
+) -> Comparison:
     """Every element's own tolerance, the error's size and where it sits. ``scale`` is
     the tensor's (for a sample of it); ``err`` is ``|t - e|`` when already computed."""
     magnitude = np.abs(e)
@@ -146,7 +153,9 @@ def _compare_slowly(t, e, err, tolerance: Tolerance, channel_axis: int, groups: 
     # A non-finite expected value is matched only by the same value: its tolerance
     # (rtol * inf) would otherwise let anything pass.
     err = np.where(~finite & ~same_special, np.inf, err)
-    tolerance_elem = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(np.where(finite, magnitude, 0.0), SMALL_FRACTION * scale)
+    tolerance_elem = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(
+        np.where(finite, magnitude, 0.0), SMALL_FRACTION * scale
+    )
     bad = err > tolerance_elem
     max_abs = float(err.max())
     violation = float((err / tolerance_elem).max()) if tolerance_elem.min() > 0 else (0.0 if max_abs == 0 else np.inf)

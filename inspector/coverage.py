@@ -117,7 +117,10 @@ class Accounting:
             use = stored.uses[0]
             return f"input {use.position} of {use.op_type} (a shape, axes or scale input, not a parameter)"
         if neutral_norm_tensor(stored):
-            return "the neutral scale or bias of an InstanceNormalization (GroupNorm is exported as InstanceNorm, Mul, Add)"
+            return (
+                "the neutral scale or bias of an InstanceNormalization "
+                "(GroupNorm is exported as InstanceNorm, Mul, Add)"
+            )
         computed = self.computed.get(id(param))
         return computed[2] if computed is not None else None
 

@@ -43,5 +43,7 @@ def diff_models(
             result.findings.extend(check.run(result))
         except Exception as exc:  # noqa: BLE001 - one broken check must not end the diff
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            result.findings.append(Finding("warning", "check_error", f"the check {check.name!r} raised {error}; its findings are missing"))
+            result.findings.append(
+                Finding("warning", "check_error", f"the check {check.name!r} raised {error}; its findings are missing")
+            )
     return result

@@ -39,7 +39,8 @@ through which the core asks for contributions (core code never calls ``pm.hook..
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pluggy
 

@@ -19,9 +19,10 @@ import importlib
 import importlib.metadata
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -187,7 +188,9 @@ class Plugins:
 
     def reporters(self) -> list["Reporter"]:
         """Every reporter, in registration order."""
-        return self._collect("graphinspect_reporters", "reporter", Reporter, lambda reporter: reporter.name, _schemas_overlap)
+        return self._collect(
+            "graphinspect_reporters", "reporter", Reporter, lambda reporter: reporter.name, _schemas_overlap
+        )
 
     def transforms(self) -> list["Transform"]:
         """Every transform, in the order they are tried (``order``, then registration)."""
@@ -206,7 +209,9 @@ class Plugins:
         # By registered name: pluggy accepts plugin objects that cannot be hashed.
         order = {name: position for position, (name, _) in enumerate(self.pm.list_name_plugin())}
         impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-        impls = sorted(impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin_name, len(order))))
+        impls = sorted(
+            impls, key=lambda impl: (not impl.tryfirst, impl.trylast, order.get(impl.plugin_name, len(order)))
+        )
         kept: list[tuple[str, Any]] = []
         for impl in impls:
             try:
@@ -224,12 +229,18 @@ class Plugins:
                 continue
             for record in records:
                 earlier = next(
-                    (owner for owner, other in kept if key(other) == key(record) and (clash is None or clash(other, record))),
+                    (
+                        owner
+                        for owner, other in kept
+                        if key(other) == key(record) and (clash is None or clash(other, record))
+                    ),
                     None,
                 )
                 if earlier is not None:
                     if earlier == impl.plugin_name:
-                        self._warn_once(f"plugin {earlier!r} defines the {what} {key(record)!r} twice; the second is ignored")
+                        self._warn_once(
+                            f"plugin {earlier!r} defines the {what} {key(record)!r} twice; the second is ignored"
+                        )
                     else:
                         self._warn_once(
                             f"plugins {earlier!r} and {impl.plugin_name!r} both define the {what} {key(record)!r}; "
@@ -317,8 +328,7 @@ def _schemas_overlap(first: "Reporter", second: "Reporter") -> bool:
     import fnmatch
 
     return any(
-        a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a)
-        for a in first.schemas for b in second.schemas
+        a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a) for a in first.schemas for b in second.schemas
     )
 
 

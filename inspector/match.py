@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
 from inspector import ir
-from inspector.coverage import Accounting, is_float
 from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
-from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
+from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
 from inspector.records import Finding
+from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.targets import prepare_targets
 from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
 
@@ -86,7 +86,9 @@ class HintResolver:
             return [found[0].name], "name"
         for suffix in _TENSOR_SUFFIXES:
             if hint.endswith(suffix):
-                found = self.source.by_tensor(hint[: -len(suffix)] + (".weight" if suffix == ".weight_bias" else suffix))
+                found = self.source.by_tensor(
+                    hint[: -len(suffix)] + (".weight" if suffix == ".weight_bias" else suffix)
+                )
                 if found is not None:
                     return [found[0].name], "name"
                 stem = hint[: -len(suffix)]
@@ -122,7 +124,8 @@ class HintResolver:
             # Sequential name), but not both: "model.2.m.0.conv" is not "model.0.conv",
             # though both end in "0.conv".
             paths = [
-                path for path in self._suffixes.get(tuple(parts[-k:]), ())
+                path
+                for path in self._suffixes.get(tuple(parts[-k:]), ())
                 if k == len(parts) or path.count(".") + 1 == k
             ]
             if paths:
@@ -188,7 +191,9 @@ def align(source_layers: list[Layer], target_layers: list[Layer]) -> dict[str, L
     (kind, weight shape) of the two models (longest matching blocks, not all pairs)."""
     source_seq = [(layer, sig) for layer in source_layers if (sig := signature(layer)) is not None]
     target_seq = [(layer, sig) for layer in target_layers if (sig := signature(layer)) is not None]
-    matcher = difflib.SequenceMatcher(None, [sig for _, sig in source_seq], [sig for _, sig in target_seq], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [sig for _, sig in source_seq], [sig for _, sig in target_seq], autojunk=False
+    )
     aligned: dict[str, Layer] = {}
     for block in matcher.get_matching_blocks():
         for offset in range(block.size):
@@ -279,12 +284,18 @@ class Matcher:
             _release(layer)
         position = {layer.name: layer.index for layer in self.target_model.layers}
         result.layers.sort(key=lambda item: position[item.target])
-        result.unmatched_source = [layer.name for layer in self.source.layers if layer.name not in self.used and _has_weights(layer)]
+        result.unmatched_source = [
+            layer.name for layer in self.source.layers if layer.name not in self.used and _has_weights(layer)
+        ]
         for name, (layer, error) in self.transform_errors.items():
-            result.findings.append(Finding(
-                "warning", "transform_error",
-                f"the {name} transform raised {error} (first on {layer}); it was skipped where it failed", layer,
-            ))
+            result.findings.append(
+                Finding(
+                    "warning",
+                    "transform_error",
+                    f"the {name} transform raised {error} (first on {layer}); it was skipped where it failed",
+                    layer,
+                )
+            )
         result.coverage, result.constants = self.accounting.account(self.target_model)
         return result
 
@@ -299,8 +310,10 @@ class Matcher:
 
     def _unused_floats(self, layer: Layer) -> bool:
         """Whether ``layer`` holds a float parameter (more than a scalar) nothing used."""
-        return any(p.dtype.startswith(("float", "bfloat")) and p.numel > 1 and (layer.name, role) not in self.used_params
-                   for role, p in layer.params.items())
+        return any(
+            p.dtype.startswith(("float", "bfloat")) and p.numel > 1 and (layer.name, role) not in self.used_params
+            for role, p in layer.params.items()
+        )
 
     def _settle(self, result: DiffResult, layer: Layer, derivable: bool) -> None:
         """A constant no name explains: reconciled with a source parameter left unused
@@ -321,11 +334,19 @@ class Matcher:
         for param in layer.params.values():
             if param.dtype.startswith(("float", "bfloat")) and param.numel > 1:
                 self.accounting.computed_at_export(
-                    param, layer, "computed at export: no PyTorch tensor holds these values and no unused "
-                                  "PyTorch parameter can be turned into them")
+                    param,
+                    layer,
+                    "computed at export: no PyTorch tensor holds these values and no unused "
+                    "PyTorch parameter can be turned into them",
+                )
 
-    def _explain(self, target: Layer, must_explain: bool = True, anchors: list[tuple[str, str]] | None = None,
-                 only_ok: bool = False) -> tuple[LayerDiff, bool]:
+    def _explain(
+        self,
+        target: Layer,
+        must_explain: bool = True,
+        anchors: list[tuple[str, str]] | None = None,
+        only_ok: bool = False,
+    ) -> tuple[LayerDiff, bool]:
         """(the layer's diff, whether some source fits it structurally but not in value).
 
         ``anchors`` replaces the usual ones (:meth:`anchors`); ``only_ok`` accepts a
@@ -352,8 +373,9 @@ class Matcher:
                         attempt = self._attempt(target, transform, candidate, matched_by)
                         if attempt.ok:
                             return self._layer_diff(target, attempt, OK), derivable
-                        derivable = derivable or (matched_by in STRUCTURAL and transform.proves_origin
-                                                  and not candidate.get("weak"))
+                        derivable = derivable or (
+                            matched_by in STRUCTURAL and transform.proves_origin and not candidate.get("weak")
+                        )
                         if best is None or attempt.violation < best.violation:
                             best = attempt
                 except Exception as exc:  # noqa: BLE001 - one broken transform must not end the diff
@@ -364,10 +386,14 @@ class Matcher:
         # named or mostly right. Another constant may be made at export (a position
         # table that happens to have a parameter's size): credible when named, or found
         # in the module's scope (or as the one unused parameter that fits) and mostly right.
-        credible = not only_ok and best is not None and (
-            best.matched_by == "name"
-            or (must_explain and best.matched_by == "scope")
-            or ((must_explain or best.matched_by in ("scope", "reconciled")) and best.bad_fraction <= 0.5)
+        credible = (
+            not only_ok
+            and best is not None
+            and (
+                best.matched_by == "name"
+                or (must_explain and best.matched_by == "scope")
+                or ((must_explain or best.matched_by in ("scope", "reconciled")) and best.bad_fraction <= 0.5)
+            )
         )
         if credible:
             if best.approximate:
@@ -377,8 +403,11 @@ class Matcher:
             return self._layer_diff(target, best, MISMATCH), derivable
         diff = self._unmatched(target)
         if best is not None:
-            reasons.insert(0, f"closest: {best.transform.name}({' + '.join(best.candidate.names)}) differs in "
-                              f"{best.bad_fraction:.0%} of the elements")
+            reasons.insert(
+                0,
+                f"closest: {best.transform.name}({' + '.join(best.candidate.names)}) differs in "
+                f"{best.bad_fraction:.0%} of the elements",
+            )
         diff.reasons = reasons[:10]
         return diff, derivable
 
@@ -457,14 +486,17 @@ class Matcher:
                 if signature(layer) != wanted:
                     continue
             elif layer.kind != target.kind or (
-                    target.kind != ir.RECURRENT and not shapes & {p.shape for p in layer.params.values()}):
+                target.kind != ir.RECURRENT and not shapes & {p.shape for p in layer.params.values()}
+            ):
                 continue  # a recurrent node stacks its directions: no shape in common, few of them
             distance = abs(self.source.position(layer) / max(len(self.source.layers), 1) - relative)
             found.append((distance, layer))
         found.sort(key=lambda item: item[0])
         return [layer for _, layer in found[:SEARCH_LIMIT]]
 
-    def _attempt(self, target: Layer, transform: Transform, candidate: Candidate, matched_by: str, full: bool = False) -> _Attempt:
+    def _attempt(
+        self, target: Layer, transform: Transform, candidate: Candidate, matched_by: str, full: bool = False
+    ) -> _Attempt:
         """Reproduce and compare. Unless ``full``, a parameter whose probe fails ends the
         attempt early (its comparison then covers the probe only, ``approximate``)."""
         reproduction = transform.reproduce(target, candidate)
@@ -487,10 +519,19 @@ class Matcher:
                     continue
                 expected = np.zeros(actual.shape, dtype=np.float64)
             if actual.size != expected.size:
-                comparisons[role] = (Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)), tolerance)
+                comparisons[role] = (
+                    Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)),
+                    tolerance,
+                )
                 continue
-            comparison = compare(actual, expected, tolerance, reproduction.channel_axes.get(role, 0), probe_first=not full,
-                                 groups=reproduction.channel_groups.get(role, 1))
+            comparison = compare(
+                actual,
+                expected,
+                tolerance,
+                reproduction.channel_axes.get(role, 0),
+                probe_first=not full,
+                groups=reproduction.channel_groups.get(role, 1),
+            )
             comparisons[role] = (comparison, tolerance)
             if comparison.approximate:
                 approximate = True
@@ -546,7 +587,9 @@ class Matcher:
     def _unmatched(self, target: Layer) -> LayerDiff:
         diff = LayerDiff(target=target.name, op=target.op_type, kind=target.kind)
         for role, param in target.params.items():
-            diff.params.append(ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.value_range().range))
+            diff.params.append(
+                ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.value_range().range)
+            )
         return diff
 
 

@@ -57,7 +57,9 @@ def make_console(stream: TextIO | None = None, *, color: bool | None = None, wid
     )
 
 
-def choose_format(requested: str | None, output: "str | OutputFile | None", plugins: "Plugins", schema: str, default: str) -> str:
+def choose_format(
+    requested: str | None, output: "str | OutputFile | None", plugins: "Plugins", schema: str, default: str
+) -> str:
     """The reporter name for ``--format``/``-o``: explicit, else by suffix, else ``default``."""
     suffix = output.suffix if isinstance(output, OutputFile) else (Path(output).suffix.lower() if output else "")
     reporters = [r for r in plugins.reporters() if r.renders(schema)]
@@ -73,7 +75,9 @@ def choose_format(requested: str | None, output: "str | OutputFile | None", plug
     return default
 
 
-def emit(document: dict[str, Any], fmt: str, output: OutputFile | None, plugins: "Plugins", options: dict[str, Any]) -> None:
+def emit(
+    document: dict[str, Any], fmt: str, output: OutputFile | None, plugins: "Plugins", options: dict[str, Any]
+) -> None:
     """Render ``document`` with the reporter ``fmt`` to stdout (``output`` None or ``-``)
     or, once rendered whole, to ``output``."""
     reporter = plugins.reporter(fmt, document["schema"])

@@ -35,9 +35,9 @@ import secrets
 import socket
 import stat
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from inspector.errors import UsageError
 
@@ -72,7 +72,9 @@ class OutputFile:
     # ----------------------------------------------------------------- checks
 
     @classmethod
-    def prepare(cls, given: str | os.PathLike, option: str = "-o", inputs: Iterable[str | os.PathLike | None] = ()) -> "OutputFile":
+    def prepare(
+        cls, given: str | os.PathLike, option: str = "-o", inputs: Iterable[str | os.PathLike | None] = ()
+    ) -> "OutputFile":
         """Check ``given`` as an output before any work; raises :class:`OutputError`."""
         output = cls(os.fspath(given), option)
         output.protect(inputs)

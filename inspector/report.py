@@ -52,6 +52,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from inspector.ir import Model
+from inspector.output import document_header, fmt_count
 from inspector.results import (
     CONSTANT,
     DIFFERS,
@@ -65,8 +67,6 @@ from inspector.results import (
     LayerDiff,
     ParamDiff,
 )
-from inspector.ir import Model
-from inspector.output import document_header, fmt_count
 
 SCHEMA = "graphinspect/diff@1"
 MAX_LISTED_CHANNELS = 20
@@ -78,7 +78,13 @@ def build_document(result: DiffResult, rtol: float | None = None, atol: float | 
     document["source"] = _model_entry(result.source)
     document["target"] = _model_entry(result.target)
     document["tolerance"] = {"rtol": rtol, "atol": atol}
-    errors = [p.max_rel_err for layer in result.layers if layer.status != UNMATCHED for p in layer.params if p.max_rel_err is not None]
+    errors = [
+        p.max_rel_err
+        for layer in result.layers
+        if layer.status != UNMATCHED
+        for p in layer.params
+        if p.max_rel_err is not None
+    ]
     document["summary"] = {
         "verdict": result.verdict,
         "matched": result.count(OK),
@@ -167,9 +173,18 @@ def summary_text(result: DiffResult) -> str:
             counts[layer.transform] = counts.get(layer.transform, 0) + 1
     for op, counts in by_op.items():
         total = sum(counts.values())
-        parts = [f"{count} {result.transform_phrases.get(name, name)}" for name, count in sorted(counts.items(), key=lambda item: -item[1])]
+        parts = [
+            f"{count} {result.transform_phrases.get(name, name)}"
+            for name, count in sorted(counts.items(), key=lambda item: -item[1])
+        ]
         sentences.append(f"{total} {op} layer{'s' if total != 1 else ''}: {', '.join(parts)}.")
-    errors = [p.max_rel_err for layer in result.layers if layer.status == OK for p in layer.params if p.max_rel_err is not None]
+    errors = [
+        p.max_rel_err
+        for layer in result.layers
+        if layer.status == OK
+        for p in layer.params
+        if p.max_rel_err is not None
+    ]
     if errors:
         sentences.append(f"Every matched parameter re-computed within {max(errors):.1e} relative to its scale.")
     mismatched = [layer for layer in result.layers if layer.status == MISMATCH]
@@ -181,9 +196,15 @@ def summary_text(result: DiffResult) -> str:
     if unmatched:
         names = ", ".join(layer.target for layer in unmatched[:5])
         more = f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else ""
-        sentences.append(f"{len(unmatched)} ONNX layer{'s' if len(unmatched) != 1 else ''} could not be traced to the PyTorch model: {names}{more}.")
+        sentences.append(
+            f"{len(unmatched)} ONNX layer{'s' if len(unmatched) != 1 else ''} could not be traced to the "
+            f"PyTorch model: {names}{more}."
+        )
     if result.unmatched_source:
-        sentences.append(f"{len(result.unmatched_source)} PyTorch layer{'s are' if len(result.unmatched_source) != 1 else ' is'} not used by the export.")
+        sentences.append(
+            f"{len(result.unmatched_source)} PyTorch "
+            f"layer{'s are' if len(result.unmatched_source) != 1 else ' is'} not used by the export."
+        )
     sentences.append(_verdict_sentence(result))
     return " ".join(sentences)
 
@@ -211,12 +232,17 @@ def describe_mismatch(layer: dict[str, Any]) -> str:
             where = f" in output channel{'s' if count != 1 else ''} {shown}{more}"
         relative = param.get("max_rel_err")
         if relative is None or relative != relative or relative == float("inf"):
-            scale = "where the re-computed values are all zero" if param.get("reproduced_range") == [0.0, 0.0] \
+            scale = (
+                "where the re-computed values are all zero"
+                if param.get("reproduced_range") == [0.0, 0.0]
                 else "of an unknown scale"
+            )
             parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} {scale}{where}")
         else:
-            parts.append(f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
-                         f"({_percent(relative)} of its scale){where}")
+            parts.append(
+                f"{param['name']} differs by up to {_number(param.get('max_abs_err'))} "
+                f"({_percent(relative)} of its scale){where}"
+            )
     sources = " + ".join(name or "the root module" for name in layer["sources"]) or "?"
     return f"{layer['target']} ({layer['op']}, from {sources} via {layer['transform']}): {'; '.join(parts)}"
 
@@ -240,8 +266,9 @@ def _verdict_sentence(result: DiffResult) -> str:
     if explained or unexplained:
         constant = coverage[CONSTANT].elements
         tail = f"; {fmt_count(constant)} more are constants computed at export" if constant else ""
-        sentences.append(f"{fmt_count(explained)} of {fmt_count(explained + unexplained)} parameter elements "
-                         f"re-computed{tail}.")
+        sentences.append(
+            f"{fmt_count(explained)} of {fmt_count(explained + unexplained)} parameter elements re-computed{tail}."
+        )
     reasons = [result.transform_explains[name] for name in result.by_transform() if name in result.transform_explains]
     reasons = list(dict.fromkeys(reasons))
     if reasons:
@@ -250,7 +277,9 @@ def _verdict_sentence(result: DiffResult) -> str:
     if verdict == FAITHFUL:
         sentences.append("The export is faithful.")
     elif verdict == DIFFERS:
-        sentences.append("The export differs from the PyTorch model: the layers above hold values no known transform explains.")
+        sentences.append(
+            "The export differs from the PyTorch model: the layers above hold values no known transform explains."
+        )
     else:
         sentences.append("The diff is incomplete: some ONNX parameters could not be explained.")
     return " ".join(sentences)

@@ -13,8 +13,20 @@ from inspector import ir
 from inspector.ir import Layer, Model
 
 WEIGHT_KINDS = frozenset(
-    {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.ATTENTION, ir.RECURRENT, ir.UNSUPPORTED, "prelu", "rmsnorm"}
+    {
+        ir.CONV,
+        ir.CONV_TRANSPOSE,
+        ir.LINEAR,
+        ir.BATCHNORM,
+        ir.LAYERNORM,
+        ir.GROUPNORM,
+        ir.INSTANCENORM,
+        ir.ATTENTION,
+        ir.RECURRENT,
+        ir.UNSUPPORTED,
+        "prelu",
+        "rmsnorm",
+    }
 )
 """Target kinds whose parameters must be explained; other constants are explained when
 they can be, reconciled with the parameters left unused, or shown to be computed at

@@ -34,8 +34,8 @@ Conventions every transform follows:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -138,8 +138,9 @@ class Transform:
     def groups(self, source: "SourceIndex") -> Iterable[Candidate]:
         return ()
 
-    def candidate(self, *sources: Layer, variant: str = "", uses: tuple[tuple[str, str], ...] = (),
-                  **extra: object) -> Candidate:
+    def candidate(
+        self, *sources: Layer, variant: str = "", uses: tuple[tuple[str, str], ...] = (), **extra: object
+    ) -> Candidate:
         """A :class:`Candidate` of this transform (``uses``: see :class:`Candidate`)."""
         return Candidate(self.name, tuple(sources), variant, tuple(extra.items()), tuple(uses))
 
@@ -166,8 +167,9 @@ class SourceIndex:
 
     def __init__(self, model: Model, kinds: dict[str, str] | None = None) -> None:
         self.model = model
-        self.layers = [_with_kind(layer, kinds[layer.name]) if kinds and layer.name in kinds else layer
-                       for layer in model.layers]
+        self.layers = [
+            _with_kind(layer, kinds[layer.name]) if kinds and layer.name in kinds else layer for layer in model.layers
+        ]
         self._by_name = {layer.name: layer for layer in self.layers}
         self._position = {layer.name: position for position, layer in enumerate(self.layers)}
         modules = dict(model.modules)
@@ -208,7 +210,7 @@ class SourceIndex:
         found = []
         for layer in self.layers:
             if layer.name.startswith(prefix) and layer.name != path:
-                rest = layer.name[len(prefix):]
+                rest = layer.name[len(prefix) :]
                 if depth is None or rest.count(".") < depth:
                     found.append(layer)
         return found
@@ -230,7 +232,16 @@ class SourceIndex:
 
 def _with_kind(layer: Layer, kind: str) -> Layer:
     """A copy of ``layer`` of another kind (params shared, not copied)."""
-    copy = Layer(layer.name, kind, layer.op_type, layer.attrs, layer.params, layer.inputs, layer.outputs,
-                 layer.hints, layer.metadata)
+    copy = Layer(
+        layer.name,
+        kind,
+        layer.op_type,
+        layer.attrs,
+        layer.params,
+        layer.inputs,
+        layer.outputs,
+        layer.hints,
+        layer.metadata,
+    )
     copy.index = layer.index
     return copy

@@ -233,8 +233,14 @@ def resnet_block(width: int = 16, classes: int = 10) -> ResNet:
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A Conv2d computing conv then bn, as Ultralytics' ``fuse_conv_and_bn`` builds it."""
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
     ).requires_grad_(False)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
@@ -282,7 +288,9 @@ def _fuse_repconv(module: RepConv) -> None:
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         weight = weight + eye * scale.reshape(-1, 1, 1, 1)
         bias = bias + bn.bias - bn.running_mean * scale
-    conv = nn.Conv2d(k3.in_channels, k3.out_channels, 3, k3.stride, 1, groups=k3.groups, bias=True).requires_grad_(False)
+    conv = nn.Conv2d(k3.in_channels, k3.out_channels, 3, k3.stride, 1, groups=k3.groups, bias=True).requires_grad_(
+        False
+    )
     conv.weight.copy_(weight)
     conv.bias.copy_(bias)
     del module.conv1, module.conv2

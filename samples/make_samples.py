@@ -114,8 +114,13 @@ def export_onnx(model: torch.nn.Module, path: Path, *, dynamo: bool, metadata: d
             )
         else:
             torch.onnx.export(
-                model, (example,), str(path), dynamo=False, opset_version=17,
-                input_names=["images"], output_names=["output0"],
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=17,
+                input_names=["images"],
+                output_names=["output0"],
             )
     proto = onnx.load(str(path))
     for key, value in (metadata or {}).items():

@@ -6,6 +6,4 @@ Each module implements ``graphinspect_checks`` and returns
 module here, listed below.
 """
 
-PLUGINS = (
-    "plugins.checks.findings",
-)
+PLUGINS = ("plugins.checks.findings",)

@@ -22,17 +22,19 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
-from inspector.results import MISMATCH, UNEXPLAINED, UNMATCHED, DiffResult
 from inspector.hookspecs import hookimpl
 from inspector.records import Check, Finding
 from inspector.report import describe_mismatch, layer_entry
+from inspector.results import MISMATCH, UNEXPLAINED, UNMATCHED, DiffResult
 from inspector.transforms import EPS_GUESSED
 
 # Name parts of modules that only training uses (auxiliary heads, denoising queries,
 # losses, teachers): their absence from an export is expected.
-TRAINING_ONLY = re.compile(r"(^|[._])(aux\w*|denoising\w*|dn_\w*|criterion|loss\w*|teacher\w*|ema)($|[._])", re.IGNORECASE)
+TRAINING_ONLY = re.compile(
+    r"(^|[._])(aux\w*|denoising\w*|dn_\w*|criterion|loss\w*|teacher\w*|ema)($|[._])", re.IGNORECASE
+)
 LISTED = 8
 
 
@@ -47,9 +49,16 @@ def unmatched_targets(result: DiffResult) -> Iterable[Finding]:
         if layer.status == UNMATCHED:
             why = f": {layer.reasons[0]}" if layer.reasons else ": no PyTorch layer of this kind and shape"
             if layer.kind == "unsupported":
-                why = (": its weights are in a layout graphinspect cannot read back (ONNX Runtime's NCHWc blocks, "
-                       "made for the CPU that optimised the file); optimise at ORT_ENABLE_EXTENDED to compare it")
-            yield Finding("error", "unmatched_target", f"{layer.op} {layer.target} is not traced to the PyTorch model{why}", layer.target)
+                why = (
+                    ": its weights are in a layout graphinspect cannot read back (ONNX Runtime's NCHWc blocks, "
+                    "made for the CPU that optimised the file); optimise at ORT_ENABLE_EXTENDED to compare it"
+                )
+            yield Finding(
+                "error",
+                "unmatched_target",
+                f"{layer.op} {layer.target} is not traced to the PyTorch model{why}",
+                layer.target,
+            )
 
 
 def nan_inf(result: DiffResult) -> Iterable[Finding]:
@@ -62,7 +71,8 @@ def nan_inf(result: DiffResult) -> Iterable[Finding]:
             if stats.nan or stats.inf:
                 computed = side == "ONNX" and param.tensor_name in constants
                 yield Finding(
-                    "info" if computed else "error", "nan_inf",
+                    "info" if computed else "error",
+                    "nan_inf",
                     f"{side} {'constant' if computed else 'tensor'} {param.tensor_name} holds {stats.nan} NaN and "
                     f"{stats.inf} Inf values" + (" (computed at export, not a parameter)" if computed else ""),
                     layer.name,
@@ -92,7 +102,8 @@ def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:
             foldable.append(name)
     if foldable:
         yield Finding(
-            "warning", "unfolded_batchnorm",
+            "warning",
+            "unfolded_batchnorm",
             f"{_counted(foldable, 'BatchNorm')} right after the layer {'it' if len(foldable) == 1 else 'each'} "
             f"normalises {'was' if len(foldable) == 1 else 'were'} not folded into it and "
             f"{'runs as a separate node' if len(foldable) == 1 else 'run as separate nodes'} "
@@ -100,7 +111,8 @@ def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:
         )
     if training:
         yield Finding(
-            "warning", "training_mode_batchnorm",
+            "warning",
+            "training_mode_batchnorm",
             f"{_counted(training, 'BatchNormalization')} {'is' if len(training) == 1 else 'are'} marked "
             "training_mode=1: ONNX Runtime normalises with the batch's statistics, not the model's",
         )
@@ -116,7 +128,8 @@ def guessed_eps(result: DiffResult) -> Iterable[Finding]:
     if guessed:
         values = sorted({layer.variant for layer in guessed})
         yield Finding(
-            "info", "guessed_eps",
+            "info",
+            "guessed_eps",
             f"The file does not record BatchNorm eps; {len(guessed)} folded layer{'s' if len(guessed) != 1 else ''} "
             f"fit with {'; '.join(values)}",
         )
@@ -132,7 +145,8 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
     if unused:
         shown = ", ".join(unused[:LISTED]) + (f" (+{len(unused) - LISTED} more)" if len(unused) > LISTED else "")
         yield Finding(
-            "info", "unused_at_inference",
+            "info",
+            "unused_at_inference",
             f"{len(unused)} PyTorch {'layers are' if len(unused) != 1 else 'layer is'} training-only by "
             f"{'their names' if len(unused) != 1 else 'its name'} and not exported, as expected: {shown}",
         )
@@ -147,23 +161,30 @@ def export_constants(result: DiffResult) -> Iterable[Finding]:
         shown = ", ".join(f"{c.tensor} ({c.op}, {c.elements} values)" for c in computed[:LISTED])
         more = f" (+{len(computed) - LISTED} more)" if len(computed) > LISTED else ""
         yield Finding(
-            "info", "export_constant",
-            f"{len(computed)} ONNX tensor{'s are not PyTorch parameters' if len(computed) != 1 else ' is not a PyTorch parameter'}: "
+            "info",
+            "export_constant",
+            f"{len(computed)} ONNX tensor"
+            f"{'s are not PyTorch parameters' if len(computed) != 1 else ' is not a PyTorch parameter'}: "
             f"{shown}{more}; each is listed with its reason in the constants",
         )
     if bookkeeping:
-        yield Finding("info", "bookkeeping_constant",
-                      f"{bookkeeping} ONNX tensors are scalars or shape, axes and scale inputs, not parameters")
+        yield Finding(
+            "info",
+            "bookkeeping_constant",
+            f"{bookkeeping} ONNX tensors are scalars or shape, axes and scale inputs, not parameters",
+        )
 
 
 def unexplained_numbers(result: DiffResult) -> Iterable[Finding]:
     """Stored numbers in no layer row that nothing explains (subgraphs, parts of tensors)."""
     tally = result.coverage.totals[UNEXPLAINED]
-    in_rows = sum(p.numel for layer in result.layers if layer.status == UNMATCHED
-                  for p in _target_params(result, layer))
+    in_rows = sum(
+        p.numel for layer in result.layers if layer.status == UNMATCHED for p in _target_params(result, layer)
+    )
     if tally.elements > in_rows:
         yield Finding(
-            "error", "unexplained",
+            "error",
+            "unexplained",
             f"{tally.elements} floating-point numbers the ONNX model stores ({tally.bytes} bytes) are not explained "
             f"by any PyTorch parameter",
         )

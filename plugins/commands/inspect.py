@@ -99,7 +99,13 @@ def _layer_entry(layer: Layer) -> dict[str, Any]:
                 "inf": stats.inf,
             }
         )
-    return {"name": layer.name, "kind": layer.kind, "op_type": layer.op_type, "attrs": _plain(layer.attrs), "params": params}
+    return {
+        "name": layer.name,
+        "kind": layer.kind,
+        "op_type": layer.op_type,
+        "attrs": _plain(layer.attrs),
+        "params": params,
+    }
 
 
 def _tensor_info(info: TensorInfo) -> dict[str, Any]:
@@ -143,9 +149,14 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     if isinstance(opset, dict) and opset:
         summary.add_row("Opset", ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in opset.items()))
     summary.add_row("Layers", f"{model['layers']} ({model['param_layers']} with parameters)")
-    summary.add_row("Parameters", f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})")
+    summary.add_row(
+        "Parameters",
+        f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})",
+    )
     if model["dtypes"]:
-        summary.add_row("Dtypes", ", ".join(f"{dtype} {fmt_count(count)}" for dtype, count in sorted(model["dtypes"].items())))
+        summary.add_row(
+            "Dtypes", ", ".join(f"{dtype} {fmt_count(count)}" for dtype, count in sorted(model["dtypes"].items()))
+        )
     for kind, infos in (("Inputs", model["inputs"]), ("Outputs", model["outputs"])):
         if infos:
             summary.add_row(kind, Text(", ".join(_describe_tensor(info) for info in infos)))
@@ -157,17 +168,28 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
 
     rows = [(layer, _param_cells(param)) for layer in document["layers"] for param in layer["params"] or [None]]
     natural = sum(
-        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) + 2 for i, (header, _) in enumerate(_PARAM_HEADERS)
-    ) + sum(max([len(header)] + [len(str(layer[key])) for layer, _ in rows]) + 2
-            for header, key in (("Layer", "name"), ("Kind", "kind"), ("Type", "op_type")))
+        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) + 2
+        for i, (header, _) in enumerate(_PARAM_HEADERS)
+    ) + sum(
+        max([len(header)] + [len(str(layer[key])) for layer, _ in rows]) + 2
+        for header, key in (("Layer", "name"), ("Kind", "kind"), ("Type", "op_type"))
+    )
     if natural <= console.width:
         console.print(_wide_table(rows))
     else:
         _print_stacked(console, document["layers"], rows)
 
 
-_PARAM_HEADERS = (("Param", "left"), ("Shape", "left"), ("Dtype", "left"), ("Min", "right"), ("Max", "right"),
-                  ("Mean", "right"), ("Std", "right"), ("NaN/Inf", "right"))
+_PARAM_HEADERS = (
+    ("Param", "left"),
+    ("Shape", "left"),
+    ("Dtype", "left"),
+    ("Min", "right"),
+    ("Max", "right"),
+    ("Mean", "right"),
+    ("Std", "right"),
+    ("NaN/Inf", "right"),
+)
 
 
 def _param_cells(param: dict[str, Any] | None) -> list:
@@ -202,7 +224,10 @@ def _wide_table(rows):
         first = layer is not previous
         previous = layer
         table.add_row(
-            Text(layer["name"]) if first else "", layer["kind"] if first else "", Text(layer["op_type"]) if first else "", *cells
+            Text(layer["name"]) if first else "",
+            layer["kind"] if first else "",
+            Text(layer["op_type"]) if first else "",
+            *cells,
         )
     return table
 
@@ -214,12 +239,19 @@ def _print_stacked(console, layers, rows) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    widths = [max([len(header)] + [len(str(cells[i])) for _, cells in rows]) for i, (header, _) in enumerate(_PARAM_HEADERS)]
+    widths = [
+        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) for i, (header, _) in enumerate(_PARAM_HEADERS)
+    ]
     widths[0] += 2  # parameters are indented under their layer
 
     def block(show_header: bool) -> Table:
-        table = Table(header_style="bold", box=box.SIMPLE_HEAD if show_header else None, pad_edge=False,
-                      show_header=show_header, show_edge=False)
+        table = Table(
+            header_style="bold",
+            box=box.SIMPLE_HEAD if show_header else None,
+            pad_edge=False,
+            show_header=show_header,
+            show_edge=False,
+        )
         for (header, justify), width in zip(_PARAM_HEADERS, widths):
             table.add_column(header, justify=justify, no_wrap=True, min_width=width, max_width=width)
         return table

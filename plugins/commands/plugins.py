@@ -60,7 +60,9 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
 
 @hookimpl
 def graphinspect_subcommands():
-    yield Subcommand("plugins", "List the loaded plugins, their versions and the hooks they implement.", configure_parser, run)
+    yield Subcommand(
+        "plugins", "List the loaded plugins, their versions and the hooks they implement.", configure_parser, run
+    )
 
 
 @hookimpl

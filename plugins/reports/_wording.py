@@ -8,7 +8,8 @@ document does not hold.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from inspector.output import fmt_count, fmt_float, fmt_range
 
@@ -23,8 +24,17 @@ SEVERITY_TITLES = {"error": "Errors", "warning": "Warnings", "info": "Info"}
 SEVERITY_STYLES = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 LAYER_HEADERS = (
-    "Status", "ONNX node", "Op", "PyTorch module(s)", "Transform", "Param",
-    "PyTorch range", "ONNX range", "Re-computed range", "max abs err", "max rel err",
+    "Status",
+    "ONNX node",
+    "Op",
+    "PyTorch module(s)",
+    "Transform",
+    "Param",
+    "PyTorch range",
+    "ONNX range",
+    "Re-computed range",
+    "max abs err",
+    "max rel err",
 )
 """The layer table's columns, in order, in every format."""
 
@@ -85,7 +95,7 @@ def layer_param_rows(layer: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
 
 
 def hidden_layers_text(document: dict[str, Any]) -> str:
-    """"3 of 8 layers not shown" when the command narrowed the document's layers (its
+    """ "3 of 8 layers not shown" when the command narrowed the document's layers (its
     ``--only-problems``/``--layer``) below the summary's counts; else ""."""
     summary = document["summary"]
     total = summary["matched"] + summary["mismatched"] + summary["unmatched_target"]
@@ -94,12 +104,12 @@ def hidden_layers_text(document: dict[str, Any]) -> str:
 
 
 def model_facts(model: dict[str, Any]) -> str:
-    """"(onnx, 57 layers, 3.2M parameters)": a model entry without its path."""
+    """ "(onnx, 57 layers, 3.2M parameters)": a model entry without its path."""
     return f"({model['format']}, {model['layers']} layers, {fmt_count(model['parameters'])} parameters)"
 
 
 def model_text(model: dict[str, Any]) -> str:
-    """"model.onnx (onnx, 57 layers, 3.2M parameters)"."""
+    """ "model.onnx (onnx, 57 layers, 3.2M parameters)"."""
     return f"{model['path']} {model_facts(model)}"
 
 

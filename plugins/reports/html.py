@@ -157,7 +157,8 @@ def _layer_table(layers: list[dict[str, Any]]) -> list[str]:
     for status, count in counts.items():
         if count:
             out.append(
-                f'<label><input type="checkbox" id="show-{status}" checked> {escape(status_label(status))} ({count})</label>'
+                f'<label><input type="checkbox" id="show-{status}" checked> {escape(status_label(status))} '
+                f"({count})</label>"
             )
     out.append("</fieldset>")
     out.append('<table class="layers">')

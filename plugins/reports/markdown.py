@@ -103,7 +103,10 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
         lines.append("## Unmatched PyTorch layers")
         lines.append("")
         lines.append("<details>")
-        lines.append(f"<summary>{len(unmatched)} PyTorch layer{'s' if len(unmatched) != 1 else ''} not used by the export</summary>")
+        lines.append(
+            f"<summary>{len(unmatched)} PyTorch layer{'s' if len(unmatched) != 1 else ''} not used by the "
+            "export</summary>"
+        )
         lines.append("")
         lines.extend(f"- {code(name)}" for name in unmatched)
         lines.append("")

@@ -43,7 +43,6 @@ from plugins.reports._wording import (
     verdict_label,
 )
 
-
 # ----------------------------------------------------------------- rendering
 
 
@@ -152,7 +151,14 @@ def _table(headers: list[str], show_header: bool = True, split_headers: bool = F
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_header=show_header, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        show_header=show_header,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
     for header in headers:
         numeric = header.startswith("max ")
         title = header.replace(" err", "\nerr") if numeric and split_headers else header
@@ -176,7 +182,12 @@ def _wide_table(layers: list[dict[str, Any]]):
                 transform = Text(layer["transform"] or "-")
                 if layer.get("note"):
                     transform.append("\n" + layer["note"], style="dim")
-                layer_cells = [Text(layer["target"]), Text(layer["op"]), Text("\n".join(layer["sources"]) or "-"), transform]
+                layer_cells = [
+                    Text(layer["target"]),
+                    Text(layer["op"]),
+                    Text("\n".join(layer["sources"]) or "-"),
+                    transform,
+                ]
             cells = [_status_cell(layer, param, position == 0), *layer_cells, *_param_values(param)]
             table.add_row(*cells, end_section=position == len(rows) - 1)
     return table
@@ -217,7 +228,9 @@ def _stacked_layers(layers: list[dict[str, Any]], width: int):
         return table
 
     parts = [
-        layer_line(Text("Status", style="bold"), Text("ONNX node  Op  from PyTorch module(s)  via Transform", style="bold")),
+        layer_line(
+            Text("Status", style="bold"), Text("ONNX node  Op  from PyTorch module(s)  via Transform", style="bold")
+        ),
         param_table(show_header=True),
     ]
     for layer in layers:

@@ -22,7 +22,7 @@ are unknown (a bare state_dict) is not contradicted.
 from __future__ import annotations
 
 import itertools
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -34,8 +34,9 @@ def linear_is_transposed(target: Layer | None) -> bool:
     return target is not None and target.attrs.get(WEIGHT_LAYOUT) == IN_OUT
 
 
-def linear_to_target(weight: np.ndarray, bias: np.ndarray | None, target: Layer | None,
-                     alpha_in_weight: bool = True) -> tuple[np.ndarray, np.ndarray | None, int]:
+def linear_to_target(
+    weight: np.ndarray, bias: np.ndarray | None, target: Layer | None, alpha_in_weight: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(expected weight, expected bias, output-channel axis) of a Linear's ``W``/``b`` in
     ``target``'s layout (the PyTorch layout when ``target`` is None).
 

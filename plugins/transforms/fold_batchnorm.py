@@ -23,7 +23,7 @@ exporting, so the fused conv is ``model.N.conv`` with a bias the checkpoint neve
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -79,7 +79,11 @@ def batchnorm_after(layer: Layer, source: SourceIndex) -> Layer | None:
         if following.kind == ir.BATCHNORM:
             return following if _normalises(layer, following) else None
     following = next(source.following(layer), None)
-    if following is not None and following.kind == ir.BATCHNORM and _encloses(source.parent(following.name), layer.name):
+    if (
+        following is not None
+        and following.kind == ir.BATCHNORM
+        and _encloses(source.parent(following.name), layer.name)
+    ):
         return following if _normalises(layer, following) else None
     return None
 
@@ -211,12 +215,19 @@ class FoldBatchNorm(Transform):
         facts = {"eps": eps, EPS_GUESSED: not known}
         if conv.kind == ir.LINEAR:
             expected_weight, expected_bias, axis = linear_to_target(weight, bias, target)
-            return Reproduction({"weight": expected_weight, "bias": expected_bias}, origins,
-                                {"weight": axis, "bias": 0}, note, facts)
+            return Reproduction(
+                {"weight": expected_weight, "bias": expected_bias}, origins, {"weight": axis, "bias": 0}, note, facts
+            )
         axis = 1 if conv.kind == ir.CONV_TRANSPOSE else 0
         groups = conv_groups(conv, bn) if conv.kind == ir.CONV_TRANSPOSE else 1
-        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": axis, "bias": 0}, note, facts,
-                            channel_groups={"weight": groups})
+        return Reproduction(
+            {"weight": weight, "bias": bias},
+            origins,
+            {"weight": axis, "bias": 0},
+            note,
+            facts,
+            channel_groups={"weight": groups},
+        )
 
     @staticmethod
     def _fold(conv: Layer, bn: Layer, eps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ before the next conv, or by a module enclosing it. Everything is re-computed in 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,8 +35,13 @@ def _per_channel(layer: Layer, channels: int) -> list[str]:
     """The roles of ``layer``'s float params of ``channels`` elements (not a norm's stats)."""
     if layer.kind in (ir.BATCHNORM, ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR):
         return []
-    return [role for role, p in layer.params.items()
-            if p.dtype.startswith(("float", "bfloat")) and p.numel == channels and role not in ("running_mean", "running_var")]
+    return [
+        role
+        for role, p in layer.params.items()
+        if p.dtype.startswith(("float", "bfloat"))
+        and p.numel == channels
+        and role not in ("running_mean", "running_var")
+    ]
 
 
 def scale_holders(conv: Layer, source: SourceIndex) -> list[Layer]:
@@ -70,8 +75,11 @@ class FoldScale(Transform):
 
     def propose(self, target: Layer, anchor: str, source: SourceIndex) -> Iterable[Candidate]:
         layer = source.layer(anchor)
-        convs = [layer] if layer is not None and layer.kind == ir.CONV else \
-            [child for child in source.under(anchor, depth=2) if child.kind == ir.CONV]
+        convs = (
+            [layer]
+            if layer is not None and layer.kind == ir.CONV
+            else [child for child in source.under(anchor, depth=2) if child.kind == ir.CONV]
+        )
         for conv in convs:
             weight = conv.params.get("weight")
             if weight is None:
@@ -84,17 +92,30 @@ class FoldScale(Transform):
                     shifts: list[tuple[Layer, str] | None] = [None]
                     shifts += [(holder, role) for role in roles if role != scale_role]
                     for shift in shifts:
-                        for with_bn in ([False, True] if bn is not None else [False]):
+                        for with_bn in [False, True] if bn is not None else [False]:
                             sources = [conv, *([bn] if with_bn else []), holder]
-                            uses = [(conv.name, r) for r in conv.params] + \
-                                   ([(bn.name, r) for r in bn.params] if with_bn else []) + [(holder.name, scale_role)]
-                            variant = f"{holder.name}.{scale_role}" + (f" + {shift[1]}" if shift else "") + \
-                                      (" after the BatchNorm" if with_bn else "")
+                            uses = (
+                                [(conv.name, r) for r in conv.params]
+                                + ([(bn.name, r) for r in bn.params] if with_bn else [])
+                                + [(holder.name, scale_role)]
+                            )
+                            variant = (
+                                f"{holder.name}.{scale_role}"
+                                + (f" + {shift[1]}" if shift else "")
+                                + (" after the BatchNorm" if with_bn else "")
+                            )
                             if shift:
                                 uses.append((holder.name, shift[1]))
-                            yield self.candidate(*dict.fromkeys(sources), variant=variant, conv=conv.name,
-                                                 bn=bn.name if with_bn else None, holder=holder.name,
-                                                 scale=scale_role, shift=shift[1] if shift else None, uses=tuple(uses))
+                            yield self.candidate(
+                                *dict.fromkeys(sources),
+                                variant=variant,
+                                conv=conv.name,
+                                bn=bn.name if with_bn else None,
+                                holder=holder.name,
+                                scale=scale_role,
+                                shift=shift[1] if shift else None,
+                                uses=tuple(uses),
+                            )
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         by_name = {layer.name: layer for layer in candidate.sources}
@@ -122,9 +143,13 @@ class FoldScale(Transform):
         if candidate.get("shift") is not None:
             bias = bias + float64(holder.params[str(candidate.get("shift"))]).reshape(-1)
         origins = {"weight": conv.params["weight"], "bias": holder.params[str(candidate.get("scale"))]}
-        return Reproduction({"weight": weight, "bias": bias}, origins, {"weight": 0, "bias": 0},
-                            note=f"times {holder.name or 'the model'}.{candidate.get('scale')}"
-                                 + (f", plus {candidate.get('shift')}" if candidate.get("shift") else ""))
+        return Reproduction(
+            {"weight": weight, "bias": bias},
+            origins,
+            {"weight": 0, "bias": 0},
+            note=f"times {holder.name or 'the model'}.{candidate.get('scale')}"
+            + (f", plus {candidate.get('shift')}" if candidate.get("shift") else ""),
+        )
 
 
 @hookimpl

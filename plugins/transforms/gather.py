@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,7 +35,6 @@ MAX_TABLE = 1 << 24
 
 def _floats(layer: Layer):
     return [(role, p) for role, p in layer.params.items() if p.dtype.startswith(("float", "bfloat")) and p.numel > 1]
-
 
 
 def _indices(layer: Layer):
@@ -70,19 +69,29 @@ class Gather(Transform):
         if target.kind in WEIGHT_KINDS or len(_floats(target)) != 1:
             return
         layer = source.layer(anchor)
-        for module in ([layer] if layer is not None else source.under(anchor, depth=2)):
+        for module in [layer] if layer is not None else source.under(anchor, depth=2):
             tables = [(role, table) for role, table in _floats(module) if table.numel <= MAX_TABLE]
             indices = _indices(module)
             for (table_role, table), (index_role, _) in itertools.product(tables, indices):
                 for axis in range(min(len(table.shape), 2)):
-                    yield self.candidate(module, variant=f"{table_role}[{index_role}] axis {axis}",
-                                         table=table_role, index=index_role, axis=axis,
-                                         uses=((module.name, table_role), (module.name, index_role)))
+                    yield self.candidate(
+                        module,
+                        variant=f"{table_role}[{index_role}] axis {axis}",
+                        table=table_role,
+                        index=index_role,
+                        axis=axis,
+                        uses=((module.name, table_role), (module.name, index_role)),
+                    )
             if not indices:
                 for table_role, table in tables:
                     if len(table.shape) == 2:
-                        yield self.candidate(module, variant=f"{table_role} looked up by value", table=table_role,
-                                             uses=((module.name, table_role),), weak=True)
+                        yield self.candidate(
+                            module,
+                            variant=f"{table_role} looked up by value",
+                            table=table_role,
+                            uses=((module.name, table_role),),
+                            weak=True,
+                        )
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         (module,) = candidate.sources
@@ -90,7 +99,10 @@ class Gather(Transform):
         table = module.params[str(candidate.get("table"))]
         if candidate.get("index") is None:
             if not set(table.shape) & set(stored.shape):
-                return f"no axis of {candidate.variant} ({list(table.shape)}) is an axis of the target {list(stored.shape)}"
+                return (
+                    f"no axis of {candidate.variant} ({list(table.shape)}) is an axis of the target "
+                    f"{list(stored.shape)}"
+                )
             if stored.numel <= table.numel:
                 return "the target is no larger than the table: not a lookup"
             return None
@@ -110,13 +122,19 @@ class Gather(Transform):
         actual = np.asarray(stored.array(), dtype=np.float64)
         if candidate.get("index") is None:
             expected = looked_up_by_value(float64(table), actual)
-            return Reproduction({role: expected}, {role: table}, note=f"every value an entry of {table.tensor_name}, "
-                                "per head (the index buffer is not in the file)")
+            return Reproduction(
+                {role: expected},
+                {role: table},
+                note=f"every value an entry of {table.tensor_name}, per head (the index buffer is not in the file)",
+            )
         index = module.params[str(candidate.get("index"))]
         values = gathered(float64(table), index.array(), int(candidate.get("axis")))
         options = list(arrangements(values, stored.shape)) or [values.reshape(stored.shape)]
-        return Reproduction({role: closest(options, actual)}, {role: table},
-                            note=f"{table.tensor_name} looked up by {index.tensor_name}")
+        return Reproduction(
+            {role: closest(options, actual)},
+            {role: table},
+            note=f"{table.tensor_name} looked up by {index.tensor_name}",
+        )
 
 
 def looked_up_by_value(table: np.ndarray, actual: np.ndarray) -> np.ndarray:

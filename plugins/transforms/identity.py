@@ -2,7 +2,8 @@
 
     t = s            (same dtype, same layout; an absent bias is a zero bias)
 
-Its sibling :mod:`plugins.transforms.cast` is the same pairing across dtypes. Both pair a target layer with one source layer of the same kind: Conv with Conv2d,
+Its sibling :mod:`plugins.transforms.cast` is the same pairing across dtypes. Both pair a
+target layer with one source layer of the same kind: Conv with Conv2d,
 BatchNormalization kept as a node with BatchNorm2d, LayerNormalization with LayerNorm,
 Gather with Embedding, a Gemm(transB=1, alpha=beta=1) with Linear. Layouts that differ
 (a transposed Linear) belong to the ``transpose`` transform. A target that is not a
@@ -12,7 +13,7 @@ with a same-shaped source parameter (a LayerScale ``gamma``, a position embeddin
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from inspector import ir
 from inspector.hookspecs import hookimpl
@@ -84,7 +85,9 @@ class Identity(Transform):
             if target.kind in WEIGHT_KINDS and t.shape != s.shape and target_role == "weight":
                 return f"weight shape {_shape(t.shape)} != {_shape(s.shape)}"
             if (t.dtype != s.dtype) != self.changes_dtype:
-                return f"dtype {s.dtype} -> {t.dtype}" + (": that is a cast" if not self.changes_dtype else " is no cast")
+                return f"dtype {s.dtype} -> {t.dtype}" + (
+                    ": that is a cast" if not self.changes_dtype else " is no cast"
+                )
         if target.kind == ir.LINEAR:
             if linear_is_transposed(target):
                 return "the target stores the weight transposed"
@@ -97,19 +100,26 @@ class Identity(Transform):
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         (layer,) = candidate.sources
         if target is None:
-            return Reproduction({role: float64(p) for role, p in layer.params.items()},
-                                origins=dict(layer.params))
+            return Reproduction({role: float64(p) for role, p in layer.params.items()}, origins=dict(layer.params))
         params, origins = {}, {}
         for target_role, source_role in self._pairs(target, candidate):
             source_param = layer.params.get(source_role)
             if source_param is None:
                 continue
             stored = target.params.get(target_role)
-            params[target_role] = float64(source_param).reshape(stored.shape if stored is not None else source_param.shape)
+            params[target_role] = float64(source_param).reshape(
+                stored.shape if stored is not None else source_param.shape
+            )
             origins[target_role] = source_param
         note = ""
         if self.changes_dtype:
-            dtypes = sorted({f"{layer.params[s].dtype} -> {target.params[t].dtype}" for t, s in self._pairs(target, candidate) if s in layer.params})
+            dtypes = sorted(
+                {
+                    f"{layer.params[s].dtype} -> {target.params[t].dtype}"
+                    for t, s in self._pairs(target, candidate)
+                    if s in layer.params
+                }
+            )
             note = ", ".join(dtypes)
         return Reproduction(params, origins=origins, note=note)
 

@@ -31,8 +31,8 @@ are summed rather than chained, so it is never guessed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -77,7 +77,7 @@ def sum_block(module: str, source: SourceIndex, minimum: int = 2) -> list[Term] 
     prefix = f"{module}." if module else ""
     convs, bns = [], []
     for layer in source.under(module, depth=3):
-        parts = layer.name[len(prefix):].split(".")
+        parts = layer.name[len(prefix) :].split(".")
         if parts[0] == "se":
             continue
         # A branch is a child (conv1.conv, rbr_dense.0, large_conv.conv) or a child of a
@@ -91,9 +91,17 @@ def sum_block(module: str, source: SourceIndex, minimum: int = 2) -> list[Term] 
         return None
     terms, paired = [], set()
     for conv in convs:
-        bn = next((bn for bn in bns if source.parent(bn.name) == source.parent(conv.name) and bn.name not in paired
-                   and _features(bn) == conv.params["weight"].shape[0]), None)
-        if bn is None and len(conv.name[len(prefix):].split(".")) == 3:
+        bn = next(
+            (
+                bn
+                for bn in bns
+                if source.parent(bn.name) == source.parent(conv.name)
+                and bn.name not in paired
+                and _features(bn) == conv.params["weight"].shape[0]
+            ),
+            None,
+        )
+        if bn is None and len(conv.name[len(prefix) :].split(".")) == 3:
             return None  # a ConvNormAct branch always has its norm
         if bn is not None:
             paired.add(bn.name)
@@ -116,8 +124,11 @@ def mixer_block(module: str, source: SourceIndex) -> list[Term] | None:
     if mixer is None or norm is None:
         return None
     gamma = scale.name if scale is not None and "gamma" in scale.params else None
-    return [Term(None, None), *(Term(t.conv, t.bn, 1.0, gamma) for t in mixer),
-            *(Term(t.conv, t.bn, -1.0, gamma) for t in norm)]
+    return [
+        Term(None, None),
+        *(Term(t.conv, t.bn, 1.0, gamma) for t in mixer),
+        *(Term(t.conv, t.bn, -1.0, gamma) for t in norm),
+    ]
 
 
 def positional_block(module: str, source: SourceIndex) -> list[Term] | None:
@@ -167,8 +178,10 @@ class MergeBranches(Transform):
     """w' = sum_t c_t pad(w_t);  b' = sum_t c_t b_t over a re-parameterisable block's terms."""
 
     name = "merge_branches"
-    description = ("Re-parameterised blocks (RepVGG, RepConv, MobileOne, FastViT's RepMixer and large-kernel "
-                   "conv) summed into one conv.")
+    description = (
+        "Re-parameterised blocks (RepVGG, RepConv, MobileOne, FastViT's RepMixer and large-kernel "
+        "conv) summed into one conv."
+    )
     target_kinds = frozenset({ir.CONV})
     order = 30
     phrase = "re-parameterised branches merged"
@@ -209,8 +222,9 @@ class MergeBranches(Transform):
         child = REPARAM_CLASSES.get(str(candidate.get("class_name") or ""), "conv")
         return f"{module}.{child}" if module else child
 
-    def _candidates(self, module: str, terms: list[Term], source: SourceIndex,
-                    guesses=GUESSED_EPS) -> Iterable[Candidate]:
+    def _candidates(
+        self, module: str, terms: list[Term], source: SourceIndex, guesses=GUESSED_EPS
+    ) -> Iterable[Candidate]:
         names = list(dict.fromkeys(n for t in terms for n in (t.conv, t.bn, t.scale) if n is not None))
         layers = [source.layer(name) for name in names]
         bns = [source.layer(t.bn) for t in terms if t.bn is not None]
@@ -258,8 +272,11 @@ class MergeBranches(Transform):
             if term.scale is not None:
                 coefficient = coefficient * float64(by_name[term.scale].params["gamma"]).reshape(-1)
             if term.conv is None:
-                scale, shift = (np.ones(out), np.zeros(out)) if term.bn is None else \
-                    _bn_affine(by_name[term.bn], candidate.get("identity_eps", guessed))
+                scale, shift = (
+                    (np.ones(out), np.zeros(out))
+                    if term.bn is None
+                    else _bn_affine(by_name[term.bn], candidate.get("identity_eps", guessed))
+                )
                 weight_sum[(rows, rows % per_group, *centre)] += coefficient * scale
                 bias_sum += coefficient * shift
                 continue
@@ -270,30 +287,37 @@ class MergeBranches(Transform):
             if term.bn is not None:
                 scale, shift = _bn_affine(by_name[term.bn], guessed)
                 bias = bias * scale + shift
-            region = (slice(None), slice(None),
-                      *(slice((k - s) // 2, (k - s) // 2 + s) for k, s in zip(kernel, weight.shape[2:])))
+            region = (
+                slice(None),
+                slice(None),
+                *(slice((k - s) // 2, (k - s) // 2 + s) for k, s in zip(kernel, weight.shape[2:])),
+            )
             factor = (coefficient * scale).reshape(-1, *([1] * (weight.ndim - 1)))
             weight_sum[region] += np.multiply(weight, factor, dtype=np.float64)
             bias_sum += coefficient * bias
         widest = max(convs, key=lambda conv: conv.params["weight"].shape[2:])
         bn_of_widest = next((t.bn for t in terms if t.conv == widest.name), None)
-        origins = {"weight": widest.params["weight"],
-                   "bias": by_name[bn_of_widest].params.get("bias") if bn_of_widest else widest.params.get("bias")}
+        origins = {
+            "weight": widest.params["weight"],
+            "bias": by_name[bn_of_widest].params.get("bias") if bn_of_widest else widest.params.get("bias"),
+        }
         eps_note = "eps from the modules"
         if guessed is not None:
             identity_eps = candidate.get("identity_eps", guessed)
             other = f", identity eps {identity_eps:g}" if identity_eps != guessed else ""
             eps_note = f"eps {guessed:g}{other} (guessed: the file does not record it)"
         identities = sum(1 for t in terms if t.conv is None)
-        note = (f"{len(convs)} branch{'es' if len(convs) != 1 else ''}"
-                + (" + identity" if identities == 1 else f" + {identities} identities" if identities else "")
-                + f" of {candidate.get('module') or 'the model'}; {eps_note}")
+        note = (
+            f"{len(convs)} branch{'es' if len(convs) != 1 else ''}"
+            + (" + identity" if identities == 1 else f" + {identities} identities" if identities else "")
+            + f" of {candidate.get('module') or 'the model'}; {eps_note}"
+        )
         facts = {EPS_GUESSED: guessed is not None, "branches": len(convs), "identity": identities > 0}
         return Reproduction({"weight": weight_sum, "bias": bias_sum}, origins, {"weight": 0, "bias": 0}, note, facts)
 
 
 def ir_short(qualified: str) -> str:
-    """"timm.models.fastvit.MobileOneBlock" -> "MobileOneBlock"."""
+    """ "timm.models.fastvit.MobileOneBlock" -> "MobileOneBlock"."""
     return qualified.rpartition(".")[2]
 
 

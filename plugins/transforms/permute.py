@@ -13,7 +13,7 @@ reproduction (a layout choice, never a value one). A mere reshape is ``identity`
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -46,9 +46,9 @@ class Permute(Transform):
         floats = _float_params(target)
         if target.kind in WEIGHT_KINDS or len(floats) != 1:
             return
-        (_, wanted), = floats
+        ((_, wanted),) = floats
         layer = source.layer(anchor)
-        for module in ([layer] if layer is not None else source.under(anchor, depth=2)):
+        for module in [layer] if layer is not None else source.under(anchor, depth=2):
             for role, param in _float_params(module):
                 if role == "weight" and module.kind in MATRIX_KINDS:
                     continue
@@ -71,8 +71,11 @@ class Permute(Transform):
         ((role, stored),) = _float_params(target)
         actual = np.asarray(stored.array(), dtype=np.float64)
         options = list(arrangements(float64(source), stored.shape))
-        return Reproduction({role: closest(options, actual)}, {role: source},
-                            note=f"{source.tensor_name} {list(source.shape)} stored as {list(stored.shape)}")
+        return Reproduction(
+            {role: closest(options, actual)},
+            {role: source},
+            note=f"{source.tensor_name} {list(source.shape)} stored as {list(stored.shape)}",
+        )
 
 
 @hookimpl

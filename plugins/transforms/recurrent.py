@@ -20,7 +20,7 @@ is zeros (inputs 5 and 6).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ _INITIAL_STATES = ("input_5", "input_6")
 
 
 def family(layer: Layer) -> str | None:
-    """"LSTM", "GRU" or "RNN" from a layer's op type ("LSTM", "LSTM?" of a state_dict)."""
+    """ "LSTM", "GRU" or "RNN" from a layer's op type ("LSTM", "LSTM?" of a state_dict)."""
     name = layer.op_type.rstrip("?").rpartition(".")[2].upper()
     return name if name in GATE_ORDER else None
 
@@ -98,15 +98,19 @@ class Recurrent(Transform):
         params = {
             "weight_ih": np.stack([reordered(f"weight_ih_l{k}{s}") for s in suffixes]),
             "weight_hh": np.stack([reordered(f"weight_hh_l{k}{s}") for s in suffixes]),
-            "bias": np.stack([np.concatenate([bias(f"bias_ih_l{k}{s}", rows), bias(f"bias_hh_l{k}{s}", rows)])
-                              for s in suffixes]),
+            "bias": np.stack(
+                [np.concatenate([bias(f"bias_ih_l{k}{s}", rows), bias(f"bias_hh_l{k}{s}", rows)]) for s in suffixes]
+            ),
         }
         if target is not None:
             for role in _INITIAL_STATES:
                 if role in target.params:
                     params[role] = np.zeros(target.params[role].shape)
-        origins = {"weight_ih": module.params[f"weight_ih_l{k}"], "weight_hh": module.params[f"weight_hh_l{k}"],
-                   "bias": module.params.get(f"bias_ih_l{k}")}
+        origins = {
+            "weight_ih": module.params[f"weight_ih_l{k}"],
+            "weight_hh": module.params[f"weight_hh_l{k}"],
+            "bias": module.params.get(f"bias_ih_l{k}"),
+        }
         note = f"{family(module)} layer {k}, {len(suffixes)} direction(s), gates in ONNX order"
         return Reproduction(params, origins, {"weight_ih": 1, "weight_hh": 1, "bias": 1}, note, {"layer": k})
 

@@ -16,7 +16,7 @@ transpose). One PyTorch parameter thus explains up to three ONNX layers. ONNX Ru
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -92,7 +92,9 @@ class SplitQKV(Transform):
         except KeyError as exc:
             return str(exc.args[0])
         if weight.size != target_weight.numel:
-            return f"the {candidate.get('part')} projection has {weight.size} elements, the target {target_weight.numel}"
+            return (
+                f"the {candidate.get('part')} projection has {weight.size} elements, the target {target_weight.numel}"
+            )
         return None
 
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:

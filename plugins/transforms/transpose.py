@@ -15,12 +15,13 @@ variant "alpha fused from a scalar multiply". Which layout a target uses is its
 onnxslim rewrites Reshape + MatMul + Add as Reshape + Gemm with a new ``<name>_weight``
 initializer holding ``W`` again (transB=1); the dtype may change on the way (an fp16
 checkpoint exported as fp32), which this transform also accepts. A Gemm(transB=1) with
-alpha = beta = 1 stores ``W`` as it is: that is ``identity`` (or ``cast``), not this. See :mod:`plugins.transforms._layouts` for the layout rules.
+alpha = beta = 1 stores ``W`` as it is: that is ``identity`` (or ``cast``), not this. See
+:mod:`plugins.transforms._layouts` for the layout rules.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from inspector import ir
 from inspector.hookspecs import hookimpl
@@ -75,15 +76,20 @@ class Transpose(Transform):
         (linear,) = candidate.sources
         bias = linear.params.get("bias")
         alpha_in_weight = bool(candidate.get("alpha_in_weight", True))
-        weight, expected_bias, axis = linear_to_target(float64(linear.params["weight"]), float64(bias) if bias is not None else None,
-                                                       target, alpha_in_weight)
+        weight, expected_bias, axis = linear_to_target(
+            float64(linear.params["weight"]), float64(bias) if bias is not None else None, target, alpha_in_weight
+        )
         params = {"weight": weight}
         if expected_bias is not None:
             params["bias"] = expected_bias
         layout = "W^T" if linear_is_transposed(target) else "W"
         alpha = float(target.attrs.get("alpha", 1.0)) if target is not None and alpha_in_weight else 1.0
-        note = f"{target.op_type if target is not None else 'Linear'} stores {layout}" + (f" / alpha {alpha:g}" if alpha != 1.0 else "")
-        return Reproduction(params, {"weight": linear.params["weight"], "bias": bias}, {"weight": axis, "bias": 0}, note)
+        note = f"{target.op_type if target is not None else 'Linear'} stores {layout}" + (
+            f" / alpha {alpha:g}" if alpha != 1.0 else ""
+        )
+        return Reproduction(
+            params, {"weight": linear.params["weight"], "bias": bias}, {"weight": axis, "bias": 0}, note
+        )
 
 
 @hookimpl

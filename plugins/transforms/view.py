@@ -15,7 +15,7 @@ position, never a value, choice). Everything is re-computed in float64.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,8 +35,11 @@ def broadcasts(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
     """Whether ``source`` broadcasts to ``target`` axis by axis (same number of axes, a
     size-1 axis where the target is larger: a class token (1, 1, D) to (B, 1, D)). A
     vector against a table's last axis is not enough: every norm weight would fit."""
-    return len(source) == len(target) and tuple(source) != tuple(target) and \
-        all(s in (1, t) for s, t in zip(source, target))
+    return (
+        len(source) == len(target)
+        and tuple(source) != tuple(target)
+        and all(s in (1, t) for s, t in zip(source, target))
+    )
 
 
 def slices(source: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -70,16 +73,18 @@ class View(Transform):
             return
         ((_, wanted),) = floats
         layer = source.layer(anchor)
-        for module in ([layer] if layer is not None else source.under(anchor, depth=2)):
+        for module in [layer] if layer is not None else source.under(anchor, depth=2):
             for role, param in _floats(module):
                 if role == "weight" and module.kind in MATRIX_KINDS:
                     continue
                 if broadcasts(param.shape, wanted.shape):
-                    yield self.candidate(module, variant=f"{role} broadcast", role=role, how="broadcast",
-                                         uses=((module.name, role),))
+                    yield self.candidate(
+                        module, variant=f"{role} broadcast", role=role, how="broadcast", uses=((module.name, role),)
+                    )
                 elif slices(param.shape, wanted.shape):
-                    yield self.candidate(module, variant=f"{role} sliced", role=role, how="slice",
-                                         uses=((module.name, role),))
+                    yield self.candidate(
+                        module, variant=f"{role} sliced", role=role, how="slice", uses=((module.name, role),)
+                    )
 
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         (module,) = candidate.sources
@@ -93,7 +98,10 @@ class View(Transform):
             note = f"{param.tensor_name} {list(param.shape)} broadcast to {list(stored.shape)}"
         else:
             actual = np.asarray(stored.array(), dtype=np.float64)
-            options = [np.take(values, range(start, stop), axis=axis) for axis, start, stop in slices(values.shape, stored.shape)]
+            options = [
+                np.take(values, range(start, stop), axis=axis)
+                for axis, start, stop in slices(values.shape, stored.shape)
+            ]
             expected = closest(options, actual)
             note = f"{param.tensor_name} {list(param.shape)} sliced to {list(stored.shape)}"
         return Reproduction({role: np.array(expected)}, {role: param}, note=note)

@@ -8,7 +8,7 @@ import pytest
 
 from inspector.ir import BATCHNORM, CONV
 from inspector.records import Finding
-from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff
+from inspector.results import MISMATCH, OK, DiffResult, LayerDiff, ParamDiff
 from inspector.transforms import EPS_GUESSED
 from plugins.checks import findings
 from tests.support.layers import bn_stats, diff, layer, param, plugins, randn, rng, source, target
@@ -19,33 +19,71 @@ def _result(*layers: LayerDiff, source_model=None, target_model=None, **fields) 
 
 
 def _mismatch(name="n", channels=(3,), abs_err=0.5, rel_err=0.25):
-    return LayerDiff(target=name, op="Conv", kind="conv", sources=["c"], transform="identity", status=MISMATCH,
-                     params=[ParamDiff("weight", "n.weight", max_abs_err=abs_err, max_rel_err=rel_err, status=MISMATCH,
-                                       bad_channels=list(channels), bad_channel_count=len(channels)),
-                             ParamDiff("bias", "n.bias", max_abs_err=0.0, max_rel_err=0.0, status=OK)])
+    return LayerDiff(
+        target=name,
+        op="Conv",
+        kind="conv",
+        sources=["c"],
+        transform="identity",
+        status=MISMATCH,
+        params=[
+            ParamDiff(
+                "weight",
+                "n.weight",
+                max_abs_err=abs_err,
+                max_rel_err=rel_err,
+                status=MISMATCH,
+                bad_channels=list(channels),
+                bad_channel_count=len(channels),
+            ),
+            ParamDiff("bias", "n.bias", max_abs_err=0.0, max_rel_err=0.0, status=OK),
+        ],
+    )
 
 
 def test_the_built_in_checks_in_order():
     assert [check.name for check in plugins().checks()] == [
-        "mismatch", "unmatched_target", "nan_inf", "unfolded_batchnorm", "guessed_eps", "unmatched_source",
-        "export_constant", "unexplained"]
+        "mismatch",
+        "unmatched_target",
+        "nan_inf",
+        "unfolded_batchnorm",
+        "guessed_eps",
+        "unmatched_source",
+        "export_constant",
+        "unexplained",
+    ]
 
 
 def test_mismatch_says_which_parameter_by_how_much_and_where():
     found = list(findings.mismatches(_result(_mismatch(), LayerDiff("ok", "Conv", "conv", status=OK))))
-    assert found == [Finding("error", "mismatch",
-                             "n (Conv, from c via identity): weight differs by up to 0.5 (25.00% of its scale) in output channel 3",
-                             "n")]
+    assert found == [
+        Finding(
+            "error",
+            "mismatch",
+            "n (Conv, from c via identity): weight differs by up to 0.5 (25.00% of its scale) in output channel 3",
+            "n",
+        )
+    ]
 
 
 def test_unmatched_target_gives_the_first_reason():
-    with_reasons = LayerDiff("t", "Gemm", "linear", reasons=["closest: identity(fc) differs in 80% of the elements", "x"])
+    with_reasons = LayerDiff(
+        "t", "Gemm", "linear", reasons=["closest: identity(fc) differs in 80% of the elements", "x"]
+    )
     without = LayerDiff("u", "Conv", "conv")
     assert list(findings.unmatched_targets(_result(with_reasons, without, _mismatch()))) == [
-        Finding("error", "unmatched_target",
-                "Gemm t is not traced to the PyTorch model: closest: identity(fc) differs in 80% of the elements", "t"),
-        Finding("error", "unmatched_target",
-                "Conv u is not traced to the PyTorch model: no PyTorch layer of this kind and shape", "u"),
+        Finding(
+            "error",
+            "unmatched_target",
+            "Gemm t is not traced to the PyTorch model: closest: identity(fc) differs in 80% of the elements",
+            "t",
+        ),
+        Finding(
+            "error",
+            "unmatched_target",
+            "Conv u is not traced to the PyTorch model: no PyTorch layer of this kind and shape",
+            "u",
+        ),
     ]
 
 
@@ -65,36 +103,70 @@ def test_unfolded_batchnorm():
     BatchNorm after an activation is not mentioned."""
     graph = target(
         layer("/c/Conv", CONV, "Conv", outputs=("c",), weight=np.ones((2, 2, 1, 1), np.float32)),
-        layer("/bn/BatchNormalization", BATCHNORM, "BatchNormalization", inputs=("c",), outputs=("b",),
-              weight=np.ones(2, np.float32)),
+        layer(
+            "/bn/BatchNormalization",
+            BATCHNORM,
+            "BatchNormalization",
+            inputs=("c",),
+            outputs=("b",),
+            weight=np.ones(2, np.float32),
+        ),
         layer("/relu/Relu", "activation", "Relu", inputs=("b",), outputs=("r",)),
-        layer("BatchNormalization_3", BATCHNORM, "BatchNormalization", {"training_mode": 1}, inputs=("r",),
-              weight=np.ones(2, np.float32)),
+        layer(
+            "BatchNormalization_3",
+            BATCHNORM,
+            "BatchNormalization",
+            {"training_mode": 1},
+            inputs=("r",),
+            weight=np.ones(2, np.float32),
+        ),
     )
     kept = LayerDiff("/bn/BatchNormalization", "BatchNormalization", "batchnorm", sources=["bn"], status=OK)
     after_relu = LayerDiff("BatchNormalization_3", "BatchNormalization", "batchnorm")
     found = list(findings.unfolded_batchnorm(_result(kept, after_relu, target_model=graph)))
     assert [(f.severity, f.code, f.message) for f in found] == [
-        ("warning", "unfolded_batchnorm", "1 BatchNorm (bn) right after the layer it normalises was not folded into "
-                                          "it and runs as a separate node (exported in training mode, or without "
-                                          "constant folding?)"),
-        ("warning", "training_mode_batchnorm", "1 BatchNormalization (BatchNormalization_3) is marked training_mode=1: "
-                                               "ONNX Runtime normalises with the batch's statistics, not the model's"),
+        (
+            "warning",
+            "unfolded_batchnorm",
+            "1 BatchNorm (bn) right after the layer it normalises was not folded into "
+            "it and runs as a separate node (exported in training mode, or without "
+            "constant folding?)",
+        ),
+        (
+            "warning",
+            "training_mode_batchnorm",
+            "1 BatchNormalization (BatchNormalization_3) is marked training_mode=1: "
+            "ONNX Runtime normalises with the batch's statistics, not the model's",
+        ),
     ]
 
 
 def _folded(name, variant, guessed=True):
-    return LayerDiff(name, "Conv", "conv", status=OK, transform="fold_batchnorm", variant=variant,
-                     facts={"eps": 1e-3, EPS_GUESSED: guessed})
+    return LayerDiff(
+        name,
+        "Conv",
+        "conv",
+        status=OK,
+        transform="fold_batchnorm",
+        variant=variant,
+        facts={"eps": 1e-3, EPS_GUESSED: guessed},
+    )
 
 
 def test_guessed_eps_counts_layers_and_names_the_values():
-    result = _result(_folded("a", "eps=0.001"), _folded("b", "eps=0.001"), _folded("c", "eps=1e-05"),
-                     _folded("d", "", guessed=False))
-    assert list(findings.guessed_eps(result)) == [Finding(
-        "info", "guessed_eps", "The file does not record BatchNorm eps; 3 folded layers fit with eps=0.001; eps=1e-05")]
+    result = _result(
+        _folded("a", "eps=0.001"), _folded("b", "eps=0.001"), _folded("c", "eps=1e-05"), _folded("d", "", guessed=False)
+    )
+    assert list(findings.guessed_eps(result)) == [
+        Finding(
+            "info",
+            "guessed_eps",
+            "The file does not record BatchNorm eps; 3 folded layers fit with eps=0.001; eps=1e-05",
+        )
+    ]
     assert [f.message for f in findings.guessed_eps(_result(_folded("a", "eps=0.001")))] == [
-        "The file does not record BatchNorm eps; 1 folded layer fit with eps=0.001"]
+        "The file does not record BatchNorm eps; 1 folded layer fit with eps=0.001"
+    ]
     assert list(findings.guessed_eps(_result(_folded("d", "", guessed=False)))) == []
 
 
@@ -123,26 +195,38 @@ def test_unmatched_source_splits_training_only_layers_off():
     other = [f"blocks.{i}.conv" for i in range(10)]
     result = _result(unmatched_source=[*other, "aux_head.fc", "model.ema"])
     assert list(findings.unmatched_source(result)) == [
-        Finding("warning", "unmatched_source",
-                "10 PyTorch layers have no ONNX counterpart: " + ", ".join(other[:8]) + " (+2 more)"),
-        Finding("info", "unused_at_inference",
-                "2 PyTorch layers are training-only by their names and not exported, as expected: aux_head.fc, model.ema"),
+        Finding(
+            "warning",
+            "unmatched_source",
+            "10 PyTorch layers have no ONNX counterpart: " + ", ".join(other[:8]) + " (+2 more)",
+        ),
+        Finding(
+            "info",
+            "unused_at_inference",
+            "2 PyTorch layers are training-only by their names and not exported, as expected: aux_head.fc, model.ema",
+        ),
     ]
     assert list(findings.unmatched_source(_result())) == []
 
 
 def test_one_unmatched_source_layer_is_singular():
     messages = [f.message for f in findings.unmatched_source(_result(unmatched_source=["head.fc", "aux.fc"]))]
-    assert messages == ["1 PyTorch layer has no ONNX counterpart: head.fc",
-                        "1 PyTorch layer is training-only by its name and not exported, as expected: aux.fc"]
+    assert messages == [
+        "1 PyTorch layer has no ONNX counterpart: head.fc",
+        "1 PyTorch layer is training-only by its name and not exported, as expected: aux.fc",
+    ]
 
 
 def test_export_constants_are_listed_and_bookkeeping_is_counted():
     from inspector.results import ConstantTensor
 
     computed = [ConstantTensor(f"t{i}", "Mul", f"Mul_{i}", 4, "computed at export: ...") for i in range(9)]
-    scalars = [ConstantTensor("s", "Div", "Div_0", 1, "a scalar"),
-               ConstantTensor("r", "Resize", "Resize_0", 4, "input 2 of Resize (a shape, axes or scale input, not a parameter)")]
+    scalars = [
+        ConstantTensor("s", "Div", "Div_0", 1, "a scalar"),
+        ConstantTensor(
+            "r", "Resize", "Resize_0", 4, "input 2 of Resize (a shape, axes or scale input, not a parameter)"
+        ),
+    ]
     found = list(findings.export_constants(_result(constants=computed + scalars)))
     assert [(f.severity, f.code) for f in found] == [("info", "export_constant"), ("info", "bookkeeping_constant")]
     assert found[0].message.startswith("9 ONNX tensors are not PyTorch parameters: t0 (Mul, 4 values), ")
@@ -173,8 +257,14 @@ def test_findings_of_a_numpy_diff_come_in_check_order():
     )
     s = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-3)
     tgt = target(
-        layer("conv", CONV, "Conv", hints=("c",), weight=(w * s[:, None, None, None]).astype(np.float32),
-              bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32)),
+        layer(
+            "conv",
+            CONV,
+            "Conv",
+            hints=("c",),
+            weight=(w * s[:, None, None, None]).astype(np.float32),
+            bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32),
+        ),
         layer("gemm", "linear", "Gemm", {"transB": 1}, hints=("fc.weight",), weight=broken),
         layer("mul", "mul", "Mul", scale=np.linspace(0, 1, 5, dtype=np.float32)),
         layer("proj", "linear", "Gemm", {"weight_layout": "out_in"}, weight=randn(r, 7, 3)),

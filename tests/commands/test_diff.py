@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import collections
 import copy
-import difflib
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from samples import lookalikes
+from samples.make_samples import export_ultralytics_style, save_as_ultralytics, ultralytics_checkpoint
 from tests.support import check_golden, run_cli
 from tests.support.exports import (
     EXPORTERS,
@@ -38,8 +38,6 @@ from tests.support.exports import (
     parse_json,
     validate_diff_document,
 )
-from samples import lookalikes
-from samples.make_samples import export_ultralytics_style, save_as_ultralytics, ultralytics_checkpoint
 
 FOLD = "fold_batchnorm"
 MERGE = "merge_branches"
@@ -80,8 +78,10 @@ def _resnet_expected() -> collections.Counter:
     for stage in range(1, 5):
         for block in range(2):
             prefix = f"layer{stage}.{block}"
-            expected += [("Conv", FOLD, (f"{prefix}.conv1", f"{prefix}.bn1")),
-                         ("Conv", FOLD, (f"{prefix}.conv2", f"{prefix}.bn2"))]
+            expected += [
+                ("Conv", FOLD, (f"{prefix}.conv1", f"{prefix}.bn1")),
+                ("Conv", FOLD, (f"{prefix}.conv2", f"{prefix}.bn2")),
+            ]
             if stage > 1 and block == 0:
                 expected.append(("Conv", FOLD, (f"{prefix}.downsample.0", f"{prefix}.downsample.1")))
     expected.append(("Gemm", "identity", ("fc",)))
@@ -91,7 +91,7 @@ def _resnet_expected() -> collections.Counter:
 @pytest.mark.parametrize("exporter", EXPORTERS)
 def test_resnet18_faithful(resnet, exporter, cli):
     result = diff(resnet["pt"], resnet[exporter])
-    assert collections.Counter((l.op, l.transform, tuple(l.sources)) for l in result.layers) == _resnet_expected()
+    assert collections.Counter((e.op, e.transform, tuple(e.sources)) for e in result.layers) == _resnet_expected()
     assert len(result.layers) == 21
     assert_faithful(result, untraced=[])
     assert result.findings == []
@@ -102,8 +102,12 @@ def test_resnet18_faithful(resnet, exporter, cli):
     validate_diff_document(document, target_order(resnet[exporter]))
     assert document["summary"]["verdict"] == "faithful"
     assert document["summary"]["by_transform"] == {FOLD: 20, "identity": 1}
-    assert (document["summary"]["matched"], document["summary"]["mismatched"],
-            document["summary"]["unmatched_target"], document["summary"]["unmatched_source"]) == (21, 0, 0, 0)
+    assert (
+        document["summary"]["matched"],
+        document["summary"]["mismatched"],
+        document["summary"]["unmatched_target"],
+        document["summary"]["unmatched_source"],
+    ) == (21, 0, 0, 0)
     assert document["target"]["layers"] == 21 and document["source"]["format"] == "pytorch-module"
 
 
@@ -122,7 +126,10 @@ def test_resnet18_exporters_name_things_differently(resnet):
     # Folds are found by scope (the legacy node name; dynamo's name_scopes, which name
     # the BatchNorm); the fc also by its initializer's name, "fc.weight".
     for result in (legacy, dynamo):
-        assert {(layer.transform, layer.matched_by) for layer in result.layers} == {(FOLD, "scope"), ("identity", "name")}
+        assert {(layer.transform, layer.matched_by) for layer in result.layers} == {
+            (FOLD, "scope"),
+            ("identity", "name"),
+        }
 
 
 # =============================================================================== RT-DETR, the Ultralytics way
@@ -152,16 +159,29 @@ def rtdetr(tmp_path_factory):
     exported = copy.deepcopy(model).half().float()  # what Ultralytics exports from an fp16 checkpoint
     export_ultralytics_style(exported, folder / "rtdetr.onnx", slim=False)
     export_ultralytics_style(exported, folder / "rtdetr_slim.onnx", slim=True)
-    return {"model": model, "pt": folder / "rtdetr.pt", "legacy": folder / "rtdetr.onnx",
-            "slim": folder / "rtdetr_slim.onnx", "folder": folder}
+    return {
+        "model": model,
+        "pt": folder / "rtdetr.pt",
+        "legacy": folder / "rtdetr.onnx",
+        "slim": folder / "rtdetr_slim.onnx",
+        "folder": folder,
+    }
 
 
 RTDETR_CONVS = [
     ("Conv", FOLD, ["model.0.conv", "model.0.bn"]),
     ("Conv", FOLD, ["model.1.conv", "model.1.bn"]),
     ("Conv", FOLD, ["model.2.cv1.conv", "model.2.cv1.bn"]),
-    ("Conv", MERGE, ["model.2.m.0.conv1.conv", "model.2.m.0.conv1.bn", "model.2.m.0.conv2.conv", "model.2.m.0.conv2.bn"]),
-    ("Conv", MERGE, ["model.2.m.1.conv1.conv", "model.2.m.1.conv1.bn", "model.2.m.1.conv2.conv", "model.2.m.1.conv2.bn"]),
+    (
+        "Conv",
+        MERGE,
+        ["model.2.m.0.conv1.conv", "model.2.m.0.conv1.bn", "model.2.m.0.conv2.conv", "model.2.m.0.conv2.bn"],
+    ),
+    (
+        "Conv",
+        MERGE,
+        ["model.2.m.1.conv1.conv", "model.2.m.1.conv1.bn", "model.2.m.1.conv2.conv", "model.2.m.1.conv2.bn"],
+    ),
     ("Conv", FOLD, ["model.2.cv2.conv", "model.2.cv2.bn"]),
     ("Conv", FOLD, ["model.3.conv", "model.3.bn"]),
     ("Conv", MERGE, ["model.4.conv1.conv", "model.4.conv1.bn", "model.4.conv2.conv", "model.4.conv2.bn", "model.4.bn"]),
@@ -173,7 +193,8 @@ RTDETR_HEAD = [
 ]
 RTDETR_OUTLINE = {
     # The legacy exporter: q/k/v and the MLP as MatMul (+ Add) with transposed weights.
-    "legacy": RTDETR_CONVS + [
+    "legacy": RTDETR_CONVS
+    + [
         ("MatMul", "split_qkv", ["model.5.ma"]),
         ("MatMul", "split_qkv", ["model.5.ma"]),
         ("MatMul", "split_qkv", ["model.5.ma"]),
@@ -182,10 +203,12 @@ RTDETR_OUTLINE = {
         ("MatMul", "transpose", ["model.5.fc1"]),
         ("MatMul", "transpose", ["model.5.fc2"]),
         ("LayerNormalization", "cast", ["model.5.norm2"]),
-    ] + RTDETR_HEAD,
+    ]
+    + RTDETR_HEAD,
     # onnxslim: MatMul + Add become Gemm(transB=1) with a new "<node output>_weight"
     # initializer holding W itself, and the nodes are renamed after their outputs.
-    "slim": RTDETR_CONVS + [
+    "slim": RTDETR_CONVS
+    + [
         ("Gemm", "split_qkv", ["model.5.ma"]),
         ("Gemm", "split_qkv", ["model.5.ma"]),
         ("Gemm", "split_qkv", ["model.5.ma"]),
@@ -194,7 +217,8 @@ RTDETR_OUTLINE = {
         ("Gemm", "cast", ["model.5.fc1"]),
         ("Gemm", "cast", ["model.5.fc2"]),
         ("LayerNormalization", "cast", ["model.5.norm2"]),
-    ] + RTDETR_HEAD,
+    ]
+    + RTDETR_HEAD,
 }
 
 
@@ -230,8 +254,10 @@ def test_rtdetr_ultralytics_way_faithful(rtdetr, variant, cli):
     validate_diff_document(document, target_order(rtdetr[variant]))
     assert document["summary"]["verdict"] == "faithful"
     assert document["summary"]["by_transform"] == (
-        {"cast": 5, FOLD: 6, MERGE: 3, "split_qkv": 3, "transpose": 2} if variant == "legacy"
-        else {"cast": 7, FOLD: 6, MERGE: 3, "split_qkv": 3})
+        {"cast": 5, FOLD: 6, MERGE: 3, "split_qkv": 3, "transpose": 2}
+        if variant == "legacy"
+        else {"cast": 7, FOLD: 6, MERGE: 3, "split_qkv": 3}
+    )
 
 
 # =============================================================================== tampered exports
@@ -264,8 +290,10 @@ def tampered(rtdetr):
     bias = folder / "bias_tampered.onnx"
     _tamper(rtdetr["legacy"], weight, "/model/model.3/conv/Conv", 1, scale_channel)
     _tamper(rtdetr["legacy"], bias, "/model/model.6/conv/Conv", 2, shift_channel)
-    return {"weight": (weight, "/model/model.3/conv/Conv", ["model.3.conv", "model.3.bn"], 5),
-            "bias": (bias, "/model/model.6/conv/Conv", ["model.6.conv", "model.6.bn"], 7)}
+    return {
+        "weight": (weight, "/model/model.3/conv/Conv", ["model.3.conv", "model.3.bn"], 5),
+        "bias": (bias, "/model/model.6/conv/Conv", ["model.6.conv", "model.6.bn"], 7),
+    }
 
 
 @pytest.mark.parametrize("which", ["weight", "bias"])
@@ -336,12 +364,18 @@ def _tiny_source() -> nn.Module:
     root.aux_head = nn.Linear(4, 5)
     values = {
         "conv.weight": np.linspace(-1, 1, 54).reshape(3, 2, 3, 3),
-        "bn.weight": [1.5, 0.5, 1.0], "bn.bias": [0.1, 0.2, -0.3],
-        "bn.running_mean": [0.1, -0.2, 0.3], "bn.running_var": [0.5, 1.0, 2.0],
-        "fc.weight": np.arange(12).reshape(4, 3) / 10 - 0.5, "fc.bias": np.linspace(-0.2, 0.2, 4),
-        "ln.weight": np.linspace(0.5, 1.5, 4), "ln.bias": np.linspace(-0.1, 0.1, 4),
-        "head.weight": np.arange(8).reshape(2, 4) / 8 - 0.4, "head.bias": [0.05, -0.05],
-        "aux_head.weight": np.arange(20).reshape(5, 4) / 20, "aux_head.bias": np.zeros(5),
+        "bn.weight": [1.5, 0.5, 1.0],
+        "bn.bias": [0.1, 0.2, -0.3],
+        "bn.running_mean": [0.1, -0.2, 0.3],
+        "bn.running_var": [0.5, 1.0, 2.0],
+        "fc.weight": np.arange(12).reshape(4, 3) / 10 - 0.5,
+        "fc.bias": np.linspace(-0.2, 0.2, 4),
+        "ln.weight": np.linspace(0.5, 1.5, 4),
+        "ln.bias": np.linspace(-0.1, 0.1, 4),
+        "head.weight": np.arange(8).reshape(2, 4) / 8 - 0.4,
+        "head.bias": [0.05, -0.05],
+        "aux_head.weight": np.arange(20).reshape(5, 4) / 20,
+        "aux_head.bias": np.zeros(5),
     }
     state = {key: torch.tensor(np.asarray(value), dtype=torch.float32) for key, value in values.items()}
     state["bn.num_batches_tracked"] = torch.tensor(0)
@@ -373,29 +407,52 @@ def _tiny_target(source: nn.Module, path: Path) -> None:
         numpy_helper.from_array(f32([2.0, 0.5]), "onnx::Mul_24"),
     ]
     nodes = [
-        helper.make_node("Conv", ["images", "onnx::Conv_21", "onnx::Conv_22"], ["/conv/Conv_output_0"],
-                         name="/conv/Conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv",
+            ["images", "onnx::Conv_21", "onnx::Conv_22"],
+            ["/conv/Conv_output_0"],
+            name="/conv/Conv",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        ),
         helper.make_node("Relu", ["/conv/Conv_output_0"], ["/act/Relu_output_0"], name="/act/Relu"),
-        helper.make_node("GlobalAveragePool", ["/act/Relu_output_0"], ["/pool/GlobalAveragePool_output_0"],
-                         name="/pool/GlobalAveragePool"),
+        helper.make_node(
+            "GlobalAveragePool",
+            ["/act/Relu_output_0"],
+            ["/pool/GlobalAveragePool_output_0"],
+            name="/pool/GlobalAveragePool",
+        ),
         helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["/Flatten_output_0"], name="/Flatten"),
-        helper.make_node("Gemm", ["/Flatten_output_0", "fc.weight", "fc.bias"], ["/fc/Gemm_output_0"],
-                         name="/fc/Gemm", transB=1),
-        helper.make_node("LayerNormalization", ["/fc/Gemm_output_0", "ln.weight", "ln.bias"],
-                         ["/ln/LayerNormalization_output_0"], name="/ln/LayerNormalization", axis=-1, epsilon=1e-5),
-        helper.make_node("MatMul", ["/ln/LayerNormalization_output_0", "onnx::MatMul_23"], ["/head/MatMul_output_0"],
-                         name="/head/MatMul"),
+        helper.make_node(
+            "Gemm", ["/Flatten_output_0", "fc.weight", "fc.bias"], ["/fc/Gemm_output_0"], name="/fc/Gemm", transB=1
+        ),
+        helper.make_node(
+            "LayerNormalization",
+            ["/fc/Gemm_output_0", "ln.weight", "ln.bias"],
+            ["/ln/LayerNormalization_output_0"],
+            name="/ln/LayerNormalization",
+            axis=-1,
+            epsilon=1e-5,
+        ),
+        helper.make_node(
+            "MatMul",
+            ["/ln/LayerNormalization_output_0", "onnx::MatMul_23"],
+            ["/head/MatMul_output_0"],
+            name="/head/MatMul",
+        ),
         helper.make_node("Add", ["head.bias", "/head/MatMul_output_0"], ["/head/Add_output_0"], name="/head/Add"),
         helper.make_node("Mul", ["/head/Add_output_0", "onnx::Mul_24"], ["output0"], name="/Mul"),
     ]
     graph = helper.make_graph(
-        nodes, "main_graph",
+        nodes,
+        "main_graph",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 2, 5, 5])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 2])],
         initializers,
     )
-    model = helper.make_model(graph, producer_name="pytorch", producer_version="2.13.0",
-                              opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        graph, producer_name="pytorch", producer_version="2.13.0", opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -430,12 +487,15 @@ def test_json_golden(tiny, cli, monkeypatch):
 def test_json_tiny_facts(tiny):
     """What the golden file must say, independently of its text."""
     result = diff(tiny / "tiny.pt", tiny / "tiny.onnx")
-    assert_outline(result, [
-        ("Conv", FOLD, ["conv", "bn"]),
-        ("Gemm", "identity", ["fc"]),
-        ("LayerNormalization", "identity", ["ln"]),
-        ("MatMul", "transpose", ["head"]),
-    ])
+    assert_outline(
+        result,
+        [
+            ("Conv", FOLD, ["conv", "bn"]),
+            ("Gemm", "identity", ["fc"]),
+            ("LayerNormalization", "identity", ["ln"]),
+            ("MatMul", "transpose", ["head"]),
+        ],
+    )
     assert [layer.status for layer in result.layers] == ["ok", "ok", "ok", "mismatch"]
     head = result.layers[-1]
     assert param(head, "weight").bad_channels == [1] and param(head, "bias").status == "ok"
@@ -443,7 +503,10 @@ def test_json_tiny_facts(tiny):
     assert result.unmatched_source == ["aux_head"]
     assert [c.layer for c in result.constants if c.reason.startswith("computed at export")] == ["/Mul"]
     assert [(f.severity, f.code) for f in result.findings] == [
-        ("error", "mismatch"), ("info", "unused_at_inference"), ("info", "export_constant")]
+        ("error", "mismatch"),
+        ("info", "unused_at_inference"),
+        ("info", "export_constant"),
+    ]
 
 
 # =============================================================================== the command line
@@ -577,7 +640,9 @@ def test_a_transform_that_raises_is_reported_and_skipped(monkeypatch):
             raise RuntimeError("plugin bug")
 
     plugins = get_plugin_manager(autoload=False)
-    plugins.pm.register(type("BrokenPlugin", (), {"graphinspect_transforms": _hookimpl(lambda: [Broken()])})(), "broken")
+    plugins.pm.register(
+        type("BrokenPlugin", (), {"graphinspect_transforms": _hookimpl(lambda: [Broken()])})(), "broken"
+    )
     source = plugins.load_model(SAMPLES / "rtdetr_stem.pt")
     target = plugins.load_model(SAMPLES / "rtdetr_stem.onnx")
     result = diff_models(plugins, source, target)

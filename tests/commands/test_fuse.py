@@ -63,8 +63,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
     weight[3] *= 1.5
     initializer.CopyFrom(numpy_helper.from_array(weight, initializer.name))
     onnx.save(proto, str(folder / "stem_tampered.onnx"))
-    return {"stem": folder / "stem.pt", "state_dict": folder / "stem_state_dict.pt", "rep": folder / "rep.pt",
-            "biased": folder / "biased.pt", "onnx": onnx_path, "tampered": folder / "stem_tampered.onnx"}
+    return {
+        "stem": folder / "stem.pt",
+        "state_dict": folder / "stem_state_dict.pt",
+        "rep": folder / "rep.pt",
+        "biased": folder / "biased.pt",
+        "onnx": onnx_path,
+        "tampered": folder / "stem_tampered.onnx",
+    }
 
 
 def _json(cli, *args: str) -> tuple[int, dict]:
@@ -101,7 +107,9 @@ def test_json_document(cli, files):
     assert weight["name"] == "weight" and weight["source_tensor"] == "model.0.conv.weight"
     assert weight["before_range"] == pytest.approx([conv.weight.min().item(), conv.weight.max().item()])
     assert weight["after_range"] == pytest.approx([fused.weight.min().item(), fused.weight.max().item()], rel=1e-6)
-    assert weight["abs_max_ratio"] == pytest.approx(fused.weight.abs().max().item() / conv.weight.abs().max().item(), rel=1e-6)
+    assert weight["abs_max_ratio"] == pytest.approx(
+        fused.weight.abs().max().item() / conv.weight.abs().max().item(), rel=1e-6
+    )
     assert bias["before_range"] is None and bias["source_tensor"] is None and bias["abs_max_ratio"] is None
     assert bias["after_range"] == pytest.approx([fused.bias.min().item(), fused.bias.max().item()], rel=1e-6)
 
@@ -177,8 +185,13 @@ def test_repconv_is_one_merged_group(cli, files, tmp_path):
     merged = [group for group in document["groups"] if group["transform"] == "merge_branches"]
     assert len(merged) == 1
     assert merged[0]["fused_name"] == "model.1.conv"
-    assert set(merged[0]["sources"]) == {"model.1.conv1.conv", "model.1.conv1.bn", "model.1.conv2.conv",
-                                         "model.1.conv2.bn", "model.1.bn"}
+    assert set(merged[0]["sources"]) == {
+        "model.1.conv1.conv",
+        "model.1.conv1.bn",
+        "model.1.conv2.conv",
+        "model.1.conv2.bn",
+        "model.1.bn",
+    }
     assert [group["fused_name"] for group in document["groups"]] == ["model.0.conv", "model.1.conv"]
     state = torch.load(output, weights_only=True)
     expected = lookalikes.ultralytics_fuse(copy.deepcopy(_repconv())).state_dict()
@@ -254,7 +267,10 @@ def test_against_an_export_without_the_group(cli, files):
         (["{stem}", "--weights", "{out}/fused.bin"], "unknown weights suffix '.bin'"),
         (["{stem}", "--weights", "{stem}"], "refusing to overwrite an input"),
         (["{stem}", "--weights", "{out}/no/such/folder/fused.pt"], "does not exist"),
-        (["{stem}", "--weights", "{out}/fused.pt", "-o", "{out}/fused.pt"], "-o is the report; write the fused weights with --weights"),
+        (
+            ["{stem}", "--weights", "{out}/fused.pt", "-o", "{out}/fused.pt"],
+            "-o is the report; write the fused weights with --weights",
+        ),
         (["{stem}", "-o", "{stem}"], "refusing to overwrite an input"),
         (["{stem}", "--against", "{stem}", "--weights", "{out}/fused.pt"], "is not an ONNX model"),
         (["{onnx}", "--weights", "{out}/fused.pt"], "is an ONNX model"),
@@ -263,8 +279,12 @@ def test_against_an_export_without_the_group(cli, files):
 )
 def test_bad_input_is_one_line_and_writes_nothing(cli, files, tmp_path, args, message):
     before = files["stem"].read_bytes()
-    values = {"missing": str(tmp_path / "missing.pt"), "stem": str(files["stem"]), "onnx": str(files["onnx"]),
-              "out": str(tmp_path / "out")}
+    values = {
+        "missing": str(tmp_path / "missing.pt"),
+        "stem": str(files["stem"]),
+        "onnx": str(files["onnx"]),
+        "out": str(tmp_path / "out"),
+    }
     (tmp_path / "out").mkdir()
     code, out, err = cli("fuse", *(arg.format(**values) for arg in args))
     assert code == 2
@@ -276,8 +296,16 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, files, tmp_path, args, me
 
 def test_report_file_and_a_fresh_process(files, tmp_path):
     report = tmp_path / "report.json"
-    result = run_cli("fuse", str(SAMPLES / "rtdetr_stem.pt"), "--weights", str(tmp_path / "fused.pt"), "-o", str(report),
-                     "--against", str(SAMPLES / "rtdetr_stem.onnx"))
+    result = run_cli(
+        "fuse",
+        str(SAMPLES / "rtdetr_stem.pt"),
+        "--weights",
+        str(tmp_path / "fused.pt"),
+        "-o",
+        str(report),
+        "--against",
+        str(SAMPLES / "rtdetr_stem.onnx"),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     document = json.loads(report.read_text())

@@ -29,8 +29,15 @@ TAMPERED_CONV = "/model/model.2/conv/Conv"
 def export_legacy(model, path: Path, example) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
-                          input_names=["images"], output_names=["output0"])
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+            output_names=["output0"],
+        )
 
 
 def tiny_net():
@@ -48,12 +55,14 @@ def stem(tmp_path_factory):
     torch.save(model.state_dict(), folder / "stem_sd.pt")
     torch.save(model, folder / "stem_module.pt")
     torch.jit.trace(model, example).save(str(folder / "stem_ts.pt"))
-    (folder / "factory.py").write_text(textwrap.dedent("""
+    (folder / "factory.py").write_text(
+        textwrap.dedent("""
         from samples.lookalikes import rtdetr_stem
 
         def build():
             return rtdetr_stem(8)
-    """))
+    """)
+    )
 
     proto = onnx.load(str(folder / "stem.onnx"))
     node = next(node for node in proto.graph.node if node.name == TAMPERED_CONV)
@@ -74,8 +83,9 @@ def verify_json(cli, *args: str) -> tuple[int, dict, str]:
 
 
 def test_same_model_verifies_as_same(cli, stem):
-    code, document, err = verify_json(cli, str(stem / "stem_sd.pt"), str(stem / "stem.onnx"),
-                                      "--model", f"{stem / 'factory.py'}:build")
+    code, document, err = verify_json(
+        cli, str(stem / "stem_sd.pt"), str(stem / "stem.onnx"), "--model", f"{stem / 'factory.py'}:build"
+    )
     assert code == 0, err
     assert document["schema"] == "graphinspect/verify@2"
     assert document["verdict"] == "same"
@@ -92,8 +102,9 @@ def test_same_model_verifies_as_same(cli, stem):
 
 
 def test_tampered_channel_is_found_at_its_layer(cli, stem):
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"),
-                                      "--trust-pickle", "--per-layer")
+    code, document, err = verify_json(
+        cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"), "--trust-pickle", "--per-layer"
+    )
     assert code == 1, err
     assert document["verdict"] == "differs"
     assert document["first_divergent"] == TAMPERED_CONV
@@ -128,8 +139,9 @@ def test_per_layer_runs_each_framework_once(cli, stem, monkeypatch):
 
     monkeypatch.setattr(TorchRunner, "forward", counted_forward)
     monkeypatch.setattr(onnxruntime.InferenceSession, "run", counted_run)
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"),
-                                      "--trust-pickle", "--per-layer")
+    code, document, err = verify_json(
+        cli, str(stem / "stem_module.pt"), str(stem / "stem_tampered.onnx"), "--trust-pickle", "--per-layer"
+    )
     assert code == 1, err
     assert calls == {"torch": 1, "onnx": 1}
     assert document["outputs"][0]["status"] == "differs"
@@ -137,8 +149,9 @@ def test_per_layer_runs_each_framework_once(cli, stem, monkeypatch):
 
 
 def test_layers_glob_narrows_and_implies_per_layer(cli, stem):
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"),
-                                      "--trust-pickle", "--layer", "model.5.*")
+    code, document, err = verify_json(
+        cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle", "--layer", "model.5.*"
+    )
     assert code == 0, err
     assert [layer["module"] for layer in document["layers"]] == ["model.5.score", "model.5.box"]
     assert all(layer["status"] == "same" for layer in document["layers"])
@@ -157,8 +170,9 @@ def bus_tensor(divisor: float) -> np.ndarray:
 
 def test_input_divided_by_225_is_flagged(cli, stem, tmp_path):
     np.save(tmp_path / "x.npy", bus_tensor(225))
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"),
-                                      "--trust-pickle", "--input", str(tmp_path / "x.npy"))
+    code, document, err = verify_json(
+        cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle", "--input", str(tmp_path / "x.npy")
+    )
     assert code == 0, err
     assert document["inputs"][0]["origin"] == "file"
     assert abs(document["inputs"][0]["max"] - 255 / 225) < 1e-3
@@ -168,8 +182,9 @@ def test_input_divided_by_225_is_flagged(cli, stem, tmp_path):
 
 def test_unscaled_input_is_flagged(cli, stem, tmp_path):
     np.savez(tmp_path / "x.npz", images=bus_tensor(1))
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"),
-                                      "--trust-pickle", "--input", str(tmp_path / "x.npz"))
+    code, document, err = verify_json(
+        cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle", "--input", str(tmp_path / "x.npz")
+    )
     assert code == 0, err
     codes = {lint["code"]: lint for lint in document["lint"]}
     assert codes["not_scaled"]["severity"] == "warning" and "255" in codes["not_scaled"]["message"]
@@ -180,13 +195,22 @@ def test_unscaled_input_is_flagged(cli, stem, tmp_path):
     ("array", "message"),
     [
         (np.zeros((1, 3, SIZE, SIZE), dtype=np.float64), "dtype float64, the ONNX model wants float32"),
-        (np.zeros((1, 3, SIZE, SIZE // 2), dtype=np.float32), f"shape 1x3x{SIZE}x{SIZE // 2}, the ONNX model wants 1x3x{SIZE}x{SIZE}"),
+        (
+            np.zeros((1, 3, SIZE, SIZE // 2), dtype=np.float32),
+            f"shape 1x3x{SIZE}x{SIZE // 2}, the ONNX model wants 1x3x{SIZE}x{SIZE}",
+        ),
     ],
 )
 def test_input_of_wrong_dtype_or_shape_is_trouble(cli, stem, tmp_path, array, message):
     np.save(tmp_path / "bad.npy", array)
-    code, out, err = cli("verify", str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle",
-                         "--input", str(tmp_path / "bad.npy"))
+    code, out, err = cli(
+        "verify",
+        str(stem / "stem_module.pt"),
+        str(stem / "stem.onnx"),
+        "--trust-pickle",
+        "--input",
+        str(tmp_path / "bad.npy"),
+    )
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1
     assert "bad.npy" in err and message in err
@@ -209,7 +233,9 @@ def test_input_normalised_twice_is_flagged(cli, tmp_path):
     export_legacy(model, tmp_path / "n.onnx", example)
     torch.jit.trace(model, example).save(str(tmp_path / "n.pt"))
     np.save(tmp_path / "x.npy", ((example - model.mean) / model.std).numpy())
-    code, document, err = verify_json(cli, str(tmp_path / "n.pt"), str(tmp_path / "n.onnx"), "--input", str(tmp_path / "x.npy"))
+    code, document, err = verify_json(
+        cli, str(tmp_path / "n.pt"), str(tmp_path / "n.onnx"), "--input", str(tmp_path / "x.npy")
+    )
     assert code == 0, err
     (lint,) = [lint for lint in document["lint"] if lint["code"] == "normalised_twice"]
     assert "normalises its input itself" in lint["message"] and "0.485" in lint["message"]
@@ -249,8 +275,16 @@ def test_image_goes_through_the_canonical_pipeline(cli, stem, tmp_path):
     gradient[..., 0] = np.linspace(0, 255, 48, dtype=np.uint8)[None, :]
     gradient[..., 2] = 200
     Image.fromarray(gradient).save(tmp_path / "g.png")
-    code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle",
-                                      "--image", str(tmp_path / "g.png"), "--resize", "letterbox")
+    code, document, err = verify_json(
+        cli,
+        str(stem / "stem_module.pt"),
+        str(stem / "stem.onnx"),
+        "--trust-pickle",
+        "--image",
+        str(tmp_path / "g.png"),
+        "--resize",
+        "letterbox",
+    )
     assert code == 0, err
     (entry,) = document["inputs"]
     assert entry["origin"] == "image" and entry["shape"] == [1, 3, SIZE, SIZE] and entry["dtype"] == "float32"
@@ -276,7 +310,11 @@ def test_pickled_module_is_refused_without_trust(stem):
 def test_trust_pickle_runs_the_pickled_module(cli, stem):
     code, document, err = verify_json(cli, str(stem / "stem_module.pt"), str(stem / "stem.onnx"), "--trust-pickle")
     assert code == 0, err
-    assert document["source"] == {"path": str(stem / "stem_module.pt"), "format": "pytorch-module", "runner": "trusted pickle"}
+    assert document["source"] == {
+        "path": str(stem / "stem_module.pt"),
+        "format": "pytorch-module",
+        "runner": "trusted pickle",
+    }
 
 
 def test_trust_pickle_help_says_it_runs_code(cli):
@@ -294,22 +332,34 @@ def test_state_dict_with_a_package_factory(cli, stem, tmp_path, monkeypatch):
     package = tmp_path / "my_models"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "arch.py").write_text("from samples.lookalikes import rtdetr_stem\n\ndef small():\n    return rtdetr_stem(8)\n")
+    (package / "arch.py").write_text(
+        "from samples.lookalikes import rtdetr_stem\n\ndef small():\n    return rtdetr_stem(8)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, document, err = verify_json(cli, str(stem / "stem_sd.pt"), str(stem / "stem.onnx"), "--model", "my_models.arch:small")
+    code, document, err = verify_json(
+        cli, str(stem / "stem_sd.pt"), str(stem / "stem.onnx"), "--model", "my_models.arch:small"
+    )
     assert code == 0, err
     assert document["source"]["runner"] == "factory my_models.arch:small"
 
 
 def test_factory_of_the_wrong_architecture_is_trouble(cli, stem):
-    code, out, err = cli("verify", str(stem / "stem_sd.pt"), str(stem / "stem.onnx"), "--model", "samples.lookalikes:resnet_block")
+    code, out, err = cli(
+        "verify", str(stem / "stem_sd.pt"), str(stem / "stem.onnx"), "--model", "samples.lookalikes:resnet_block"
+    )
     assert code == 2 and "do not fit" in err and len(err.strip().splitlines()) == 1
 
 
 def test_pickled_module_with_a_factory_reads_weights_without_unpickling_code(cli):
     samples = SAMPLES
-    code, document, err = verify_json(cli, str(samples / "rtdetr_like.pt"), str(samples / "rtdetr_like.onnx"),
-                                      "--model", "samples.lookalikes:rtdetr_like", "--per-layer")
+    code, document, err = verify_json(
+        cli,
+        str(samples / "rtdetr_like.pt"),
+        str(samples / "rtdetr_like.onnx"),
+        "--model",
+        "samples.lookalikes:rtdetr_like",
+        "--per-layer",
+    )
     assert code == 0, err
     assert any(lint["code"] == "runner" and "float16" in lint["message"] for lint in document["lint"])
     layers = {layer["target"]: layer for layer in document["layers"]}
@@ -344,7 +394,9 @@ def test_torch_export_program_runs_and_hooks(cli, stem, tmp_path):
 def test_rows_permuted_among_ties_are_the_same():
     from plugins.commands.verify.metrics import Tolerances, compare_output
 
-    expected = np.array([[[0, 0, 10, 10, 0.9, 1], [5, 5, 20, 20, 0.5, 2], [1, 2, 3, 4, 0.5, 0], [7, 7, 9, 9, 0.1, 3]]], dtype=np.float32)
+    expected = np.array(
+        [[[0, 0, 10, 10, 0.9, 1], [5, 5, 20, 20, 0.5, 2], [1, 2, 3, 4, 0.5, 0], [7, 7, 9, 9, 0.1, 3]]], dtype=np.float32
+    )
     actual = expected[:, [0, 2, 1, 3]] + np.float32(1e-7)
     tolerances = Tolerances(atol=1e-4, rtol=1e-3)
     result = compare_output("dets", actual, expected, tolerances)
@@ -404,12 +456,16 @@ def test_normalisation_folded_into_the_first_conv_is_flagged(cli, tmp_path):
     exported.load_state_dict(model.state_dict())
     with torch.no_grad():  # what an optimiser folding (x - mean) / std into the conv writes
         exported.conv.weight.copy_(model.conv.weight / model.std.reshape(1, 3, 1, 1))
-        exported.conv.bias.copy_(model.conv.bias - (model.conv.weight * (model.mean / model.std).reshape(1, 3, 1, 1)).sum((1, 2, 3)))
+        exported.conv.bias.copy_(
+            model.conv.bias - (model.conv.weight * (model.mean / model.std).reshape(1, 3, 1, 1)).sum((1, 2, 3))
+        )
     example = torch.rand(1, 3, 8, 8)
     export_legacy(exported, tmp_path / "f.onnx", example)
     torch.jit.trace(model, example).save(str(tmp_path / "f.pt"))
     np.save(tmp_path / "x.npy", ((example - model.mean) / model.std).numpy())
-    code, document, err = verify_json(cli, str(tmp_path / "f.pt"), str(tmp_path / "f.onnx"), "--input", str(tmp_path / "x.npy"))
+    code, document, err = verify_json(
+        cli, str(tmp_path / "f.pt"), str(tmp_path / "f.onnx"), "--input", str(tmp_path / "x.npy")
+    )
     assert code == 0, err
     (lint,) = [lint for lint in document["lint"] if lint["code"] == "normalised_twice"]
     assert "first ONNX Conv" in lint["message"] and "1.022" in lint["message"]

@@ -3,7 +3,6 @@ and every bad input ending in one line on stderr, exit status 2, nothing written
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
@@ -15,8 +14,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.support import SAMPLES, check_golden, run_cli
 from inspector import __version__
+from tests.support import SAMPLES, check_golden, run_cli
 
 # ------------------------------------------------------------------ deterministic models
 
@@ -44,7 +43,13 @@ def tiny_onnx(path: Path) -> None:
     ]
     nodes = [
         helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"], ["b"], name="/bn/BatchNormalization", epsilon=1e-5),
+        helper.make_node(
+            "BatchNormalization",
+            ["c", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+            ["b"],
+            name="/bn/BatchNormalization",
+            epsilon=1e-5,
+        ),
         helper.make_node("Relu", ["b"], ["r"], name="/relu/Relu"),
         helper.make_node("GlobalAveragePool", ["r"], ["p"], name="/GlobalAveragePool"),
         helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
@@ -54,12 +59,15 @@ def tiny_onnx(path: Path) -> None:
         helper.make_node("Add", ["g32", "fc.bias"], ["y"], name="/fc/Add"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])],
         inits,
     )
-    model = helper.make_model(graph, producer_name="graphinspect-tests", producer_version="1", opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        graph, producer_name="graphinspect-tests", producer_version="1", opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     entry = model.metadata_props.add()
     entry.key, entry.value = "imgsz", "[8, 8]"
@@ -129,7 +137,12 @@ def test_inspect_json_statistics_are_recomputable(workdir, cli):
         assert entry["std"] == pytest.approx(finite.std(), abs=1e-6)
         assert entry["nan"] == int(np.isnan(values).sum())
     kinds = {layer["name"]: layer["kind"] for layer in document["layers"]}
-    assert kinds == {"/conv/Conv": "conv", "/bn/BatchNormalization": "batchnorm", "/fc/Gemm": "linear", "/fc/Add": "elementwise"}
+    assert kinds == {
+        "/conv/Conv": "conv",
+        "/bn/BatchNormalization": "batchnorm",
+        "/fc/Gemm": "linear",
+        "/fc/Add": "elementwise",
+    }
 
 
 def test_inspect_all_and_layer_filter(workdir, cli):
@@ -149,9 +162,19 @@ def test_inspect_writes_report_file_by_suffix(workdir, cli):
     assert [layer["name"] for layer in document["layers"]] == ["conv", "bn", "fc"]
 
 
-@pytest.mark.parametrize("sample", ["rtdetr_stem.pt", "rtdetr_stem_state_dict.pt", "rtdetr_stem.onnx",
-                                    "resnet_block.pt", "resnet_block_state_dict.pt", "resnet_block.onnx",
-                                    "rtdetr_like.pt", "rtdetr_like.onnx"])
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "rtdetr_stem.pt",
+        "rtdetr_stem_state_dict.pt",
+        "rtdetr_stem.onnx",
+        "resnet_block.pt",
+        "resnet_block_state_dict.pt",
+        "resnet_block.onnx",
+        "rtdetr_like.pt",
+        "rtdetr_like.onnx",
+    ],
+)
 def test_inspect_every_sample(sample, cli):
     code, out, err = cli("inspect", str(SAMPLES / sample), "--format", "json")
     assert (code, err) == (0, "")
@@ -166,7 +189,9 @@ def test_ultralytics_sample_lists_every_conv_and_batchnorm_in_fp16(cli):
     convs = [layer for layer in layers if layer["op_type"] == "Conv2d"]
     norms = [layer for layer in layers if layer["op_type"] == "BatchNorm2d"]
     assert len(convs) == 12 and len(norms) == 13  # 4 Conv, 2 RepC3 1x1, 3 RepConv x 2 branches; + 1 identity BN
-    assert {p["dtype"] for layer in convs + norms for p in layer["params"] if p["name"] != "num_batches_tracked"} == {"float16"}
+    assert {p["dtype"] for layer in convs + norms for p in layer["params"] if p["name"] != "num_batches_tracked"} == {
+        "float16"
+    }
     assert all(layer["attrs"]["eps"] in (1e-3, 1e-5) for layer in norms)
 
 
@@ -188,8 +213,14 @@ def _external(tmp_path: Path) -> Path:
     folder = tmp_path / "external"
     folder.mkdir()
     model = onnx.load(SAMPLES / "resnet_block.onnx")
-    onnx.save_model(model, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        model,
+        folder / "model.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     (folder / "weights.bin").unlink()
     return folder / "model.onnx"
 
@@ -205,7 +236,10 @@ BAD_INPUTS = {
     "empty": (lambda tmp: _write(tmp / "empty.pt", b""), "is empty"),
     "unknown": (lambda tmp: _write(tmp / "notes.onnx", b"hello\n"), "unknown model format"),
     "truncated_pt": (lambda tmp: _truncate(SAMPLES / "resnet_block.pt", tmp / "cut.pt"), "truncated or corrupted"),
-    "truncated_onnx": (lambda tmp: _truncate(SAMPLES / "resnet_block.onnx", tmp / "cut.onnx"), "truncated or corrupted"),
+    "truncated_onnx": (
+        lambda tmp: _truncate(SAMPLES / "resnet_block.onnx", tmp / "cut.onnx"),
+        "truncated or corrupted",
+    ),
     "missing_external_data": (_external, "weights.bin"),
 }
 

@@ -33,15 +33,23 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support import REPO
 
 CORE = REPO / "inspector"
-CHAIN = {"ir": 0, "transforms": 1, "targets": 1, "results": 2, "compare": 3, "coverage": 3, "match": 4, "diff": 5,
-         "report": 6}
+CHAIN = {
+    "ir": 0,
+    "transforms": 1,
+    "targets": 1,
+    "results": 2,
+    "compare": 3,
+    "coverage": 3,
+    "match": 4,
+    "diff": 5,
+    "report": 6,
+}
 HELPERS = {"__init__", "errors", "records", "output_file", "output"}
 FRONT = {"manager", "hookspecs", "cli", "__main__"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")
@@ -49,7 +57,8 @@ HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class _Imports(ast.NodeVisitor):
@@ -120,16 +129,26 @@ EDGES = _core_edges(GRAPH)
 
 def test_the_parser_sees_the_known_edges():
     # Guards against a vacuous pass: these edges exist today and must be found.
-    assert {("match", "compare"), ("match", "targets"), ("diff", "match"), ("compare", "results"),
-            ("report", "results"), ("cli", "manager"), ("output", "__init__")} <= {(a, b) for a, b, _ in EDGES}
+    assert {
+        ("match", "compare"),
+        ("match", "targets"),
+        ("diff", "match"),
+        ("compare", "results"),
+        ("report", "results"),
+        ("cli", "manager"),
+        ("output", "__init__"),
+    } <= {(a, b) for a, b, _ in EDGES}
     # ... and what sits under TYPE_CHECKING is not one of them.
     assert ("results", "ir") not in {(a, b) for a, b, _ in EDGES}
     assert ("diff", "manager") not in {(a, b) for a, b, _ in EDGES}
 
 
 def test_the_chain_has_no_back_edge():
-    back = [f"inspector/{a}.py:{line} imports inspector.{b}" for a, b, line in EDGES
-            if a in CHAIN and b in CHAIN and CHAIN[b] >= CHAIN[a]]
+    back = [
+        f"inspector/{a}.py:{line} imports inspector.{b}"
+        for a, b, line in EDGES
+        if a in CHAIN and b in CHAIN and CHAIN[b] >= CHAIN[a]
+    ]
     assert back == [], f"order {' -> '.join(CHAIN)}"
 
 
@@ -138,7 +157,11 @@ def test_results_imports_nothing_of_the_core_at_run_time():
 
 
 def test_helpers_import_nothing_of_the_chain():
-    up = [f"inspector/{a}.py:{line} imports inspector.{b}" for a, b, line in EDGES if a in HELPERS and b in set(CHAIN) | FRONT]
+    up = [
+        f"inspector/{a}.py:{line} imports inspector.{b}"
+        for a, b, line in EDGES
+        if a in HELPERS and b in set(CHAIN) | FRONT
+    ]
     assert up == []
 
 
@@ -152,15 +175,22 @@ def test_every_core_module_is_classified():
 
 
 def test_no_core_module_imports_plugins():
-    found = [f"inspector/{name}.py:{line} imports {module}" + ("" if top else " (in a function)")
-             for name, imports in GRAPH.items() for module, top, line in imports
-             if module == "plugins" or module.startswith("plugins.")]
+    found = [
+        f"inspector/{name}.py:{line} imports {module}" + ("" if top else " (in a function)")
+        for name, imports in GRAPH.items()
+        for module, top, line in imports
+        if module == "plugins" or module.startswith("plugins.")
+    ]
     assert found == []
 
 
 def test_no_core_module_imports_torch_or_onnx_at_module_level():
-    found = [f"inspector/{name}.py:{line} imports {module}" for name, imports in GRAPH.items()
-             for module, top, line in imports if top and module.split(".")[0] in HEAVY]
+    found = [
+        f"inspector/{name}.py:{line} imports {module}"
+        for name, imports in GRAPH.items()
+        for module, top, line in imports
+        if top and module.split(".")[0] in HEAVY
+    ]
     assert found == []
 
 

@@ -19,12 +19,18 @@ def test_example_plugin_declares_the_graphinspect_entry_point():
 def test_csv_reporter_renders_a_real_diff(tmp_path):
     env = {"PYTHONPATH": str(PLUGIN_DIR), "GRAPHINSPECT_PLUGINS": "graphinspect_csv"}
     out = tmp_path / "report.csv"
-    result = run_cli("diff", str(SAMPLES / "rtdetr_stem.pt"), str(SAMPLES / "rtdetr_stem.onnx"), "-o", str(out), env=env)
+    result = run_cli(
+        "diff", str(SAMPLES / "rtdetr_stem.pt"), str(SAMPLES / "rtdetr_stem.onnx"), "-o", str(out), env=env
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 14  # 7 layers x (weight, bias)
     first = rows[0]
     assert (first["target"], first["transform"], first["status"], first["param"]) == (
-        "/model/model.0/conv/Conv", "fold_batchnorm", "ok", "weight")
+        "/model/model.0/conv/Conv",
+        "fold_batchnorm",
+        "ok",
+        "weight",
+    )
     assert first["sources"] == "model.0.conv + model.0.bn"
     assert float(first["max_rel_err"]) < 1e-6

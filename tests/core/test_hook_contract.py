@@ -33,7 +33,8 @@ from inspector.ir import CONV, Layer, Model, Param
 from inspector.manager import ENTRY_POINT_GROUP, get_plugin_manager
 from inspector.output import choose_format, emit
 from inspector.records import Check, Finding, ModelLoader, Reporter, Subcommand
-from inspector.report import SCHEMA as DIFF_SCHEMA, build_document
+from inspector.report import SCHEMA as DIFF_SCHEMA
+from inspector.report import build_document
 from inspector.transforms import Transform
 from plugins import BUILTIN_PLUGINS
 from tests.support import FAKE_SITE, REPO
@@ -41,7 +42,8 @@ from tests.support import FAKE_SITE, REPO
 GUIDE = REPO / "plugins" / "README.md"
 
 HOOKS = sorted(
-    name for name, value in vars(hookspecs).items()
+    name
+    for name, value in vars(hookspecs).items()
     if name.startswith("graphinspect_") and hasattr(value, f"{PROJECT_NAME}_spec")
 )
 """The hook specifications, found by pluggy's spec marker."""
@@ -55,8 +57,13 @@ FACADE = {
 }
 """Hook -> the :class:`~inspector.manager.Plugins` method that returns its records."""
 
-RECORD_TYPES = {"ModelLoader": ModelLoader, "Subcommand": Subcommand, "Reporter": Reporter,
-                "Transform": Transform, "Check": Check}
+RECORD_TYPES = {
+    "ModelLoader": ModelLoader,
+    "Subcommand": Subcommand,
+    "Reporter": Reporter,
+    "Transform": Transform,
+    "Check": Check,
+}
 
 BUILTIN_COMMANDS = ["inspect", "diff", "fuse", "verify", "plugins"]
 
@@ -95,7 +102,7 @@ def test_the_specs_are_found_and_each_has_a_facade_method():
     assert HOOKS, "no hook specifications found in inspector.hookspecs"
     assert set(HOOKS) == set(FACADE), "a hook without a facade method here, or a facade method without a hook"
     plugins = fresh()
-    for hook, method in FACADE.items():
+    for method in FACADE.values():
         assert callable(getattr(plugins, method))
 
 
@@ -158,7 +165,7 @@ def examples(docstring: str) -> list[str]:
                 body = end + 1
                 while body < len(lines) and (not lines[body].strip() or lines[body].startswith(" ")):
                     body += 1
-                found.append(textwrap.dedent("\n".join(lines[end + 1:body])).strip("\n") + "\n")
+                found.append(textwrap.dedent("\n".join(lines[end + 1 : body])).strip("\n") + "\n")
                 position = body
                 continue
         position += 1
@@ -186,10 +193,15 @@ def tiny_pair(weight: np.ndarray, target_weight: np.ndarray, extra_source: int =
     source_layers = [Layer("conv", CONV, "Conv2d", params={"weight": param(weight, "conv.weight")})]
     for number in range(extra_source):
         other = np.full((2, 2, 1, 1), number + 1, np.float32)
-        source_layers.append(Layer(f"extra{number}", CONV, "Conv2d", params={"weight": param(other, f"extra{number}.weight")}))
-    target_layers = [Layer("/conv/Conv", CONV, "Conv", params={"weight": param(target_weight, "onnx::Conv_1")},
-                           hints=("conv",))]
-    return Model("pytorch-state-dict", "tiny.pt", layers=source_layers), Model("onnx", "tiny.onnx", layers=target_layers)
+        source_layers.append(
+            Layer(f"extra{number}", CONV, "Conv2d", params={"weight": param(other, f"extra{number}.weight")})
+        )
+    target_layers = [
+        Layer("/conv/Conv", CONV, "Conv", params={"weight": param(target_weight, "onnx::Conv_1")}, hints=("conv",))
+    ]
+    return Model("pytorch-state-dict", "tiny.pt", layers=source_layers), Model(
+        "onnx", "tiny.onnx", layers=target_layers
+    )
 
 
 WEIGHT = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -361,8 +373,16 @@ def owner_of(record) -> str:
     return record.description
 
 
-def make_plugin(hook: str, owner: str, *names: str, tryfirst: bool = False, trylast: bool = False,
-                raises: bool = False, returns=None, **fields) -> types.ModuleType:
+def make_plugin(
+    hook: str,
+    owner: str,
+    *names: str,
+    tryfirst: bool = False,
+    trylast: bool = False,
+    raises: bool = False,
+    returns=None,
+    **fields,
+) -> types.ModuleType:
     """A plugin module implementing ``hook`` with records called ``names``."""
 
     def implementation():
@@ -372,6 +392,7 @@ def make_plugin(hook: str, owner: str, *names: str, tryfirst: bool = False, tryl
             raise RuntimeError("deliberately broken")
 
     if returns is not None:
+
         def implementation():
             return returns
 
@@ -472,13 +493,16 @@ def test_a_duplicate_name_is_skipped_with_one_warning_naming_both(hook):
     assert "'first'" in warnings[0] and "'second'" in warnings[0] and "'dup'" in warnings[0]
 
 
-@pytest.mark.parametrize("hook, builtin_name, builtin_plugin", [
-    ("graphinspect_subcommands", "diff", "plugins.commands.diff"),
-    ("graphinspect_loaders", "onnx", "plugins.loaders.onnx"),
-    ("graphinspect_transforms", "identity", "plugins.transforms.identity"),
-    ("graphinspect_checks", "mismatch", "plugins.checks.findings"),
-    ("graphinspect_reporters", "table", "plugins.reports.table"),
-])
+@pytest.mark.parametrize(
+    "hook, builtin_name, builtin_plugin",
+    [
+        ("graphinspect_subcommands", "diff", "plugins.commands.diff"),
+        ("graphinspect_loaders", "onnx", "plugins.loaders.onnx"),
+        ("graphinspect_transforms", "identity", "plugins.transforms.identity"),
+        ("graphinspect_checks", "mismatch", "plugins.checks.findings"),
+        ("graphinspect_reporters", "table", "plugins.reports.table"),
+    ],
+)
 def test_a_third_party_record_cannot_take_a_builtin_name(hook, builtin_name, builtin_plugin):
     warnings: list[str] = []
     plugins = fresh(warnings)
@@ -505,12 +529,15 @@ def test_reporters_share_a_name_across_disjoint_schemas_but_not_overlapping_ones
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-@pytest.mark.parametrize("broken", [
-    pytest.param({"raises": True}, id="raises"),
-    pytest.param({"raises": True, "names": ("b_partial",)}, id="raises-part-way"),
-    pytest.param({"returns": ["not a record"]}, id="returns-strings"),
-    pytest.param({"returns": 42}, id="returns-no-iterable"),
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param({"raises": True}, id="raises"),
+        pytest.param({"raises": True, "names": ("b_partial",)}, id="raises-part-way"),
+        pytest.param({"returns": ["not a record"]}, id="returns-strings"),
+        pytest.param({"returns": 42}, id="returns-no-iterable"),
+    ],
+)
 def test_a_plugin_whose_hook_fails_is_skipped_with_one_warning_and_the_others_go_on(hook, broken):
     warnings: list[str] = []
     plugins = fresh(warnings)
@@ -525,7 +552,8 @@ def test_a_plugin_whose_hook_fails_is_skipped_with_one_warning_and_the_others_go
 
 
 def test_a_broken_plugin_does_not_break_the_command_line(cli, tmp_path, monkeypatch):
-    (tmp_path / "gi_contract_broken.py").write_text(textwrap.dedent("""
+    (tmp_path / "gi_contract_broken.py").write_text(
+        textwrap.dedent("""
         from inspector.hookspecs import hookimpl
 
         @hookimpl
@@ -535,7 +563,8 @@ def test_a_broken_plugin_does_not_break_the_command_line(cli, tmp_path, monkeypa
         @hookimpl
         def graphinspect_reporters():
             raise RuntimeError("deliberately broken")
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("GRAPHINSPECT_PLUGINS", "gi_contract_broken")
     try:
@@ -606,11 +635,34 @@ def test_a_check_that_raises_becomes_one_warning_finding():
         def graphinspect_checks(self):
             def run(result):
                 raise RuntimeError("boom")
+
             yield Check("broken", "Raises.", run)
 
     weight = np.ones((2, 1, 1, 1), np.float32)
-    source = Model("pytorch-state-dict", "a.pt", [Layer("conv", CONV, "Conv2d", params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")})])
-    target = Model("onnx", "a.onnx", [Layer("/conv/Conv", CONV, "Conv", params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")})])
+    source = Model(
+        "pytorch-state-dict",
+        "a.pt",
+        [
+            Layer(
+                "conv",
+                CONV,
+                "Conv2d",
+                params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")},
+            )
+        ],
+    )
+    target = Model(
+        "onnx",
+        "a.onnx",
+        [
+            Layer(
+                "/conv/Conv",
+                CONV,
+                "Conv",
+                params={"weight": Param("weight", weight.shape, "float32", lambda: weight, "conv.weight")},
+            )
+        ],
+    )
     plugins = get_plugin_manager(autoload=False, warn=lambda message: None)
     plugins.register(Broken(), "broken")
     result = diff_models(plugins, source, target)

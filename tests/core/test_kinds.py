@@ -26,8 +26,16 @@ def test_a_guessed_norm_of_a_sequential_the_export_runs_as_a_layernorm():
     r = rng(2)
     g, b = r.uniform(0.5, 1.5, 8).astype(np.float32), randn(r, 8)
     src = source(layer("features.0.2", NORM, "Norm?", {GUESSED_KIND: True}, weight=g, bias=b))
-    tgt = target(layer("/features/features.0/features.0.2/LayerNormalization", LAYERNORM, "LayerNormalization",
-                       hints=("features.0.2",), weight=g, bias=b))
+    tgt = target(
+        layer(
+            "/features/features.0/features.0.2/LayerNormalization",
+            LAYERNORM,
+            "LayerNormalization",
+            hints=("features.0.2",),
+            weight=g,
+            bias=b,
+        )
+    )
     entry = layer_diff(diff(src, tgt), "/features/features.0/features.0.2/LayerNormalization")
     assert (entry.status, entry.transform) == (OK, "identity")
 

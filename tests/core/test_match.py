@@ -33,24 +33,27 @@ from tests.support.layers import (
     transforms,
 )
 
-
 # ----------------------------------------------------------------------------- hints
 
 
 @pytest.fixture(scope="module")
 def resolver() -> HintResolver:
     r = rng(0)
-    return HintResolver(SourceIndex(source(
-        layer("model.0.conv", CONV, "Conv2d", weight=randn(r, 8, 3, 3, 3)),
-        layer("model.0.bn", BATCHNORM, "BatchNorm2d", **bn_stats(r, 8)),
-        layer("model.1.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
-        layer("model.2.m.0.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
-        layer("model.3.conv1.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
-        layer("model.3.conv2.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 1, 1)),
-        layer("model.3.bn", BATCHNORM, "BatchNorm2d", **bn_stats(r, 8)),
-        layer("head.fc", LINEAR, "Linear", weight=randn(r, 4, 8), bias=randn(r, 4)),
-        layer("module.encoder.norm", LAYERNORM, "LayerNorm", weight=randn(r, 8)),
-    )))
+    return HintResolver(
+        SourceIndex(
+            source(
+                layer("model.0.conv", CONV, "Conv2d", weight=randn(r, 8, 3, 3, 3)),
+                layer("model.0.bn", BATCHNORM, "BatchNorm2d", **bn_stats(r, 8)),
+                layer("model.1.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
+                layer("model.2.m.0.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
+                layer("model.3.conv1.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 3, 3)),
+                layer("model.3.conv2.conv", CONV, "Conv2d", weight=randn(r, 8, 8, 1, 1)),
+                layer("model.3.bn", BATCHNORM, "BatchNorm2d", **bn_stats(r, 8)),
+                layer("head.fc", LINEAR, "Linear", weight=randn(r, 4, 8), bias=randn(r, 4)),
+                layer("module.encoder.norm", LAYERNORM, "LayerNorm", weight=randn(r, 8)),
+            )
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,7 +103,9 @@ def test_an_ambiguous_tail_of_two_components_names_all_its_modules(resolver):
 
 def test_ambiguity_is_bounded():
     r = rng(1)
-    many = source(*[layer(f"stage{i}.0.conv", CONV, "Conv2d", weight=randn(r, 2, 2, 1, 1)) for i in range(SEARCH_LIMIT + 4)])
+    many = source(
+        *[layer(f"stage{i}.0.conv", CONV, "Conv2d", weight=randn(r, 2, 2, 1, 1)) for i in range(SEARCH_LIMIT + 4)]
+    )
     paths, _ = HintResolver(SourceIndex(many)).resolve("0.conv")
     assert len(paths) == SEARCH_LIMIT and all(path.endswith(".0.conv") for path in paths)
 
@@ -143,8 +148,10 @@ def test_align_pairs_layers_by_kind_and_pytorch_shape():
 
 def test_align_does_not_pair_different_shapes_or_kinds():
     src = [_conv("a", 8, 3, 3, 3), layer("fc", LINEAR, "Linear", weight=np.zeros((8, 8), np.float32))]
-    tgt = [_conv("n0", 8, 3, 1, 1, op="Conv"),
-           layer("n1", LINEAR, "Gemm", {WEIGHT_LAYOUT: OUT_IN}, weight=np.zeros((8, 8), np.float32))]
+    tgt = [
+        _conv("n0", 8, 3, 1, 1, op="Conv"),
+        layer("n1", LINEAR, "Gemm", {WEIGHT_LAYOUT: OUT_IN}, weight=np.zeros((8, 8), np.float32)),
+    ]
     assert {name: layer.name for name, layer in align(src, tgt).items()} == {"n1": "fc"}
 
 
@@ -164,7 +171,12 @@ def _pair(weight_in_target, hints=(), kind=CONV):
 def test_numbers_accept_an_unnamed_layer():
     w, src, tgt = _pair(lambda w: w)
     entry = layer_diff(match(src, tgt), "n")
-    assert (entry.status, entry.transform, entry.sources, entry.matched_by) == (OK, "identity", ["blk.conv"], "alignment")
+    assert (entry.status, entry.transform, entry.sources, entry.matched_by) == (
+        OK,
+        "identity",
+        ["blk.conv"],
+        "alignment",
+    )
 
 
 @pytest.mark.parametrize("hint, how", [("blk.conv.weight", "name"), ("blk.conv", "scope")])
@@ -291,7 +303,9 @@ def test_results_follow_the_target_order_and_list_unused_source_layers():
     )
     result = match(src, tgt)
     assert [(e.target, e.status, e.sources) for e in result.layers] == [
-        ("mul", OK, ["blk.gamma"]), ("conv", OK, ["blk.conv"])]
+        ("mul", OK, ["blk.gamma"]),
+        ("conv", OK, ["blk.conv"]),
+    ]
     assert result.unmatched_source == ["aux.conv"]  # a counter alone is nothing an export needs
 
 
@@ -332,8 +346,10 @@ def test_a_constant_no_parameter_fits_is_computed_at_export():
     """With the only 16-element parameter taken by its own Mul, a second 16-element
     constant matches no tensor and nothing unused can make it: computed at export."""
     gamma, src, _ = _constant(lambda g: g, ())
-    tgt = target(layer("mul", "mul", "Mul", hints=("blk.ls",), scale=gamma),
-                 layer("add", "add", "Add", bias=np.linspace(0, 1, 16, dtype=np.float32)))
+    tgt = target(
+        layer("mul", "mul", "Mul", hints=("blk.ls",), scale=gamma),
+        layer("add", "add", "Add", bias=np.linspace(0, 1, 16, dtype=np.float32)),
+    )
     result = match(src, tgt)
     assert [(entry.target, entry.status) for entry in result.layers] == [("mul", OK)]
     (constant,) = result.constants
@@ -377,17 +393,24 @@ class Exploding(Transform):
         raise ValueError("boom\nsecond line")
 
 
-@pytest.mark.parametrize("where, error", [("reproduce", "ValueError: boom"), ("propose", "RuntimeError: boom in propose")])
+@pytest.mark.parametrize(
+    "where, error", [("reproduce", "ValueError: boom"), ("propose", "RuntimeError: boom in propose")]
+)
 def test_a_transform_that_raises_is_skipped_and_reported(where, error):
     r = rng(15)
     w1, w2 = randn(r, 4, 4, 1, 1), randn(r, 6, 4, 1, 1)
     src = source(layer("a", CONV, "Conv2d", weight=w1), layer("b", CONV, "Conv2d", weight=w2))
-    tgt = target(layer("n1", CONV, "Conv", hints=("a",), weight=w1),
-                 layer("n2", CONV, "Conv", hints=("b",), weight=w2),
-                 layer("n3", CONV, "Conv", hints=("b",), weight=randn(r, 4, 4, 3, 3)))
+    tgt = target(
+        layer("n1", CONV, "Conv", hints=("a",), weight=w1),
+        layer("n2", CONV, "Conv", hints=("b",), weight=w2),
+        layer("n3", CONV, "Conv", hints=("b",), weight=randn(r, 4, 4, 3, 3)),
+    )
     result = match(src, tgt, [Exploding(where), *transforms()])
     # The others still explain what they can.
-    assert [(e.target, e.status, e.transform) for e in result.layers[:2]] == [("n1", OK, "identity"), ("n2", OK, "identity")]
+    assert [(e.target, e.status, e.transform) for e in result.layers[:2]] == [
+        ("n1", OK, "identity"),
+        ("n2", OK, "identity"),
+    ]
     assert f"exploding failed: {error}" in layer_diff(result, "n3").reasons
     # One finding per broken transform, naming the first layer it failed on.
     (finding,) = [f for f in result.findings if f.code == "transform_error"]
@@ -434,8 +457,14 @@ def test_a_small_model_end_to_end():
     tgt = target(
         layer("/stem/conv/Conv", CONV, "Conv", hints=("stem.conv",), weight=w0),
         layer("Conv_1", CONV, "Conv", weight=tampered(w1, 9)),  # anonymous, found by alignment
-        layer("/head/fc/Gemm", LINEAR, "Gemm", {WEIGHT_LAYOUT: IN_OUT, "transB": 0},
-              hints=("head.fc",), weight=param("weight", fc.T, "onnx::Gemm_7")),
+        layer(
+            "/head/fc/Gemm",
+            LINEAR,
+            "Gemm",
+            {WEIGHT_LAYOUT: IN_OUT, "transB": 0},
+            hints=("head.fc",),
+            weight=param("weight", fc.T, "onnx::Gemm_7"),
+        ),
     )
     result = diff(src, tgt)
     assert [(e.target, e.status, e.transform, e.matched_by) for e in result.layers] == [
@@ -468,14 +497,23 @@ def test_a_parameter_is_unused_until_used_whatever_its_module_s_other_parameters
     must still be reconciled with cls_token: a changed one is a mismatch, not a constant."""
     r = rng(41)
     cls, pos = randn(r, 1, 1, 6), randn(r, 1, 5, 6)
-    src = source(layer("", "visiontransformer", "VisionTransformer", cls_token=cls, pos_embed=pos),
-                 layer("head", LINEAR, "Linear", weight=randn(r, 3, 6)))
+    src = source(
+        layer("", "visiontransformer", "VisionTransformer", cls_token=cls, pos_embed=pos),
+        layer("head", LINEAR, "Linear", weight=randn(r, 3, 6)),
+    )
     changed = cls.copy()
     changed[0, 0, 4] *= 1.02
     for stored, status in ((cls, OK), (changed, MISMATCH)):
-        tgt = target(layer("node_add", "add", "Add", bias=param("bias", pos, "pos_embed")),
-                     layer("node_cat", "concat", "Concat", input_0=param("input_0", stored, "expand")))
+        tgt = target(
+            layer("node_add", "add", "Add", bias=param("bias", pos, "pos_embed")),
+            layer("node_cat", "concat", "Concat", input_0=param("input_0", stored, "expand")),
+        )
         result = match(src, tgt)
         entry = layer_diff(result, "node_cat")
-        assert (entry.status, entry.sources, entry.variant, entry.matched_by) == (status, [""], "cls_token", "reconciled")
+        assert (entry.status, entry.sources, entry.variant, entry.matched_by) == (
+            status,
+            [""],
+            "cls_token",
+            "reconciled",
+        )
         assert result.constants == []

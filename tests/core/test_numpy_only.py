@@ -57,7 +57,11 @@ def test_the_numpy_only_layer_runs_without_torch_or_onnx():
     env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
     run = subprocess.run(
         [sys.executable, "-c", _RUN.format(blocked=BLOCKED, paths=NUMPY_ONLY)],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert " passed" in run.stdout.splitlines()[-1]

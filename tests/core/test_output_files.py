@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, SAMPLES, run_cli
 from inspector import output_file
 from inspector.output_file import OutputError, OutputFile
+from tests.support import REPO, SAMPLES, run_cli
 
 ROOT = os.geteuid() == 0
 PT, ONNX = SAMPLES / "rtdetr_stem.pt", SAMPLES / "rtdetr_stem.onnx"
@@ -298,7 +298,14 @@ def test_inputs_are_recognised_by_device_and_inode(folder, monkeypatch):
 COMMANDS = {
     "inspect": ["inspect", str(PT)],
     "diff": ["diff", str(PT), str(ONNX), "--format", "json"],
-    "verify": ["verify", str(SAMPLES / "resnet_block.pt"), str(SAMPLES / "resnet_block.onnx"), "--trust-pickle", "--format", "json"],
+    "verify": [
+        "verify",
+        str(SAMPLES / "resnet_block.pt"),
+        str(SAMPLES / "resnet_block.onnx"),
+        "--trust-pickle",
+        "--format",
+        "json",
+    ],
     "plugins": ["plugins", "--format", "json"],
     "fuse-report": ["fuse", str(PT), "--format", "json", "-o"],
     "fuse-weights": ["fuse", str(PT), "--weights"],
@@ -391,9 +398,11 @@ def test_external_data_file_is_an_input_too(tmp_path, cli):
 
     weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2, 2])], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 2, 2])],
+        [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
@@ -433,8 +442,12 @@ def test_dev_stdout_redirected_to_a_file_appends_in_place(tmp_path):
         inode = os.fstat(stream.fileno()).st_ino
         result = subprocess.run(
             [sys.executable, "-m", "inspector", "plugins", "--format", "json", "-o", "/dev/stdout"],
-            stdout=stream, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=120,
+            stdout=stream,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"},
+            timeout=120,
         )
     assert result.returncode == 0, result.stderr
     assert out.stat().st_ino == inode
@@ -447,8 +460,12 @@ def test_a_fresh_process_under_umask_077_and_022(tmp_path):
         target = tmp_path / f"report-{mask:o}.json"
         result = subprocess.run(
             [sys.executable, "-m", "inspector", "diff", str(PT), str(ONNX), "-o", str(target)],
-            capture_output=True, text=True, cwd=REPO, umask=mask,
-            env={**os.environ, "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            umask=mask,
+            env={**os.environ, "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1"},
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr
         assert stat.S_IMODE(target.stat().st_mode) == mode

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tests.support import FAKE_SITE, run_cli
 from inspector.manager import get_plugin_manager
 from plugins import BUILTIN_PLUGINS
+from tests.support import FAKE_SITE, run_cli
 
 SITE_ENV = {"PYTHONPATH": str(FAKE_SITE), "GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": ""}
 
@@ -50,9 +50,9 @@ def test_third_party_subcommand_runs():
 
 
 def test_third_party_reporter_is_selectable_by_format(tmp_path):
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    import numpy as np
 
     weight = numpy_helper.from_array(np.ones((2, 3), np.float32), "w")
     graph = helper.make_graph(

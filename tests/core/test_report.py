@@ -19,8 +19,19 @@ from inspector.report import MAX_LISTED_CHANNELS, SCHEMA, build_document, descri
 from tests.support.layers import bn_stats, diff, layer, per_channel, randn, rng, source, tampered, target
 
 LAYER_FIELDS = {"target", "op", "sources", "transform", "status", "matched_by", "note", "params"}
-PARAM_FIELDS = {"name", "target_tensor", "source_tensor", "source_range", "target_range", "reproduced_range",
-                "max_abs_err", "max_rel_err", "status", "bad_channels", "bad_channel_count"}
+PARAM_FIELDS = {
+    "name",
+    "target_tensor",
+    "source_tensor",
+    "source_range",
+    "target_range",
+    "reproduced_range",
+    "max_abs_err",
+    "max_rel_err",
+    "status",
+    "bad_channels",
+    "bad_channel_count",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +53,14 @@ def case():
         layer("aux.conv", CONV, "Conv2d", weight=randn(r, 2, 8, 1, 1)),
     )
     tgt = target(
-        layer("/blk/conv/Conv", CONV, "Conv", hints=("blk.conv",), weight=fused_w.astype(np.float32),
-              bias=fused_b.astype(np.float32)),
+        layer(
+            "/blk/conv/Conv",
+            CONV,
+            "Conv",
+            hints=("blk.conv",),
+            weight=fused_w.astype(np.float32),
+            bias=fused_b.astype(np.float32),
+        ),
         layer("/fc/MatMul", LINEAR, "MatMul", {WEIGHT_LAYOUT: IN_OUT}, hints=("fc",), weight=stored_fc, bias=fc_b),
         layer("Conv_9", CONV, "Conv", weight=stray),
     )
@@ -62,7 +79,12 @@ def test_header_and_models(case):
     assert document["tool"] == {"name": "graphinspect", "version": inspector.__version__}
     source_numel = 8 * 3 * 3 * 3 + 4 * 8 + 6 * 8 + 6 + 2 * 8
     target_numel = 8 * 3 * 3 * 3 + 8 + 6 * 8 + 6 + 5 * 5
-    assert document["source"] == {"path": "<pytorch-module>", "format": "pytorch-module", "layers": 4, "parameters": source_numel}
+    assert document["source"] == {
+        "path": "<pytorch-module>",
+        "format": "pytorch-module",
+        "layers": 4,
+        "parameters": source_numel,
+    }
     assert document["target"] == {"path": "<onnx>", "format": "onnx", "layers": 3, "parameters": target_numel}
     assert document["tolerance"] == {"rtol": None, "atol": None}
     assert build_document(result, rtol=1e-3, atol=0.0)["tolerance"] == {"rtol": 1e-3, "atol": 0.0}
@@ -72,7 +94,9 @@ def test_summary(case):
     _, document, arrays = case
     summary = document["summary"]
     # The worst compared error is the tampered channel: 2% of it, relative to W's scale.
-    expected_rel = np.abs(arrays["stored_fc"].astype(np.float64) - arrays["fc_w"].T).max() / np.abs(arrays["fc_w"]).max()
+    expected_rel = (
+        np.abs(arrays["stored_fc"].astype(np.float64) - arrays["fc_w"].T).max() / np.abs(arrays["fc_w"]).max()
+    )
     # The unmatched Conv's 25 numbers are unexplained; everything else was compared.
     assert summary["coverage"]["unexplained"] == {"elements": 25, "bytes": 100}
     assert summary["coverage"]["explained"]["elements"] == 8 * 3 * 3 * 3 + 8 + 6 * 8 + 6
@@ -91,11 +115,15 @@ def test_summary_text(case):
     result, document, _ = case
     text = document["summary"]["text"]
     mismatch = describe_mismatch(document["layers"][1])
-    assert text.startswith("1 Conv layer: 1 Conv/Linear + BatchNorm folded. Every matched parameter re-computed within ")
-    assert f" relative to its scale. {mismatch}. 1 ONNX layer could not be traced to the PyTorch model: Conv_9. " \
-           "1 PyTorch layer is not used by the export. 278 of 303 parameter elements re-computed. " \
-           "The value ranges differ from the PyTorch model's because BatchNorm was folded into the layers before it. " \
-           "The export differs from the PyTorch model: the layers above hold values no known transform explains." in text
+    assert text.startswith(
+        "1 Conv layer: 1 Conv/Linear + BatchNorm folded. Every matched parameter re-computed within "
+    )
+    assert (
+        f" relative to its scale. {mismatch}. 1 ONNX layer could not be traced to the PyTorch model: Conv_9. "
+        "1 PyTorch layer is not used by the export. 278 of 303 parameter elements re-computed. "
+        "The value ranges differ from the PyTorch model's because BatchNorm was folded into the layers before it. "
+        "The export differs from the PyTorch model: the layers above hold values no known transform explains." in text
+    )
     assert summary_text(result) == text
 
 
@@ -115,13 +143,19 @@ def test_layers(case):
 def test_parameter_entries_carry_ranges_and_errors(case):
     _, document, arrays = case
     weight, bias = document["layers"][0]["params"]
-    assert (weight["name"], weight["target_tensor"], weight["source_tensor"]) == ("weight", "/blk/conv/Conv.weight", "blk.conv.weight")
+    assert (weight["name"], weight["target_tensor"], weight["source_tensor"]) == (
+        "weight",
+        "/blk/conv/Conv.weight",
+        "blk.conv.weight",
+    )
     assert weight["source_range"] == _range(arrays["w"])
     assert weight["target_range"] == _range(arrays["fused_w"].astype(np.float32))
     assert weight["reproduced_range"] == pytest.approx(_range(arrays["fused_w"]), rel=1e-12)
     stored = arrays["fused_w"].astype(np.float32).astype(np.float64)
     assert weight["max_abs_err"] == pytest.approx(np.abs(stored - arrays["fused_w"]).max(), rel=1e-6)
-    assert weight["max_rel_err"] == pytest.approx(np.abs(stored - arrays["fused_w"]).max() / np.abs(arrays["fused_w"]).max(), rel=1e-6)
+    assert weight["max_rel_err"] == pytest.approx(
+        np.abs(stored - arrays["fused_w"]).max() / np.abs(arrays["fused_w"]).max(), rel=1e-6
+    )
     assert (weight["status"], weight["bad_channels"], weight["bad_channel_count"]) == ("ok", [], 0)
     # The conv had no bias: the new bias's source range is the BatchNorm's beta.
     assert (bias["source_tensor"], bias["source_range"]) == ("blk.bn.bias", _range(arrays["bn"]["bias"]))
@@ -130,16 +164,27 @@ def test_parameter_entries_carry_ranges_and_errors(case):
     assert (fc_weight["status"], fc_weight["bad_channels"], fc_weight["bad_channel_count"]) == ("mismatch", [2], 1)
 
     (stray,) = document["layers"][2]["params"]
-    assert stray == {"name": "weight", "target_tensor": "Conv_9.weight", "source_tensor": None, "source_range": None,
-                     "target_range": _range(arrays["stray"]), "reproduced_range": None, "max_abs_err": None,
-                     "max_rel_err": None, "status": "unmatched", "bad_channels": [], "bad_channel_count": 0}
+    assert stray == {
+        "name": "weight",
+        "target_tensor": "Conv_9.weight",
+        "source_tensor": None,
+        "source_range": None,
+        "target_range": _range(arrays["stray"]),
+        "reproduced_range": None,
+        "max_abs_err": None,
+        "max_rel_err": None,
+        "status": "unmatched",
+        "bad_channels": [],
+        "bad_channel_count": 0,
+    }
 
 
 def test_unused_sources_and_findings(case):
     result, document, _ = case
     assert document["unmatched_source"] == ["aux.conv"]
     assert document["findings"] == [
-        {"severity": f.severity, "code": f.code, "message": f.message, "layer": f.layer} for f in result.findings]
+        {"severity": f.severity, "code": f.code, "message": f.message, "layer": f.layer} for f in result.findings
+    ]
     assert [f["code"] for f in document["findings"]] == ["mismatch", "unmatched_target", "unused_at_inference"]
 
 
@@ -170,25 +215,44 @@ def test_an_infinite_error_is_null_in_json():
     assert result.layers[0].params[0].max_abs_err == float("inf")
     document = json.loads(json.dumps(json_safe(build_document(result)), allow_nan=False))
     (weight,) = document["layers"][0]["params"]
-    assert (weight["status"], weight["max_abs_err"], weight["max_rel_err"], weight["bad_channels"]) == ("mismatch", None, None, [1])
+    assert (weight["status"], weight["max_abs_err"], weight["max_rel_err"], weight["bad_channels"]) == (
+        "mismatch",
+        None,
+        None,
+        [1],
+    )
+
 
 # ----------------------------------------------------------------------------- wording
 
 
 def _entry(*params, sources=("model.1.conv", "model.1.bn"), transform="fold_batchnorm"):
-    return {"target": "/model.1/conv/Conv", "op": "Conv", "sources": list(sources), "transform": transform,
-            "status": "mismatch", "params": list(params)}
+    return {
+        "target": "/model.1/conv/Conv",
+        "op": "Conv",
+        "sources": list(sources),
+        "transform": transform,
+        "status": "mismatch",
+        "params": list(params),
+    }
 
 
 def _param(name="weight", status="mismatch", abs_err=0.00195, rel_err=0.0086, channels=(17,), count=None):
-    return {"name": name, "status": status, "max_abs_err": abs_err, "max_rel_err": rel_err,
-            "bad_channels": list(channels), "bad_channel_count": len(channels) if count is None else count}
+    return {
+        "name": name,
+        "status": status,
+        "max_abs_err": abs_err,
+        "max_rel_err": rel_err,
+        "bad_channels": list(channels),
+        "bad_channel_count": len(channels) if count is None else count,
+    }
 
 
 def test_describe_mismatch_reads_as_documented():
     assert describe_mismatch(_entry(_param())) == (
         "/model.1/conv/Conv (Conv, from model.1.conv + model.1.bn via fold_batchnorm): "
-        "weight differs by up to 0.00195 (0.86% of its scale) in output channel 17")
+        "weight differs by up to 0.00195 (0.86% of its scale) in output channel 17"
+    )
 
 
 @pytest.mark.parametrize(
@@ -215,7 +279,10 @@ def test_describe_mismatch_lists_only_the_parameters_that_differ():
 
 def test_describe_mismatch_without_numbers_or_sources():
     text = describe_mismatch(_entry(_param(abs_err=None, rel_err=None, channels=()), sources=()))
-    assert text == "/model.1/conv/Conv (Conv, from ? via fold_batchnorm): weight differs by up to an unknown amount of an unknown scale"
+    assert (
+        text == "/model.1/conv/Conv (Conv, from ? via fold_batchnorm): weight differs by up to an unknown amount "
+        "of an unknown scale"
+    )
     zero = _param(rel_err=float("inf"))
     zero["reproduced_range"] = [0.0, 0.0]  # a bias the source does not have: re-computed as zeros
     assert "where the re-computed values are all zero" in describe_mismatch(_entry(zero))
@@ -231,8 +298,11 @@ def test_layer_entry_is_what_describe_mismatch_reads(case):
 @pytest.mark.parametrize(
     "with_fold, sentence",
     [
-        (True, "12 of 12 parameter elements re-computed. The value ranges differ from the PyTorch model's because "
-               "BatchNorm was folded into the layers before it. The export is faithful."),
+        (
+            True,
+            "12 of 12 parameter elements re-computed. The value ranges differ from the PyTorch model's because "
+            "BatchNorm was folded into the layers before it. The export is faithful.",
+        ),
         (False, "8 of 8 parameter elements re-computed. The export is faithful."),  # identity changes nothing
     ],
 )
@@ -241,7 +311,10 @@ def test_the_faithful_sentence_says_why_ranges_differ(with_fold, sentence):
     w, bn = randn(r, 4, 2, 1, 1), bn_stats(r, 4)
     if with_fold:
         s = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-5)
-        stored = dict(weight=(w * per_channel(s, 4)).astype(np.float32), bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32))
+        stored = dict(
+            weight=(w * per_channel(s, 4)).astype(np.float32),
+            bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32),
+        )
         src = source(layer("c", CONV, "Conv2d", weight=w), layer("bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn))
     else:
         stored = dict(weight=w)
@@ -254,6 +327,8 @@ def test_the_faithful_sentence_says_why_ranges_differ(with_fold, sentence):
 def test_the_incomplete_sentence():
     r = rng(4)
     result = diff(source(), target(layer("n", CONV, "Conv", weight=randn(r, 2, 2, 1, 1))))
-    assert summary_text(result) == ("1 ONNX layer could not be traced to the PyTorch model: n. "
-                                    "0 of 4 parameter elements re-computed. "
-                                    "The diff is incomplete: some ONNX parameters could not be explained.")
+    assert summary_text(result) == (
+        "1 ONNX layer could not be traced to the PyTorch model: n. "
+        "0 of 4 parameter elements re-computed. "
+        "The diff is incomplete: some ONNX parameters could not be explained."
+    )

@@ -40,8 +40,11 @@ def test_verdict(statuses, verdict):
 def test_unused_source_layers_and_constants_do_not_change_the_verdict():
     from inspector.results import ConstantTensor
 
-    result = _result((OK, "identity"), unmatched_source=["aux.head"],
-                     constants=[ConstantTensor("t", "Mul", "Mul_3", 4, "computed at export")])
+    result = _result(
+        (OK, "identity"),
+        unmatched_source=["aux.head"],
+        constants=[ConstantTensor("t", "Mul", "Mul_3", 4, "computed at export")],
+    )
     result.coverage.add("constant", "Mul", 4, 16)
     assert result.verdict == FAITHFUL
 
@@ -61,8 +64,15 @@ def test_count():
 
 def test_by_transform_counts_accepted_layers_most_first_then_by_name():
     result = _result(
-        (OK, "identity"), (OK, "fold_batchnorm"), (OK, "fold_batchnorm"), (OK, "cast"),
-        (MISMATCH, "identity"), (MISMATCH, "identity"), (UNMATCHED, None), (OK, "cast"), (OK, "transpose"),
+        (OK, "identity"),
+        (OK, "fold_batchnorm"),
+        (OK, "fold_batchnorm"),
+        (OK, "cast"),
+        (MISMATCH, "identity"),
+        (MISMATCH, "identity"),
+        (UNMATCHED, None),
+        (OK, "cast"),
+        (OK, "transpose"),
     )
     counts = result.by_transform()
     assert counts == {"cast": 2, "fold_batchnorm": 2, "identity": 1, "transpose": 1}

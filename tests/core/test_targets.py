@@ -31,8 +31,18 @@ def test_every_weight_kind_must_be_explained(kind):
 
 
 def test_the_weight_kinds():
-    assert WEIGHT_KINDS >= {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM,
-                            ir.ATTENTION, ir.RECURRENT, "prelu", "rmsnorm"}
+    assert WEIGHT_KINDS >= {
+        ir.CONV,
+        ir.CONV_TRANSPOSE,
+        ir.LINEAR,
+        ir.BATCHNORM,
+        ir.LAYERNORM,
+        ir.GROUPNORM,
+        ir.ATTENTION,
+        ir.RECURRENT,
+        "prelu",
+        "rmsnorm",
+    }
     # A Gather's table is an embedding's weight or a constant computed at export: it is
     # explained when it can be, never forced onto a parameter.
     assert ir.EMBEDDING not in WEIGHT_KINDS
@@ -80,7 +90,9 @@ def test_a_neutral_instance_norm_is_no_weight_layer(params, neutral):
 
 
 def test_a_neutral_instance_norm_of_one_channel_is_nothing_to_explain():
-    norm = layer("in", ir.INSTANCENORM, "InstanceNormalization", weight=np.ones(1, np.float32), bias=np.zeros(1, np.float32))
+    norm = layer(
+        "in", ir.INSTANCENORM, "InstanceNormalization", weight=np.ones(1, np.float32), bias=np.zeros(1, np.float32)
+    )
     assert _sorted_out(norm) == ([], [])
 
 
@@ -100,7 +112,9 @@ def test_the_verdict_follows_what_must_be_explained():
     affine = target(layer("in", ir.INSTANCENORM, "InstanceNormalization", weight=ONES * 2, bias=ZEROS))
     untraced = match(empty, neutral)
     assert (untraced.verdict, untraced.layers) == ("faithful", [])
-    assert [(c.layer, c.reason[:25]) for c in untraced.constants] == [("in", "the neutral scale or bias"),
-                                                                       ("in", "the neutral scale or bias")]
+    assert [(c.layer, c.reason[:25]) for c in untraced.constants] == [
+        ("in", "the neutral scale or bias"),
+        ("in", "the neutral scale or bias"),
+    ]
     missing = match(empty, affine)
     assert missing.verdict == "incomplete" and [e.status for e in missing.layers] == ["unmatched"]

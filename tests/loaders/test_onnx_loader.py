@@ -245,7 +245,9 @@ def test_kinds_roles_and_domains(tmp_path):
         return numpy_helper.from_array(np.ones(shape, dtype), name)
 
     nodes = [
-        helper.make_node("FusedConv", ["x", "fw", "fb"], ["c"], name="fused", domain="com.microsoft", activation="Relu"),
+        helper.make_node(
+            "FusedConv", ["x", "fw", "fb"], ["c"], name="fused", domain="com.microsoft", activation="Relu"
+        ),
         helper.make_node("PRelu", ["c", "slope"], ["p"], name="prelu"),
         helper.make_node("Mul", ["p", "half"], ["h"], name="mul_scalar"),
         helper.make_node("Add", ["h", "channel_bias"], ["a"], name="add_vector"),

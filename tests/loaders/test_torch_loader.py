@@ -23,11 +23,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+import plugins.loaders.torch as torch_loader
 from inspector import PROJECT_NAME, hookspecs, ir
 from inspector.errors import InputError
 from inspector.manager import Plugins
-
-import plugins.loaders.torch as torch_loader
 from plugins.loaders.torch import (
     load,
     load_safetensors,
@@ -39,7 +38,6 @@ from plugins.loaders.torch import (
     sniff_torchscript,
 )
 from plugins.loaders.torch.safetensors import sniff_safetensors
-
 from tests.support import REPO
 
 
@@ -242,9 +240,14 @@ def test_ultralytics_like_checkpoint(tmp_path, ultralytics_model, holder):
     module, package = ultralytics_model
     state_dict = module.state_dict()
     checkpoint = {
-        "date": "2025-01-01T00:00:00", "version": "8.3.0", "epoch": -1, "best_fitness": 0.5,
-        "model": module if holder == "model" else None, "ema": module if holder == "ema" else None,
-        "optimizer": None, "train_args": {"imgsz": 640, "epochs": 3, "model": "yolov8n.yaml"},
+        "date": "2025-01-01T00:00:00",
+        "version": "8.3.0",
+        "epoch": -1,
+        "best_fitness": 0.5,
+        "model": module if holder == "model" else None,
+        "ema": module if holder == "ema" else None,
+        "optimizer": None,
+        "train_args": {"imgsz": 640, "epochs": 3, "model": "yolov8n.yaml"},
     }
     path = tmp_path / "best.pt"
     torch.save(checkpoint, path)
@@ -287,8 +290,13 @@ def test_ultralytics_like_checkpoint(tmp_path, ultralytics_model, holder):
 def test_lightning_like_checkpoints(tmp_path, key):
     net = trained_net()
     path = tmp_path / "last.ckpt"
-    checkpoint = {"epoch": 4, "global_step": 100, "pytorch-lightning_version": "2.2.0", key: net.state_dict(),
-                  "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}]}
+    checkpoint = {
+        "epoch": 4,
+        "global_step": 100,
+        "pytorch-lightning_version": "2.2.0",
+        key: net.state_dict(),
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}],
+    }
     torch.save(checkpoint, path)
 
     model = load_torch_save(path)
@@ -308,13 +316,16 @@ def test_checkpoint_with_numpy_values_and_data_objects(tmp_path):
 
     net = trained_net()
     path = tmp_path / "old_style.pt"
-    torch.save({
-        "model": net.state_dict(),
-        "best_fitness": np.float64(0.25),
-        "anchors": np.arange(6).reshape(2, 3),
-        "train_args": types.SimpleNamespace(imgsz=320, epochs=2),
-        "save_dir": pathlib.PurePosixPath("runs/train"),
-    }, path)
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "best_fitness": np.float64(0.25),
+            "anchors": np.arange(6).reshape(2, 3),
+            "train_args": types.SimpleNamespace(imgsz=320, epochs=2),
+            "save_dir": pathlib.PurePosixPath("runs/train"),
+        },
+        path,
+    )
 
     model = load_torch_save(path)
 
@@ -344,7 +355,9 @@ def test_torchscript(tmp_path, how):
     assert model.format == "torchscript"
     assert model.modules["conv"] == "torch.nn.modules.conv.Conv2d"
     assert [(layer.name, layer.kind, layer.op_type) for layer in model.layers] == [
-        ("conv", ir.CONV, "Conv2d"), ("bn", ir.BATCHNORM, "BatchNorm2d"), ("fc", ir.LINEAR, "Linear")
+        ("conv", ir.CONV, "Conv2d"),
+        ("bn", ir.BATCHNORM, "BatchNorm2d"),
+        ("fc", ir.LINEAR, "Linear"),
     ]
     conv, bn = model.layer("conv"), model.layer("bn")
     assert conv.attrs["stride"] == (2, 2) and conv.attrs["padding"] == (1, 1) and conv.attrs["groups"] == 2
@@ -366,7 +379,9 @@ def test_torch_export_program(tmp_path):
     assert model.producer.startswith("torch.export.save (torch 2.")
     assert model.modules["bn"] == "torch.nn.modules.batchnorm.BatchNorm2d"
     assert [(layer.name, layer.kind, layer.op_type) for layer in model.layers] == [
-        ("conv", ir.CONV, "Conv2d"), ("bn", ir.BATCHNORM, "BatchNorm2d"), ("fc", ir.LINEAR, "Linear")
+        ("conv", ir.CONV, "Conv2d"),
+        ("bn", ir.BATCHNORM, "BatchNorm2d"),
+        ("fc", ir.LINEAR, "Linear"),
     ]
     conv = model.layer("conv")
     assert [conv.attrs[name] for name in ("stride", "padding", "dilation", "groups")] == [(2, 2), (1, 1), (1, 1), 2]
@@ -394,7 +409,10 @@ def test_safetensors_without_torch_including_bf16_and_metadata(tmp_path):
     assert model.format == "safetensors"
     assert model.metadata == {"format": "pt", "note": "made in a test"}
     assert [layer.name for layer in model.layers] == [
-        "encoder.layers.2.norm", "encoder.layers.2.proj", "encoder.layers.10.proj", "stem.conv"
+        "encoder.layers.2.norm",
+        "encoder.layers.2.proj",
+        "encoder.layers.10.proj",
+        "stem.conv",
     ]
     assert model.layer("stem.conv").op_type == "Conv2d?"
     assert model.layer("stem.conv").params["weight"].dtype == "float16"
@@ -438,9 +456,11 @@ def test_onnx_file_is_not_claimed(tmp_path):
 
     weight = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [weight],
     )
     path = tmp_path / "model.pt"
     onnx.save(helper.make_model(graph), path)
@@ -484,8 +504,11 @@ def test_malicious_pickles_are_refused_before_running(tmp_path, attack, legacy):
     marker = tmp_path / "pwned"
     function, args = MALICIOUS[attack](marker)
     path = tmp_path / "evil.pt"
-    torch.save({"model": trained_net().state_dict(), "payload": _Payload(function, args)}, path,
-               _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        {"model": trained_net().state_dict(), "payload": _Payload(function, args)},
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )
     global_name = f"{function.__module__}.{function.__qualname__}"
 
     with pytest.raises(InputError) as caught:

@@ -12,24 +12,34 @@ and read the diff before committing them.
 from __future__ import annotations
 
 import copy
-import difflib
 import html.parser
 import io
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from plugins.reports import html as html_report, markdown as markdown_report, table as table_report
+from plugins.reports import html as html_report
+from plugins.reports import markdown as markdown_report
+from plugins.reports import table as table_report
 from tests.support import check_golden
 
 SCHEMA = "graphinspect/diff@1"
 ODD_NAME = "/model.1/m[0]|cv1/conv/Conv"
 
 
-def _param(name, target_tensor, source_tensor, source_range, target_range, reproduced_range,
-           abs_err, rel_err, status="ok", bad_channels=(), bad_channel_count=0):
+def _param(
+    name,
+    target_tensor,
+    source_tensor,
+    source_range,
+    target_range,
+    reproduced_range,
+    abs_err,
+    rel_err,
+    status="ok",
+    bad_channels=(),
+    bad_channel_count=0,
+):
     return {
         "name": name,
         "target_tensor": target_tensor,
@@ -91,51 +101,178 @@ def make_document() -> dict:
                 "constant": {"elements": 300, "bytes": 1200},
                 "unexplained": {"elements": 140, "bytes": 560},
                 "by_op": {
-                    "Conv": {"explained": {"elements": 12200, "bytes": 48800}, "constant": {"elements": 0, "bytes": 0},
-                             "unexplained": {"elements": 140, "bytes": 560}},
-                    "Add": {"explained": {"elements": 0, "bytes": 0}, "constant": {"elements": 300, "bytes": 1200},
-                            "unexplained": {"elements": 0, "bytes": 0}},
+                    "Conv": {
+                        "explained": {"elements": 12200, "bytes": 48800},
+                        "constant": {"elements": 0, "bytes": 0},
+                        "unexplained": {"elements": 140, "bytes": 560},
+                    },
+                    "Add": {
+                        "explained": {"elements": 0, "bytes": 0},
+                        "constant": {"elements": 300, "bytes": 1200},
+                        "unexplained": {"elements": 0, "bytes": 0},
+                    },
                 },
             },
         },
         "layers": [
-            _layer("/model.0/conv/Conv", "Conv", ["model.0.conv", "model.0.bn"], "fold_batchnorm", "ok", "scope", [
-                _param("weight", "model.0.conv.weight", "model.0.conv.weight",
-                       [-0.306, 0.345], [-2.926, 3.297], [-2.926, 3.297], 2.4e-07, 7.3e-08),
-                _param("bias", "model.0.conv.weight_bias", "model.0.bn.bias",
-                       [-0.5, 0.8], [-1.2, 2.1], [-1.2, 2.1], 1.2e-07, 5.7e-08),
-            ], note="eps 0.001 from the module"),
-            _layer(ODD_NAME, "Conv", ["model.1.m.0.cv1.conv", "model.1.m.0.cv1.bn"], "fold_batchnorm", "ok", "name", [
-                _param("weight", "onnx::Conv_25", "model.1.m.0.cv1.conv.weight",
-                       [-0.12, 0.11], [-1.07, 0.98], [-1.07, 0.98], 1.1e-07, 1.0e-07),
-                _param("bias", "onnx::Conv_26", "model.1.m.0.cv1.bn.bias",
-                       [-0.03, 0.04], [-0.44, 0.61], [-0.44, 0.61], 5.9e-08, 9.7e-08),
-            ]),
-            _layer("/head/fc/Gemm", "Gemm", ["head.fc"], "identity", "ok", "alignment", [
-                _param("weight", "head.fc.weight", "head.fc.weight", [-0.08, 0.08], [-0.08, 0.08], [-0.08, 0.08], 0.0, 0.0),
-                _param("bias", "head.fc.bias", "head.fc.bias", [-0.01, 0.02], [-0.01, 0.02], [-0.01, 0.02], 0.0, 0.0),
-            ]),
-            _layer("/model.2/conv/Conv", "Conv", ["model.2.conv", "model.2.bn"], "fold_batchnorm", "mismatch", "scope", [
-                _param("weight", "model.2.conv.weight", "model.2.conv.weight",
-                       [-0.21, 0.19], [-16.1, 15.7], [-15.6, 15.7], 0.5, 0.031,
-                       status="mismatch", bad_channels=[17], bad_channel_count=1),
-                _param("bias", "model.2.conv.weight_bias", "model.2.bn.bias",
-                       [-0.2, 0.3], [-0.9, 1.4], [-0.9, 1.4], 6.0e-08, 4.3e-08),
-            ]),
-            _layer("/extra/Conv", "Conv", [], None, "unmatched", None, [
-                _param("weight", "extra.weight", None, None, [-1.0, 1.0], None, None, None, status="unmatched"),
-            ]),
+            _layer(
+                "/model.0/conv/Conv",
+                "Conv",
+                ["model.0.conv", "model.0.bn"],
+                "fold_batchnorm",
+                "ok",
+                "scope",
+                [
+                    _param(
+                        "weight",
+                        "model.0.conv.weight",
+                        "model.0.conv.weight",
+                        [-0.306, 0.345],
+                        [-2.926, 3.297],
+                        [-2.926, 3.297],
+                        2.4e-07,
+                        7.3e-08,
+                    ),
+                    _param(
+                        "bias",
+                        "model.0.conv.weight_bias",
+                        "model.0.bn.bias",
+                        [-0.5, 0.8],
+                        [-1.2, 2.1],
+                        [-1.2, 2.1],
+                        1.2e-07,
+                        5.7e-08,
+                    ),
+                ],
+                note="eps 0.001 from the module",
+            ),
+            _layer(
+                ODD_NAME,
+                "Conv",
+                ["model.1.m.0.cv1.conv", "model.1.m.0.cv1.bn"],
+                "fold_batchnorm",
+                "ok",
+                "name",
+                [
+                    _param(
+                        "weight",
+                        "onnx::Conv_25",
+                        "model.1.m.0.cv1.conv.weight",
+                        [-0.12, 0.11],
+                        [-1.07, 0.98],
+                        [-1.07, 0.98],
+                        1.1e-07,
+                        1.0e-07,
+                    ),
+                    _param(
+                        "bias",
+                        "onnx::Conv_26",
+                        "model.1.m.0.cv1.bn.bias",
+                        [-0.03, 0.04],
+                        [-0.44, 0.61],
+                        [-0.44, 0.61],
+                        5.9e-08,
+                        9.7e-08,
+                    ),
+                ],
+            ),
+            _layer(
+                "/head/fc/Gemm",
+                "Gemm",
+                ["head.fc"],
+                "identity",
+                "ok",
+                "alignment",
+                [
+                    _param(
+                        "weight",
+                        "head.fc.weight",
+                        "head.fc.weight",
+                        [-0.08, 0.08],
+                        [-0.08, 0.08],
+                        [-0.08, 0.08],
+                        0.0,
+                        0.0,
+                    ),
+                    _param(
+                        "bias", "head.fc.bias", "head.fc.bias", [-0.01, 0.02], [-0.01, 0.02], [-0.01, 0.02], 0.0, 0.0
+                    ),
+                ],
+            ),
+            _layer(
+                "/model.2/conv/Conv",
+                "Conv",
+                ["model.2.conv", "model.2.bn"],
+                "fold_batchnorm",
+                "mismatch",
+                "scope",
+                [
+                    _param(
+                        "weight",
+                        "model.2.conv.weight",
+                        "model.2.conv.weight",
+                        [-0.21, 0.19],
+                        [-16.1, 15.7],
+                        [-15.6, 15.7],
+                        0.5,
+                        0.031,
+                        status="mismatch",
+                        bad_channels=[17],
+                        bad_channel_count=1,
+                    ),
+                    _param(
+                        "bias",
+                        "model.2.conv.weight_bias",
+                        "model.2.bn.bias",
+                        [-0.2, 0.3],
+                        [-0.9, 1.4],
+                        [-0.9, 1.4],
+                        6.0e-08,
+                        4.3e-08,
+                    ),
+                ],
+            ),
+            _layer(
+                "/extra/Conv",
+                "Conv",
+                [],
+                None,
+                "unmatched",
+                None,
+                [
+                    _param("weight", "extra.weight", None, None, [-1.0, 1.0], None, None, None, status="unmatched"),
+                ],
+            ),
         ],
         "unmatched_source": ["aux_head.conv", "denoising.embed"],
-        "constants": [{"tensor": "anchors", "op": "Add", "layer": "/decoder/Add", "elements": 300,
-                       "reason": "computed at export: no PyTorch tensor holds these values"}],
+        "constants": [
+            {
+                "tensor": "anchors",
+                "op": "Add",
+                "layer": "/decoder/Add",
+                "elements": 300,
+                "reason": "computed at export: no PyTorch tensor holds these values",
+            }
+        ],
         "findings": [
-            {"severity": "info", "code": "unused_source",
-             "message": "2 PyTorch layers are not used by the export: aux_head.conv, denoising.embed", "layer": None},
-            {"severity": "error", "code": "mismatch",
-             "message": "weight differs by up to 0.5 (3.10% of its scale) in output channel 17", "layer": "/model.2/conv/Conv"},
-            {"severity": "warning", "code": "unmatched_target",
-             "message": "no PyTorch layer re-computes this Conv", "layer": "/extra/Conv"},
+            {
+                "severity": "info",
+                "code": "unused_source",
+                "message": "2 PyTorch layers are not used by the export: aux_head.conv, denoising.embed",
+                "layer": None,
+            },
+            {
+                "severity": "error",
+                "code": "mismatch",
+                "message": "weight differs by up to 0.5 (3.10% of its scale) in output channel 17",
+                "layer": "/model.2/conv/Conv",
+            },
+            {
+                "severity": "warning",
+                "code": "unmatched_target",
+                "message": "no PyTorch layer re-computes this Conv",
+                "layer": "/extra/Conv",
+            },
         ],
     }
 
@@ -155,16 +292,25 @@ TABLE_OPTIONS = {"color": False, "width": 120}
 
 def test_fixture_has_the_fields_build_document_writes():
     """The hand-built document keeps in step with :func:`inspector.report.build_document`."""
-    from inspector.results import DiffResult, LayerDiff, ParamDiff
     from inspector.ir import Model
     from inspector.records import Finding
     from inspector.report import build_document
+    from inspector.results import DiffResult, LayerDiff, ParamDiff
 
     result = DiffResult(
         Model("pytorch-module", "a.pt"),
         Model("onnx", "a.onnx"),
-        layers=[LayerDiff("/c/Conv", "Conv", "conv", ["c"], "identity", "ok",
-                          [ParamDiff("weight", "c.weight", "c.weight", (0.0, 1.0), (0.0, 1.0), (0.0, 1.0), 0.0, 0.0, "ok")])],
+        layers=[
+            LayerDiff(
+                "/c/Conv",
+                "Conv",
+                "conv",
+                ["c"],
+                "identity",
+                "ok",
+                [ParamDiff("weight", "c.weight", "c.weight", (0.0, 1.0), (0.0, 1.0), (0.0, 1.0), 0.0, 0.0, "ok")],
+            )
+        ],
         unmatched_source=["x"],
         findings=[Finding("info", "unused_source", "x is unused", None)],
     )
@@ -297,7 +443,9 @@ def test_html_is_a_well_formed_html5_page():
     assert ("meta", {"charset": "utf-8"}) in parser.start_tags
     assert not any(tag in ("script", "link", "img") for tag, _ in parser.start_tags)
     assert ODD_NAME in "".join(parser.text)
-    bodies = [attrs["class"] for tag, attrs in parser.start_tags if tag == "tbody" and "status-" in attrs.get("class", "")]
+    bodies = [
+        attrs["class"] for tag, attrs in parser.start_tags if tag == "tbody" and "status-" in attrs.get("class", "")
+    ]
     assert bodies == ["status-ok", "status-ok", "status-ok", "status-mismatch", "status-unmatched"]
 
 
@@ -347,13 +495,21 @@ def test_reporters_are_chosen_by_output_suffix():
     from inspector.output import choose_format
 
     plugins = get_plugin_manager(autoload=False)
-    expected = {"out.md": "markdown", "out.markdown": "markdown", "OUT.HTML": "html", "out.htm": "html",
-                "out.txt": "table", "out.json": "json", "out.csv": "table", None: "table"}
+    expected = {
+        "out.md": "markdown",
+        "out.markdown": "markdown",
+        "OUT.HTML": "html",
+        "out.htm": "html",
+        "out.txt": "table",
+        "out.json": "json",
+        "out.csv": "table",
+        None: "table",
+    }
     for output, name in expected.items():
         assert choose_format(None, output, plugins, SCHEMA, "table") == name, output
     for name in ("table", "markdown", "html"):
-        assert plugins.reporter(name, SCHEMA).render is getattr(
-            {"table": table_report, "markdown": markdown_report, "html": html_report}[name], "render")
+        module = {"table": table_report, "markdown": markdown_report, "html": html_report}[name]
+        assert plugins.reporter(name, SCHEMA).render is module.render
 
 
 @pytest.mark.parametrize("module", [table_report, markdown_report, html_report])
@@ -367,7 +523,9 @@ def test_a_document_with_no_layers_left_renders(module):
 def test_table_is_one_wide_table_when_it_fits_and_stacked_when_not():
     wide = render(table_report, make_document(), {"color": False, "width": 200}).splitlines()
     assert any("ONNX node" in line and "Re-computed range" in line for line in wide)
-    assert any(line.startswith("MISMATCH") and "/model.2/conv/Conv" in line and "[-16.1, 15.7]" in line for line in wide)
+    assert any(
+        line.startswith("MISMATCH") and "/model.2/conv/Conv" in line and "[-16.1, 15.7]" in line for line in wide
+    )
 
     stacked = render(table_report, make_document(), TABLE_OPTIONS).splitlines()
     assert "Status     ONNX node  Op  from PyTorch module(s)  via Transform" in stacked

@@ -57,6 +57,11 @@ def check_golden(name: str, text: str) -> None:
     with open(path, encoding="utf-8", newline="") as stream:
         expected = stream.read()
     if text != expected:
-        delta = "".join(difflib.unified_diff(
-            expected.splitlines(keepends=True), text.splitlines(keepends=True), f"golden/{name}", "actual"))
-        pytest.fail(f"{name} differs from its golden file (GRAPHINSPECT_UPDATE_GOLDEN=1 rewrites it):\n{delta}", pytrace=False)
+        delta = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True), text.splitlines(keepends=True), f"golden/{name}", "actual"
+            )
+        )
+        pytest.fail(
+            f"{name} differs from its golden file (GRAPHINSPECT_UPDATE_GOLDEN=1 rewrites it):\n{delta}", pytrace=False
+        )

@@ -13,9 +13,10 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -70,10 +71,15 @@ def describe(result) -> str:
     lines = [f"verdict {result.verdict}"]
     for layer in result.layers:
         errors = ", ".join(f"{p.name} {p.max_rel_err}" for p in layer.params)
-        lines.append(f"  {layer.status:9} {layer.op:20} {layer.target:45} {layer.transform} {layer.sources} "
-                     f"[{layer.matched_by}] {layer.note!r} ({errors}) {layer.reasons[:2]}")
+        lines.append(
+            f"  {layer.status:9} {layer.op:20} {layer.target:45} {layer.transform} {layer.sources} "
+            f"[{layer.matched_by}] {layer.note!r} ({errors}) {layer.reasons[:2]}"
+        )
     lines += [f"  finding {f.severity} {f.code}: {f.message}" for f in result.findings]
-    lines.append(f"  unmatched source {result.unmatched_source}, constants {[(c.layer, c.reason[:30]) for c in result.constants]}")
+    lines.append(
+        f"  unmatched source {result.unmatched_source}, constants "
+        f"{[(c.layer, c.reason[:30]) for c in result.constants]}"
+    )
     lines.append(f"  coverage { {bucket: tally.elements for bucket, tally in result.coverage.totals.items()} }")
     return "\n".join(lines)
 
@@ -120,8 +126,10 @@ def assert_every_weight_layer_listed(result, untraced: Iterable[str] | None = ()
     assert len(listed) == len(result.layers), "a target layer is listed twice"
     joined_biases = {
         param.target_tensor
-        for layer in result.layers if layer.op == "MatMul"
-        for param in layer.params if param.name == "bias"
+        for layer in result.layers
+        if layer.op == "MatMul"
+        for param in layer.params
+        if param.name == "bias"
     }
     allowed = None if untraced is None else set(untraced)
     for layer in result.target.layers:
@@ -129,7 +137,9 @@ def assert_every_weight_layer_listed(result, untraced: Iterable[str] | None = ()
             continue
         if layer.op_type == "Add" and {p.tensor_name for p in layer.params.values()} <= joined_biases:
             continue
-        assert layer.name in constant_layers(result), f"{layer.name} ({layer.op_type}) is not reported\n{describe(result)}"
+        assert layer.name in constant_layers(result), (
+            f"{layer.name} ({layer.op_type}) is not reported\n{describe(result)}"
+        )
         if allowed is not None:
             assert layer.name in allowed, f"{layer.name} ({layer.op_type}) is left untraced\n{describe(result)}"
     # In target execution order.
@@ -196,7 +206,9 @@ def _count(value: Any) -> bool:
 
 
 def _pair_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, list) and len(value) == 2 and all(_number(v) or v is None for v in value))
+    return value is None or (
+        isinstance(value, list) and len(value) == 2 and all(_number(v) or v is None for v in value)
+    )
 
 
 def _keys(where: str, entry: Any, keys: set[str]) -> None:
@@ -206,6 +218,7 @@ def _keys(where: str, entry: Any, keys: set[str]) -> None:
 
 def parse_json(text: str) -> dict:
     """Standard JSON only: NaN, Infinity and -Infinity are refused."""
+
     def refuse(constant: str):
         raise AssertionError(f"non-standard JSON constant {constant}")
 
@@ -215,8 +228,22 @@ def parse_json(text: str) -> dict:
 def validate_diff_document(document: dict, target_order: list[str] | None = None) -> None:
     """Check ``document`` against the graphinspect/diff@1 contract of inspector/report.py:
     every documented key at every level, no undocumented one, types and value sets."""
-    _keys("document", document, {"schema", "tool", "source", "target", "tolerance", "summary", "layers",
-                                 "unmatched_source", "constants", "findings"})
+    _keys(
+        "document",
+        document,
+        {
+            "schema",
+            "tool",
+            "source",
+            "target",
+            "tolerance",
+            "summary",
+            "layers",
+            "unmatched_source",
+            "constants",
+            "findings",
+        },
+    )
     assert document["schema"] == "graphinspect/diff@1"
     _keys("tool", document["tool"], {"name", "version"})
     assert document["tool"]["name"] == "graphinspect" and isinstance(document["tool"]["version"], str)
@@ -229,8 +256,21 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
     for key in ("rtol", "atol"):
         assert document["tolerance"][key] is None or _number(document["tolerance"][key])
     summary = document["summary"]
-    _keys("summary", summary, {"verdict", "matched", "mismatched", "unmatched_target", "unmatched_source",
-                               "by_transform", "max_rel_err", "text", "coverage"})
+    _keys(
+        "summary",
+        summary,
+        {
+            "verdict",
+            "matched",
+            "mismatched",
+            "unmatched_target",
+            "unmatched_source",
+            "by_transform",
+            "max_rel_err",
+            "text",
+            "coverage",
+        },
+    )
     assert summary["verdict"] in _VERDICTS
     for key in ("matched", "mismatched", "unmatched_target", "unmatched_source"):
         assert _count(summary[key]), key
@@ -265,9 +305,23 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
         assert isinstance(layer["params"], list) and layer["params"], where
         for index, entry in enumerate(layer["params"]):
             at = f"{where}.params[{index}]"
-            _keys(at, entry, {"name", "target_tensor", "source_tensor", "source_range", "target_range",
-                              "reproduced_range", "max_abs_err", "max_rel_err", "status", "bad_channels",
-                              "bad_channel_count"})
+            _keys(
+                at,
+                entry,
+                {
+                    "name",
+                    "target_tensor",
+                    "source_tensor",
+                    "source_range",
+                    "target_range",
+                    "reproduced_range",
+                    "max_abs_err",
+                    "max_rel_err",
+                    "status",
+                    "bad_channels",
+                    "bad_channel_count",
+                },
+            )
             assert isinstance(entry["name"], str) and isinstance(entry["target_tensor"], str), at
             assert entry["source_tensor"] is None or isinstance(entry["source_tensor"], str), at
             for key in ("source_range", "target_range", "reproduced_range"):

@@ -34,8 +34,8 @@ built on this module with both blocked); the built-in plugins come from
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -196,7 +196,9 @@ def candidates(chosen: Transform, source_model: Model, target_layer: Layer, anch
 
 def check_reasons(chosen: Transform, source_model: Model, target_layer: Layer, anchor: str) -> list[str | None]:
     """``check()`` of every candidate ``chosen`` proposes (None where it applies)."""
-    return [chosen.check(target_layer, candidate) for candidate in candidates(chosen, source_model, target_layer, anchor)]
+    return [
+        chosen.check(target_layer, candidate) for candidate in candidates(chosen, source_model, target_layer, anchor)
+    ]
 
 
 def applicable(chosen: Transform, source_model: Model, target_layer: Layer, anchor: str) -> list[Candidate]:
@@ -209,8 +211,13 @@ def describe(result: DiffResult) -> str:
     lines = [f"verdict {result.verdict}"]
     for entry in result.layers:
         errors = ", ".join(f"{p.name} {p.status} {p.max_rel_err} ch{p.bad_channels}" for p in entry.params)
-        lines.append(f"  {entry.status:9} {entry.op:10} {entry.target:30} {entry.transform} {entry.sources} "
-                     f"[{entry.matched_by}] {entry.variant!r} {entry.note!r} ({errors}) {entry.reasons[:3]}")
+        lines.append(
+            f"  {entry.status:9} {entry.op:10} {entry.target:30} {entry.transform} {entry.sources} "
+            f"[{entry.matched_by}] {entry.variant!r} {entry.note!r} ({errors}) {entry.reasons[:3]}"
+        )
     lines += [f"  finding {f.severity} {f.code}: {f.message}" for f in result.findings]
-    lines.append(f"  unmatched source {result.unmatched_source}, constants {[(c.layer, c.reason[:30]) for c in result.constants]}")
+    lines.append(
+        f"  unmatched source {result.unmatched_source}, constants "
+        f"{[(c.layer, c.reason[:30]) for c in result.constants]}"
+    )
     return "\n".join(lines)

@@ -51,7 +51,9 @@ def test_a_conv_in_another_dtype(source_dtype, target_dtype, tolerance_of):
     result = diff(src, target(tgt))
     entry = layer_diff(result, "/c/Conv")
     source_name, target_name = np.dtype(source_dtype).name, np.dtype(target_dtype).name
-    assert (entry.status, entry.transform, entry.note) == (OK, CAST, f"{source_name} -> {target_name}"), describe(result)
+    assert (entry.status, entry.transform, entry.note) == (OK, CAST, f"{source_name} -> {target_name}"), describe(
+        result
+    )
     assert param_diff(entry, "weight").tolerance == DTYPE_TOLERANCES[tolerance_of]
     assert result.by_transform() == {"cast": 1}
 
@@ -111,8 +113,14 @@ def test_a_cast_is_not_a_licence_to_round_further():
     as_bf16 = layer("g", LINEAR, "Gemm", {"transB": 1, WEIGHT_LAYOUT: OUT_IN}, hints=("fc",), weight=w.astype(BF16))
     assert layer_diff(diff(src, target(as_bf16)), "g").status == OK
     # The same bf16-rounded values stored as fp16 are judged at fp16's tolerance: too far.
-    as_fp16 = layer("g", LINEAR, "Gemm", {"transB": 1, WEIGHT_LAYOUT: OUT_IN}, hints=("fc",),
-                    weight=w.astype(BF16).astype(np.float16))
+    as_fp16 = layer(
+        "g",
+        LINEAR,
+        "Gemm",
+        {"transB": 1, WEIGHT_LAYOUT: OUT_IN},
+        hints=("fc",),
+        weight=w.astype(BF16).astype(np.float16),
+    )
     assert layer_diff(diff(src, target(as_fp16)), "g").status == MISMATCH
 
 

@@ -35,8 +35,11 @@ class Fusable(nn.Module):
         return self.q(z.unsqueeze(1)).squeeze(1)
 
 
-LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-          "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +52,11 @@ def files(tmp_path_factory):
         model.bn.running_var.uniform_(0.5, 2)
     torch.save(model, folder / "module.pt")
     torch.save(model.state_dict(), folder / "state_dict.pt")
-    found = {"module": folder / "module.pt", "state_dict": folder / "state_dict.pt",
-             "legacy": export(model, (torch.rand(1, 3, 8, 8),), folder / "legacy.onnx", "legacy")}
+    found = {
+        "module": folder / "module.pt",
+        "state_dict": folder / "state_dict.pt",
+        "legacy": export(model, (torch.rand(1, 3, 8, 8),), folder / "legacy.onnx", "legacy"),
+    }
     for name, level in LEVELS.items():
         options = ort.SessionOptions()
         options.graph_optimization_level = level
@@ -75,11 +81,14 @@ def test_optimised_exports_are_faithful(files, kind, level):
     assert fused.transform == "fold_scale" and fused.variant == ".scale + shift", describe(result)
 
 
-@pytest.mark.parametrize("level, node_op, source", [
-    ("basic", "Conv", "conv2"),
-    ("extended", "com.microsoft.FusedGemm", "fc"),
-    ("extended", "com.microsoft.FusedMatMul", "proj"),
-])
+@pytest.mark.parametrize(
+    "level, node_op, source",
+    [
+        ("basic", "Conv", "conv2"),
+        ("extended", "com.microsoft.FusedGemm", "fc"),
+        ("extended", "com.microsoft.FusedMatMul", "proj"),
+    ],
+)
 def test_a_changed_channel_of_a_fused_layer_is_a_mismatch_there(files, tmp_path, level, node_op, source):
     proto = onnx.load(str(files[level]))
     result = diff(files["module"], files[level])

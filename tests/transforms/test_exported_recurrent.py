@@ -43,8 +43,11 @@ def test_faithful_and_every_recurrent_number_explained(files, exporter, kind):
     result = diff(files[kind], files[exporter])
     assert result.verdict == "faithful", describe(result)
     assert [(e.op, e.transform, e.sources, e.variant) for e in result.layers] == [
-        ("LSTM", "recurrent", ["lstm"], "layer 0"), ("LSTM", "recurrent", ["lstm"], "layer 1"),
-        ("GRU", "recurrent", ["gru"], "layer 0"), ("GRU", "recurrent", ["gru"], "layer 1")], describe(result)
+        ("LSTM", "recurrent", ["lstm"], "layer 0"),
+        ("LSTM", "recurrent", ["lstm"], "layer 1"),
+        ("GRU", "recurrent", ["gru"], "layer 0"),
+        ("GRU", "recurrent", ["gru"], "layer 1"),
+    ], describe(result)
     assert result.coverage.unexplained == 0
     recurrent = result.coverage.by_op["LSTM"]["explained"].elements + result.coverage.by_op["GRU"]["explained"].elements
     weights = sum(p.numel() for p in Recurrent().parameters())

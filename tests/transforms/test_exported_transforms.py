@@ -21,6 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from samples import lookalikes
+from samples.lookalikes import randomise_batchnorm
 from tests.support.exports import (
     EXPORTERS,
     assert_faithful,
@@ -34,8 +36,6 @@ from tests.support.exports import (
     reproduction,
     stored,
 )
-from samples import lookalikes
-from samples.lookalikes import randomise_batchnorm
 
 FOLD = "fold_batchnorm"
 
@@ -94,8 +94,17 @@ class FoldZoo(nn.Module):
 
 
 FOLD_INPUTS = (torch.rand(1, 3, 12), torch.rand(1, 3, 10, 10), torch.rand(1, 2, 6, 6, 6), torch.rand(4, 6))
-FOLD_PAIRS = [("c1", "b1"), ("c2", "b2"), ("g", "gbn"), ("dw", "dwbn"), ("late.conv1", "late.bn1"),
-              ("late.conv2", "late.bn2"), ("deconv", "deconv_bn"), ("c3", "b3"), ("fc", "fcbn")]
+FOLD_PAIRS = [
+    ("c1", "b1"),
+    ("c2", "b2"),
+    ("g", "gbn"),
+    ("dw", "dwbn"),
+    ("late.conv1", "late.bn1"),
+    ("late.conv2", "late.bn2"),
+    ("deconv", "deconv_bn"),
+    ("c3", "b3"),
+    ("fc", "fcbn"),
+]
 
 # What each exporter does with them, in graph order: the legacy exporter folds only a
 # Conv's BatchNorm and keeps ConvTranspose/Linear + BatchNorm as two nodes; the dynamo
@@ -153,7 +162,9 @@ def test_fold_every_layer_explained(fold_results, exporter):
     assert_faithful(result)
     for layer in result.layers:
         if layer.transform == FOLD:
-            assert layer.note == f"eps {1e-3 if layer.sources == ['c2', 'b2'] else 1e-5:g} from the module", describe(result)
+            assert layer.note == f"eps {1e-3 if layer.sources == ['c2', 'b2'] else 1e-5:g} from the module", describe(
+                result
+            )
     kept = [layer.sources for layer in result.layers if layer.op == "BatchNormalization"]
     assert len(kept) == (2 if exporter == "legacy" else 0)
     # Those two follow a ConvTranspose and a Linear, which the legacy exporter never
@@ -175,7 +186,7 @@ def _independent_fold(model: FoldZoo, conv_name: str, bn_name: str) -> tuple[np.
         folded = weight.copy()
         for group in range(conv.groups):
             rows = slice(group * weight.shape[0] // conv.groups, (group + 1) * weight.shape[0] // conv.groups)
-            folded[rows] *= scale[group * per_group:(group + 1) * per_group].reshape(1, -1, 1, 1)
+            folded[rows] *= scale[group * per_group : (group + 1) * per_group].reshape(1, -1, 1, 1)
         bias = (_numpy(conv.bias) - _numpy(bn.running_mean)) * scale + _numpy(bn.bias)
         return folded, bias
     fused = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
@@ -300,10 +311,17 @@ def _fuse_branch_zoo(model: BranchZoo) -> BranchZoo:
 
 BRANCH_OUTLINE = [
     ("Conv", FOLD, ["stem.conv", "stem.bn"]),
-    ("Conv", "merge_branches", ["rep_id.conv1.conv", "rep_id.conv1.bn", "rep_id.conv2.conv", "rep_id.conv2.bn", "rep_id.bn"]),
+    (
+        "Conv",
+        "merge_branches",
+        ["rep_id.conv1.conv", "rep_id.conv1.bn", "rep_id.conv2.conv", "rep_id.conv2.bn", "rep_id.bn"],
+    ),
     ("Conv", "merge_branches", ["rep.conv1.conv", "rep.conv1.bn", "rep.conv2.conv", "rep.conv2.bn"]),
-    ("Conv", "merge_branches", ["vgg_id.rbr_dense.0", "vgg_id.rbr_dense.1", "vgg_id.rbr_1x1.0", "vgg_id.rbr_1x1.1",
-                                "vgg_id.rbr_identity"]),
+    (
+        "Conv",
+        "merge_branches",
+        ["vgg_id.rbr_dense.0", "vgg_id.rbr_dense.1", "vgg_id.rbr_1x1.0", "vgg_id.rbr_1x1.1", "vgg_id.rbr_identity"],
+    ),
     ("Conv", "merge_branches", ["vgg.rbr_dense.0", "vgg.rbr_dense.1", "vgg.rbr_1x1.0", "vgg.rbr_1x1.1"]),
 ]
 
@@ -356,12 +374,20 @@ def test_merge_branches_from_a_bare_state_dict(branch_files, exporter, tmp_path)
     assert_outline(result, BRANCH_OUTLINE)
     assert_faithful(result)
     assert [layer.variant for layer in result.layers] == [
-        "eps=0.001", "eps=0.001, identity eps=1e-05", "eps=0.001", "eps=1e-05", "eps=1e-05"]
+        "eps=0.001",
+        "eps=0.001, identity eps=1e-05",
+        "eps=0.001",
+        "eps=1e-05",
+        "eps=1e-05",
+    ]
     assert result.layers[1].note == (
-        "2 branches + identity of rep_id; eps 0.001, identity eps 1e-05 (guessed: the file does not record it)")
+        "2 branches + identity of rep_id; eps 0.001, identity eps 1e-05 (guessed: the file does not record it)"
+    )
     (finding,) = [f for f in result.findings if f.code == "guessed_eps"]
-    assert finding.message == ("The file does not record BatchNorm eps; 5 folded layers fit with "
-                               "eps=0.001; eps=0.001, identity eps=1e-05; eps=1e-05")
+    assert finding.message == (
+        "The file does not record BatchNorm eps; 5 folded layers fit with "
+        "eps=0.001; eps=0.001, identity eps=1e-05; eps=1e-05"
+    )
 
 
 def test_merge_branches_identity_branch_matters(branch_files):
@@ -411,7 +437,9 @@ def test_linear_on_3d_input_is_a_transposed_matmul(linear_files, exporter):
     np.testing.assert_array_equal(stored(result, matmul, "weight"), model.fc3.weight.detach().numpy().T)
     # The bias lives in the Add after the MatMul; the ONNX loader joins it to the MatMul.
     joined = result.target.layer(matmul.target)
-    assert joined.metadata["bias_node"] and not any(layer.name == joined.metadata["bias_node"] for layer in result.target.layers)
+    assert joined.metadata["bias_node"] and not any(
+        layer.name == joined.metadata["bias_node"] for layer in result.target.layers
+    )
     assert param(matmul, "bias").target_tensor == joined.params["bias"].tensor_name
     assert joined.attrs["weight_layout"] == "in_out"
     np.testing.assert_array_equal(stored(result, matmul, "bias"), model.fc3.bias.detach().numpy())
@@ -424,10 +452,16 @@ def _gemm_model(path, weight, bias, **attrs) -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])
     node = helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["y"], name="/fc/Gemm", **attrs)
-    graph = helper.make_graph([node], "gemm", [x], [y], [
-        numpy_helper.from_array(np.asarray(weight, dtype=np.float32), "fc.weight"),
-        numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "fc.bias"),
-    ])
+    graph = helper.make_graph(
+        [node],
+        "gemm",
+        [x],
+        [y],
+        [
+            numpy_helper.from_array(np.asarray(weight, dtype=np.float32), "fc.weight"),
+            numpy_helper.from_array(np.asarray(bias, dtype=np.float32), "fc.bias"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -446,10 +480,20 @@ GEMMS = {
     # name: (attrs, B from W, C from b, transform, note)
     "transB0": ({}, lambda w: w.T, lambda b: b, "transpose", "Gemm stores W^T"),
     "transB1": ({"transB": 1}, lambda w: w, lambda b: b, "identity", ""),
-    "transB0_alpha_beta": ({"alpha": 0.7, "beta": 1.3}, lambda w: w.T / 0.7, lambda b: b / 1.3, "transpose",
-                           "Gemm stores W^T / alpha 0.7"),
-    "transB1_alpha_beta": ({"transB": 1, "alpha": 0.7, "beta": 1.3}, lambda w: w / 0.7, lambda b: b / 1.3, "transpose",
-                           "Gemm stores W / alpha 0.7"),
+    "transB0_alpha_beta": (
+        {"alpha": 0.7, "beta": 1.3},
+        lambda w: w.T / 0.7,
+        lambda b: b / 1.3,
+        "transpose",
+        "Gemm stores W^T / alpha 0.7",
+    ),
+    "transB1_alpha_beta": (
+        {"transB": 1, "alpha": 0.7, "beta": 1.3},
+        lambda w: w / 0.7,
+        lambda b: b / 1.3,
+        "transpose",
+        "Gemm stores W / alpha 0.7",
+    ),
 }
 
 
@@ -529,18 +573,21 @@ def test_split_qkv_legacy(attention_files):
     """The legacy exporter writes one MatMul (+ Add) per q/k/v slice when value differs
     from query/key, and one (E, 3E) MatMul for self-attention."""
     result = diff(attention_files["pt"], attention_files["legacy"])
-    assert_outline(result, [
-        ("MatMul", "split_qkv", ["cross"]),
-        ("MatMul", "split_qkv", ["cross"]),
-        ("MatMul", "split_qkv", ["cross"]),
-        ("Gemm", "identity", ["cross.out_proj"]),
-        ("MatMul", "split_qkv", ["self_attn"]),
-        ("Gemm", "identity", ["self_attn.out_proj"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("Gemm", "identity", ["mixed.out_proj"]),
-    ])
+    assert_outline(
+        result,
+        [
+            ("MatMul", "split_qkv", ["cross"]),
+            ("MatMul", "split_qkv", ["cross"]),
+            ("MatMul", "split_qkv", ["cross"]),
+            ("Gemm", "identity", ["cross.out_proj"]),
+            ("MatMul", "split_qkv", ["self_attn"]),
+            ("Gemm", "identity", ["self_attn.out_proj"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("Gemm", "identity", ["mixed.out_proj"]),
+        ],
+    )
     assert_faithful(result, max_rel_err=0.0)
     variants = [layer.variant for layer in result.layers if layer.transform == "split_qkv"]
     assert variants == ["q", "k", "v", "qkv", "q", "k", "v"]
@@ -567,25 +614,29 @@ def test_split_qkv_dynamo(attention_files):
     key/value widths the weights are separate initializers but in_proj_bias is still
     Split at run time: each slice is its MatMul's bias (added by the Add after it)."""
     result = diff(attention_files["pt"], attention_files["dynamo"])
-    assert_outline(result, [
-        ("Split", "identity", ["cross"]),
-        ("Split", "identity", ["cross"]),
-        ("Gemm", "identity", ["cross.out_proj"]),
-        ("MatMul", "split_qkv", ["self_attn"]),
-        ("Gemm", "identity", ["self_attn.out_proj"]),
-        ("Split", "identity", ["mixed"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("MatMul", "split_qkv", ["mixed"]),
-        ("Gemm", "identity", ["mixed.out_proj"]),
-    ])
+    assert_outline(
+        result,
+        [
+            ("Split", "identity", ["cross"]),
+            ("Split", "identity", ["cross"]),
+            ("Gemm", "identity", ["cross.out_proj"]),
+            ("MatMul", "split_qkv", ["self_attn"]),
+            ("Gemm", "identity", ["self_attn.out_proj"]),
+            ("Split", "identity", ["mixed"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("MatMul", "split_qkv", ["mixed"]),
+            ("Gemm", "identity", ["mixed.out_proj"]),
+        ],
+    )
     assert_faithful(result, max_rel_err=0.0)
     weight_split, bias_split = result.layers[:2]
     assert [p.source_tensor for p in weight_split.params] == ["cross.in_proj_weight"]
     assert [p.source_tensor for p in bias_split.params] == ["cross.in_proj_bias"]
     model = attention_files["model"]
-    np.testing.assert_array_equal(stored(result, weight_split, weight_split.params[0].name),
-                                  model.cross.in_proj_weight.detach().numpy())
+    np.testing.assert_array_equal(
+        stored(result, weight_split, weight_split.params[0].name), model.cross.in_proj_weight.detach().numpy()
+    )
     # Faithful as a computation too: each Split cuts its tensor into three equal parts.
     for layer in (weight_split, bias_split):
         node = result.target.layer(layer.target)
@@ -598,11 +649,18 @@ def test_split_qkv_dynamo(attention_files):
     np.testing.assert_array_equal(stored(result, qkv, "weight"), model.self_attn.in_proj_weight.detach().numpy().T)
     mixed = [layer for layer in result.layers if layer.sources == ["mixed"] and layer.op == "MatMul"]
     assert [param(layer, "bias").target_tensor for layer in mixed] == [
-        "mixed.in_proj_bias[0:16]", "mixed.in_proj_bias[16:32]", "mixed.in_proj_bias[32:48]"]
+        "mixed.in_proj_bias[0:16]",
+        "mixed.in_proj_bias[16:32]",
+        "mixed.in_proj_bias[32:48]",
+    ]
     assert [layer.variant for layer in mixed] == ["q", "k", "v"]
     for layer in mixed:
-        np.testing.assert_array_equal(stored_or_slice(result, layer), model.mixed.in_proj_bias.detach().numpy()[
-            {"q": slice(0, 16), "k": slice(16, 32), "v": slice(32, 48)}[layer.variant]])
+        np.testing.assert_array_equal(
+            stored_or_slice(result, layer),
+            model.mixed.in_proj_bias.detach().numpy()[
+                {"q": slice(0, 16), "k": slice(16, 32), "v": slice(32, 48)}[layer.variant]
+            ],
+        )
 
 
 def stored_or_slice(result, layer) -> np.ndarray:
@@ -610,8 +668,11 @@ def stored_or_slice(result, layer) -> np.ndarray:
     tensor_name = param(layer, "bias").target_tensor
     whole, _, rows = tensor_name.partition("[")
     start, stop = (int(v) for v in rows.rstrip("]").split(":"))
-    split = next(node for node in result.target.layers if node.op_type == "Split"
-                 and next(iter(node.params.values())).tensor_name == whole)
+    split = next(
+        node
+        for node in result.target.layers
+        if node.op_type == "Split" and next(iter(node.params.values())).tensor_name == whole
+    )
     return np.asarray(next(iter(split.params.values())).array())[start:stop]
 
 
@@ -646,7 +707,13 @@ def test_split_qkv_dynamo_changed_in_proj_is_a_mismatch(attention_files, tmp_pat
     assert result.verdict == "differs", describe(result)
     assert not [c for c in result.constants if c.reason.startswith("computed")]
     (bad,) = [layer for layer in result.layers if layer.status != "ok"]
-    assert (bad.op, bad.status, bad.transform, bad.sources, bad.matched_by) == ("Split", "mismatch", "identity", ["cross"], "name")
+    assert (bad.op, bad.status, bad.transform, bad.sources, bad.matched_by) == (
+        "Split",
+        "mismatch",
+        "identity",
+        ["cross"],
+        "name",
+    )
     assert bad.params[0].source_tensor == "cross.in_proj_weight" and bad.params[0].bad_channels == [20]
 
 
@@ -710,8 +777,9 @@ def kept_files(tmp_path_factory):
     files["half"] = half
     files["half_pt"] = folder / "half.pt"
     for exporter in EXPORTERS:
-        files[f"half_{exporter}"] = export(copy.deepcopy(half).float(), (KEPT_INPUT,),
-                                           folder / f"half_{exporter}.onnx", exporter)
+        files[f"half_{exporter}"] = export(
+            copy.deepcopy(half).float(), (KEPT_INPUT,), folder / f"half_{exporter}.onnx", exporter
+        )
     return files
 
 
@@ -776,16 +844,22 @@ def test_normalisations_written_as_other_ops(norm_files, exporter):
     """The GroupNorm's parameters are explained where they are (Mul, Add); the neutral
     InstanceNormalization constants the exporter made are untraced, not unexplained."""
     result = diff(norm_files["pt"], norm_files[exporter])
-    layer_norm = ([("Mul", "identity", ["ln"]), ("Add", "identity", ["ln"])] if exporter == "opset12"
-                  else [("LayerNormalization", "identity", ["ln"])])
-    assert_outline(result, [
-        ("Conv", "identity", ["conv"]),
-        ("Mul", "identity", ["gn"]),
-        ("Add", "identity", ["gn"]),
-        ("InstanceNormalization", "identity", ["iaff"]),
-        ("Gemm", "identity", ["fc"]),
-        *layer_norm,
-    ])
+    layer_norm = (
+        [("Mul", "identity", ["ln"]), ("Add", "identity", ["ln"])]
+        if exporter == "opset12"
+        else [("LayerNormalization", "identity", ["ln"])]
+    )
+    assert_outline(
+        result,
+        [
+            ("Conv", "identity", ["conv"]),
+            ("Mul", "identity", ["gn"]),
+            ("Add", "identity", ["gn"]),
+            ("InstanceNormalization", "identity", ["iaff"]),
+            ("Gemm", "identity", ["fc"]),
+            *layer_norm,
+        ],
+    )
     assert_faithful(result, max_rel_err=0.0, untraced=None)
     # The scale and bias of ones and zeros the exporter gave GroupNorm's and the plain
     # InstanceNorm's InstanceNormalization nodes: four tensors, none a parameter.
@@ -793,7 +867,9 @@ def test_normalisations_written_as_other_ops(norm_files, exporter):
     assert [c.op for c in neutral] == ["InstanceNormalization"] * 4, describe(result)
     assert [c for c in result.constants if c not in neutral and c.reason != "a scalar"] == [], describe(result)
     assert [(p.name, p.source_tensor) for layer in result.layers[1:3] for p in layer.params] == [
-        ("scale", "gn.weight"), ("bias", "gn.bias")]
+        ("scale", "gn.weight"),
+        ("bias", "gn.bias"),
+    ]
     (finding,) = [f for f in result.findings if f.code == "export_constant"]
     assert finding.severity == "info" and "InstanceNormalization" in finding.message
 
@@ -804,7 +880,9 @@ def test_changed_groupnorm_weight_is_a_mismatch(norm_files, exporter, tmp_path):
     found by its scope and wrong in one channel of eight, it is a difference."""
     proto = onnx.load(str(norm_files[exporter]))
     initializers = {t.name: t for t in proto.graph.initializer}
-    mul = next(node for node in proto.graph.node if node.op_type == "Mul" and any(i in initializers for i in node.input))
+    mul = next(
+        node for node in proto.graph.node if node.op_type == "Mul" and any(i in initializers for i in node.input)
+    )
     tensor = initializers[next(i for i in mul.input if i in initializers)]
     values = numpy_helper.to_array(tensor).copy()
     values.flat[3] *= 1.05
@@ -813,7 +891,13 @@ def test_changed_groupnorm_weight_is_a_mismatch(norm_files, exporter, tmp_path):
     result = diff(norm_files["pt"], tmp_path / "changed.onnx")
     assert result.verdict == "differs", describe(result)
     (bad,) = [layer for layer in result.layers if layer.status != "ok"]
-    assert (bad.op, bad.status, bad.transform, bad.sources, bad.matched_by) == ("Mul", "mismatch", "identity", ["gn"], "scope")
+    assert (bad.op, bad.status, bad.transform, bad.sources, bad.matched_by) == (
+        "Mul",
+        "mismatch",
+        "identity",
+        ["gn"],
+        "scope",
+    )
     assert bad.params[0].bad_channels == [3]
 
 
@@ -846,8 +930,15 @@ def test_identity_deduplicated_initializers(tmp_path):
     onnx.save(onnxslim.slim(onnx.load(str(legacy))), str(tmp_path / "twins_slim.onnx"))
     for path, op, transform in ((legacy, "MatMul", "transpose"), (tmp_path / "twins_slim.onnx", "Gemm", "identity")):
         result = diff(tmp_path / "twins.pt", path)
-        assert_outline(result, [(op, transform, ["a"]), ("LayerNormalization", "identity", ["n1"]),
-                                (op, transform, ["b"]), ("LayerNormalization", "identity", ["n2"])])
+        assert_outline(
+            result,
+            [
+                (op, transform, ["a"]),
+                ("LayerNormalization", "identity", ["n1"]),
+                (op, transform, ["b"]),
+                ("LayerNormalization", "identity", ["n2"]),
+            ],
+        )
         assert_faithful(result, max_rel_err=0.0)
         first, _, second, norm2 = result.layers
         assert param(first, "weight").target_tensor == param(second, "weight").target_tensor
@@ -944,7 +1035,10 @@ def test_onnxruntime_fusedconv(kept_files, exporter):
     fused = [layer for layer in result.layers if layer.op == "com.microsoft.FusedConv"]
     assert len(fused) == 3, describe(result)  # conv(+bn)+relu and both twice+relu
     assert [(layer.transform, layer.sources) for layer in fused] == [
-        (FOLD, ["conv", "bn"]), ("identity", ["twice"]), ("identity", ["twice"])]
+        (FOLD, ["conv", "bn"]),
+        ("identity", ["twice"]),
+        ("identity", ["twice"]),
+    ]
     assert not [layer for layer in result.layers if layer.op == "Conv"]
     assert_faithful(result)
     assert result.target.layer(fused[0].target).attrs.get("activation") == "Relu"

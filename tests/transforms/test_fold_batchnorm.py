@@ -80,8 +80,9 @@ def conv_bn(r, out=8, inp=4, k=3, eps=1e-3, bias=False, conv_attrs=None, bn_attr
 
 
 def fused(w_folded, b_folded, name="/blk/conv/Conv", hints=("blk.conv",), attrs=None, kind=CONV, op="Conv"):
-    return layer(name, kind, op, {"group": 1} if attrs is None else attrs, hints=hints,
-                 weight=f32(w_folded), bias=f32(b_folded))
+    return layer(
+        name, kind, op, {"group": 1} if attrs is None else attrs, hints=hints, weight=f32(w_folded), bias=f32(b_folded)
+    )
 
 
 # ----------------------------------------------------------------------------- the fold
@@ -132,8 +133,10 @@ def test_a_batchnorm_without_affine_parameters():
 def test_conv1d_and_batchnorm1d():
     r = rng(3)
     w, bn = randn(r, 5, 2, 3), bn_stats(r, 5)
-    src = source(layer("c", CONV, "Conv1d", {"groups": 1, "stride": (1,)}, weight=w),
-                 layer("bn", BATCHNORM, "BatchNorm1d", {"eps": 1e-5}, **bn))
+    src = source(
+        layer("c", CONV, "Conv1d", {"groups": 1, "stride": (1,)}, weight=w),
+        layer("bn", BATCHNORM, "BatchNorm1d", {"eps": 1e-5}, **bn),
+    )
     tgt = fused(*fold(w, bn, 1e-5), name="n", hints=("c",), attrs={"group": 1, "strides": [1]})
     entry = layer_diff(diff(src, target(tgt)), "n")
     assert (entry.status, entry.transform) == (OK, FOLD)
@@ -144,8 +147,15 @@ def test_dynamo_names_hold_fused_values():
     # "conv.weight_bias"; the node's scope is the BatchNorm's. The numbers decide.
     w, bn, _, src = conv_bn(rng(4))
     w_f, b_f = fold(w, bn, 1e-3)
-    tgt = layer("node_conv", CONV, "Conv", {"group": 1}, hints=("blk.bn", "blk.conv.weight", "blk.conv.weight_bias"),
-                weight=param("weight", f32(w_f), "blk.conv.weight"), bias=param("bias", f32(b_f), "blk.conv.weight_bias"))
+    tgt = layer(
+        "node_conv",
+        CONV,
+        "Conv",
+        {"group": 1},
+        hints=("blk.bn", "blk.conv.weight", "blk.conv.weight_bias"),
+        weight=param("weight", f32(w_f), "blk.conv.weight"),
+        bias=param("bias", f32(b_f), "blk.conv.weight_bias"),
+    )
     entry = layer_diff(diff(src, target(tgt)), "node_conv")
     assert (entry.status, entry.transform, entry.sources) == (OK, FOLD, ["blk.conv", "blk.bn"])
     assert [p.target_tensor for p in entry.params] == ["blk.conv.weight", "blk.conv.weight_bias"]
@@ -155,11 +165,16 @@ def test_numbers_pair_convs_and_batchnorms_defined_apart():
     # conv1, conv2, bn1, bn2 of one shape: the definition order pairs conv2 with bn1 first.
     r = rng(5)
     w1, w2, bn1, bn2 = randn(r, 4, 4, 1, 1), randn(r, 4, 4, 1, 1), bn_stats(r, 4), bn_stats(r, 4)
-    src = source(layer("m.conv1", CONV, "Conv2d", weight=w1), layer("m.conv2", CONV, "Conv2d", weight=w2),
-                 layer("m.bn1", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn1),
-                 layer("m.bn2", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn2))
-    tgt = target(fused(*fold(w1, bn1, 1e-5), name="a", hints=("m.conv1",)),
-                 fused(*fold(w2, bn2, 1e-5), name="b", hints=("m.conv2",)))
+    src = source(
+        layer("m.conv1", CONV, "Conv2d", weight=w1),
+        layer("m.conv2", CONV, "Conv2d", weight=w2),
+        layer("m.bn1", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn1),
+        layer("m.bn2", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn2),
+    )
+    tgt = target(
+        fused(*fold(w1, bn1, 1e-5), name="a", hints=("m.conv1",)),
+        fused(*fold(w2, bn2, 1e-5), name="b", hints=("m.conv2",)),
+    )
     result = diff(src, tgt)
     assert [(e.status, e.sources) for e in result.layers] == [(OK, ["m.conv1", "m.bn1"]), (OK, ["m.conv2", "m.bn2"])]
 
@@ -207,8 +222,10 @@ def test_a_recorded_eps_is_not_second_guessed():
 def _transposed(r, groups, record_groups=True, in_channels=8, per_group=3):
     w, bn = randn(r, in_channels, per_group, 3, 3), bn_stats(r, groups * per_group)
     attrs = {"groups": groups} if record_groups else {}
-    src = source(layer("up.conv", CONV_TRANSPOSE, "ConvTranspose2d", attrs, weight=w),
-                 layer("up.bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn))
+    src = source(
+        layer("up.conv", CONV_TRANSPOSE, "ConvTranspose2d", attrs, weight=w),
+        layer("up.bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn),
+    )
     return w, bn, src
 
 
@@ -217,8 +234,15 @@ def _transposed(r, groups, record_groups=True, in_channels=8, per_group=3):
 def test_conv_transpose_with_groups(groups, record_groups):
     w, bn, src = _transposed(rng(10), groups, record_groups)
     w_f, b_f = fold_transposed(w, bn, 1e-5, groups)
-    tgt = fused(w_f, b_f, name="/up/ConvTranspose", hints=("up.conv",), attrs={"group": groups},
-                kind=CONV_TRANSPOSE, op="ConvTranspose")
+    tgt = fused(
+        w_f,
+        b_f,
+        name="/up/ConvTranspose",
+        hints=("up.conv",),
+        attrs={"group": groups},
+        kind=CONV_TRANSPOSE,
+        op="ConvTranspose",
+    )
     entry = layer_diff(diff(src, target(tgt)), "/up/ConvTranspose")
     assert (entry.status, entry.transform) == (OK, FOLD)
     (candidate,) = applicable(transform(FOLD), src, tgt, "up.conv")
@@ -229,9 +253,17 @@ def test_conv_transpose_with_groups(groups, record_groups):
 
 def test_conv_transpose_groups_from_the_batchnorm_must_agree_with_the_target():
     w, bn, src = _transposed(rng(11), 2, record_groups=False)
-    tgt = fused(*fold_transposed(w, bn, 1e-5, 2), name="t", hints=("up.conv",), attrs={"group": 1},
-                kind=CONV_TRANSPOSE, op="ConvTranspose")
-    assert check_reasons(transform(FOLD), src, tgt, "up.conv") == ["groups 2 (from the BatchNorm's features) != group 1"]
+    tgt = fused(
+        *fold_transposed(w, bn, 1e-5, 2),
+        name="t",
+        hints=("up.conv",),
+        attrs={"group": 1},
+        kind=CONV_TRANSPOSE,
+        op="ConvTranspose",
+    )
+    assert check_reasons(transform(FOLD), src, tgt, "up.conv") == [
+        "groups 2 (from the BatchNorm's features) != group 1"
+    ]
 
 
 # ----------------------------------------------------------------------------- Linear + BatchNorm1d
@@ -240,8 +272,10 @@ def test_conv_transpose_groups_from_the_batchnorm_must_agree_with_the_target():
 def _linear_bn(r, bias=True):
     w, bn = randn(r, 6, 5), bn_stats(r, 6)
     extra = {"bias": randn(r, 6)} if bias else {}
-    src = source(layer("head.fc", LINEAR, "Linear", weight=w, **extra),
-                 layer("head.bn", BATCHNORM, "BatchNorm1d", {"eps": 1e-5}, **bn))
+    src = source(
+        layer("head.fc", LINEAR, "Linear", weight=w, **extra),
+        layer("head.bn", BATCHNORM, "BatchNorm1d", {"eps": 1e-5}, **bn),
+    )
     return w, bn, extra.get("bias"), src
 
 
@@ -249,8 +283,15 @@ def _linear_bn(r, bias=True):
 def test_linear_and_batchnorm1d_as_gemm(bias):
     w, bn, b, src = _linear_bn(rng(12), bias)
     w_f, b_f = fold(w, bn, 1e-5, b)
-    tgt = layer("/head/fc/Gemm", LINEAR, "Gemm", {"transB": 1, WEIGHT_LAYOUT: OUT_IN}, hints=("head.fc",),
-                weight=f32(w_f), bias=f32(b_f))
+    tgt = layer(
+        "/head/fc/Gemm",
+        LINEAR,
+        "Gemm",
+        {"transB": 1, WEIGHT_LAYOUT: OUT_IN},
+        hints=("head.fc",),
+        weight=f32(w_f),
+        bias=f32(b_f),
+    )
     entry = layer_diff(diff(src, target(tgt)), "/head/fc/Gemm")
     assert (entry.status, entry.transform, entry.sources) == (OK, FOLD, ["head.fc", "head.bn"])
 
@@ -258,8 +299,15 @@ def test_linear_and_batchnorm1d_as_gemm(bias):
 def test_linear_and_batchnorm1d_as_matmul_stores_the_transpose():
     w, bn, b, src = _linear_bn(rng(13))
     w_f, b_f = fold(w, bn, 1e-5, b)
-    tgt = layer("/head/fc/MatMul", LINEAR, "MatMul", {WEIGHT_LAYOUT: IN_OUT}, hints=("head.fc",),
-                weight=f32(w_f.T), bias=f32(b_f))
+    tgt = layer(
+        "/head/fc/MatMul",
+        LINEAR,
+        "MatMul",
+        {WEIGHT_LAYOUT: IN_OUT},
+        hints=("head.fc",),
+        weight=f32(w_f.T),
+        bias=f32(b_f),
+    )
     entry = layer_diff(diff(src, target(tgt)), "/head/fc/MatMul")
     assert (entry.status, entry.transform) == (OK, FOLD)
     (candidate,) = applicable(transform(FOLD), src, tgt, "head.fc")
@@ -304,8 +352,10 @@ def test_rejected_folds_are_the_reasons_of_an_unmatched_layer():
 
 def test_a_batchnorm_of_another_width_is_not_proposed():
     r = rng(17)
-    src = source(layer("c", CONV, "Conv2d", weight=randn(r, 8, 4, 1, 1)),
-                 layer("bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn_stats(r, 6)))
+    src = source(
+        layer("c", CONV, "Conv2d", weight=randn(r, 8, 4, 1, 1)),
+        layer("bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-5}, **bn_stats(r, 6)),
+    )
     tgt = layer("n", CONV, "Conv", hints=("c",), weight=np.zeros((8, 4, 1, 1), np.float32))
     assert candidates(transform(FOLD), src, tgt, "c") == []
 
@@ -334,8 +384,15 @@ def test_two_percent_in_one_bias_is_caught():
 def test_two_percent_in_one_channel_of_a_transposed_linear_is_caught():
     w, bn, b, src = _linear_bn(rng(20))
     w_f, b_f = fold(w, bn, 1e-5, b)
-    tgt = layer("mm", LINEAR, "MatMul", {WEIGHT_LAYOUT: IN_OUT}, hints=("head.fc",),
-                weight=f32(tampered(w_f.T, 4, axis=1)), bias=f32(b_f))
+    tgt = layer(
+        "mm",
+        LINEAR,
+        "MatMul",
+        {WEIGHT_LAYOUT: IN_OUT},
+        hints=("head.fc",),
+        weight=f32(tampered(w_f.T, 4, axis=1)),
+        bias=f32(b_f),
+    )
     entry = layer_diff(diff(src, target(tgt)), "mm")
     assert (entry.status, param_diff(entry, "weight").bad_channels) == (MISMATCH, [4])
 
@@ -343,8 +400,15 @@ def test_two_percent_in_one_channel_of_a_transposed_linear_is_caught():
 def test_two_percent_in_one_channel_of_a_conv_transpose_is_caught():
     w, bn, src = _transposed(rng(21), 1)
     w_f, b_f = fold_transposed(w, bn, 1e-5, 1)
-    tgt = fused(tampered(w_f, 2, axis=1), b_f, name="t", hints=("up.conv",), attrs={"group": 1},
-                kind=CONV_TRANSPOSE, op="ConvTranspose")
+    tgt = fused(
+        tampered(w_f, 2, axis=1),
+        b_f,
+        name="t",
+        hints=("up.conv",),
+        attrs={"group": 1},
+        kind=CONV_TRANSPOSE,
+        op="ConvTranspose",
+    )
     entry = layer_diff(diff(src, target(tgt)), "t")
     assert (entry.status, param_diff(entry, "weight").bad_channels) == (MISMATCH, [2])
 
@@ -354,7 +418,9 @@ def test_two_percent_in_one_output_channel_of_a_grouped_conv_transpose_is_locate
     w, bn, src = _transposed(rng(22), groups)
     w_f, b_f = fold_transposed(w, bn, 1e-5, groups)
     w_f[4:, channel - per_group] *= 1.02  # input channels 4..7 are group 1
-    tgt = fused(w_f, b_f, name="t", hints=("up.conv",), attrs={"group": groups}, kind=CONV_TRANSPOSE, op="ConvTranspose")
+    tgt = fused(
+        w_f, b_f, name="t", hints=("up.conv",), attrs={"group": groups}, kind=CONV_TRANSPOSE, op="ConvTranspose"
+    )
     entry = layer_diff(diff(src, target(tgt)), "t")
     assert entry.status == MISMATCH
     assert param_diff(entry, "weight").bad_channels == [channel]
@@ -371,9 +437,14 @@ def test_a_batchnorm_at_the_root_folds_into_the_last_conv_of_a_nested_stem():
         layer("layer1.0.conv1", CONV, "Conv2d", weight=randn(r, 16, 16, 3, 3)),
     )
     s = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-5)
-    folded = layer("/conv1/conv1.6/Conv", CONV, "Conv", hints=("conv1.6",),
-                   weight=(w6 * s[:, None, None, None]).astype(np.float32),
-                   bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32))
+    folded = layer(
+        "/conv1/conv1.6/Conv",
+        CONV,
+        "Conv",
+        hints=("conv1.6",),
+        weight=(w6 * s[:, None, None, None]).astype(np.float32),
+        bias=(bn["bias"] - bn["running_mean"] * s).astype(np.float32),
+    )
     entry = layer_diff(diff(src, target(folded)), "/conv1/conv1.6/Conv")
     assert (entry.status, entry.transform, entry.sources) == (OK, "fold_batchnorm", ["conv1.6", "bn1"])
 

@@ -59,18 +59,31 @@ def test_without_the_index_buffer_every_value_is_looked_up_in_its_head_s_row():
     table, _, folded = levit(rng(3))
     tgt = target(layer("/blk/attn/Add", "add", "Add", hints=("blk.attn",), bias=folded))
     entry = layer_diff(diff(_attention(table), tgt), "/blk/attn/Add")
-    assert (entry.status, entry.transform, entry.variant) == (OK, "gather", "relative_position_bias_table looked up by value")
+    assert (entry.status, entry.transform, entry.variant) == (
+        OK,
+        "gather",
+        "relative_position_bias_table looked up by value",
+    )
     changed = folded.copy()
     changed[1, 2, 3] *= 1.02
-    entry = layer_diff(diff(_attention(table), target(layer("/blk/attn/Add", "add", "Add", hints=("blk.attn",),
-                                                                 bias=changed))), "/blk/attn/Add")
+    entry = layer_diff(
+        diff(_attention(table), target(layer("/blk/attn/Add", "add", "Add", hints=("blk.attn",), bias=changed))),
+        "/blk/attn/Add",
+    )
     assert entry.status == MISMATCH
 
 
 def test_a_permuted_table_is_reproduced_by_permute():
     """dynamo stores LeViT's (heads, points) table as the (points, heads) data of a GatherND."""
     table, _, _ = levit(rng(4))
-    tgt = target(layer("/blk/attn/GatherND", "gathernd", "GatherND", hints=("blk.attn",),
-                       input_0=param("input_0", table.T.copy(), "val_79")))
+    tgt = target(
+        layer(
+            "/blk/attn/GatherND",
+            "gathernd",
+            "GatherND",
+            hints=("blk.attn",),
+            input_0=param("input_0", table.T.copy(), "val_79"),
+        )
+    )
     entry = layer_diff(diff(_attention(table), tgt), "/blk/attn/GatherND")
     assert (entry.status, entry.transform) == (OK, "permute")

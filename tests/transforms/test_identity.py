@@ -36,8 +36,15 @@ IDENTITY = "identity"
 def _conv(r, bias=True, **attrs):
     w = randn(r, 6, 3, 3, 3)
     b = randn(r, 6) if bias else None
-    return w, b, source(layer("c", CONV, "Conv2d", {"groups": 1, "stride": (1, 1), **attrs},
-                              weight=w, **({"bias": b} if bias else {})))
+    return (
+        w,
+        b,
+        source(
+            layer(
+                "c", CONV, "Conv2d", {"groups": 1, "stride": (1, 1), **attrs}, weight=w, **({"bias": b} if bias else {})
+            )
+        ),
+    )
 
 
 def test_a_conv_kept_as_it_is():
@@ -46,7 +53,10 @@ def test_a_conv_kept_as_it_is():
     result = diff(src, target(tgt))
     entry = layer_diff(result, "/c/Conv")
     assert (entry.status, entry.transform, entry.sources, entry.note) == (OK, IDENTITY, ["c"], "")
-    assert [(p.name, p.max_abs_err, p.source_tensor) for p in entry.params] == [("weight", 0.0, "c.weight"), ("bias", 0.0, "c.bias")]
+    assert [(p.name, p.max_abs_err, p.source_tensor) for p in entry.params] == [
+        ("weight", 0.0, "c.weight"),
+        ("bias", 0.0, "c.bias"),
+    ]
     assert result.verdict == "faithful" and result.findings == []
     (candidate,) = applicable(transform(IDENTITY), src, tgt, "c")
     reproduction = transform(IDENTITY).reproduce(tgt, candidate)
@@ -65,8 +75,9 @@ def test_a_batchnorm_kept_as_a_node_is_explained_and_flagged():
     assert [p.name for p in entry.params] == ["weight", "bias", "running_mean", "running_var"]
     assert result.findings == []  # no conv feeds it: nothing could have been folded
     conv = layer("/conv/Conv", "conv", "Conv", outputs=("c",), weight=randn(r, 5, 5, 1, 1))
-    after_conv = layer("/bn/BatchNormalization", BATCHNORM, "BatchNormalization", {"epsilon": 1e-5},
-                       hints=("bn",), inputs=("c",), **bn)
+    after_conv = layer(
+        "/bn/BatchNormalization", BATCHNORM, "BatchNormalization", {"epsilon": 1e-5}, hints=("bn",), inputs=("c",), **bn
+    )
     result = diff(src, target(conv, after_conv))
     assert [f.code for f in result.findings if f.severity == "warning"] == ["unfolded_batchnorm"]
 
@@ -86,8 +97,15 @@ def test_a_linear_as_gemm_with_trans_b_and_unit_alpha_beta():
     r = rng(3)
     w, b = randn(r, 6, 4), randn(r, 6)
     src = source(layer("fc", LINEAR, "Linear", weight=w, bias=b))
-    tgt = layer("g", LINEAR, "Gemm", {"transB": 1, "alpha": 1.0, "beta": 1.0, WEIGHT_LAYOUT: OUT_IN}, hints=("fc",),
-                weight=w, bias=b)
+    tgt = layer(
+        "g",
+        LINEAR,
+        "Gemm",
+        {"transB": 1, "alpha": 1.0, "beta": 1.0, WEIGHT_LAYOUT: OUT_IN},
+        hints=("fc",),
+        weight=w,
+        bias=b,
+    )
     entry = layer_diff(diff(src, target(tgt)), "g")
     assert (entry.status, entry.transform) == (OK, IDENTITY)
 

@@ -59,8 +59,17 @@ def merged(w3, bn3, w1, bn1, bn0, groups, eps=1e-5, identity_eps=None):
     return weight, bias
 
 
-def block(r, channels=8, groups=1, names=("rbr_dense", "rbr_1x1", "rbr_identity"), identity=True,
-          conv_attrs="known", eps=1e-5, identity_eps=None, prefix="blk"):
+def block(
+    r,
+    channels=8,
+    groups=1,
+    names=("rbr_dense", "rbr_1x1", "rbr_identity"),
+    identity=True,
+    conv_attrs="known",
+    eps=1e-5,
+    identity_eps=None,
+    prefix="blk",
+):
     per_group = channels // groups
     w3, w1 = randn(r, channels, per_group, 3, 3), randn(r, channels, per_group, 1, 1)
     bn3, bn1, bn0 = bn_stats(r, channels), bn_stats(r, channels), bn_stats(r, channels)
@@ -80,8 +89,15 @@ def block(r, channels=8, groups=1, names=("rbr_dense", "rbr_1x1", "rbr_identity"
 
 
 def conv(weight, bias, groups=1, name="/blk/conv/Conv", hints=("blk.conv",), **attrs):
-    return layer(name, CONV, "Conv", {"group": groups, **attrs}, hints=hints,
-                 weight=weight.astype(np.float32), bias=bias.astype(np.float32))
+    return layer(
+        name,
+        CONV,
+        "Conv",
+        {"group": groups, **attrs},
+        hints=hints,
+        weight=weight.astype(np.float32),
+        bias=bias.astype(np.float32),
+    )
 
 
 # ----------------------------------------------------------------------------- the merge
@@ -140,7 +156,10 @@ def test_eps_is_guessed_for_branches_and_identity_apart():
     entry = layer_diff(diff(source(*layers), target(conv(weight, bias))), "/blk/conv/Conv")
     assert (entry.status, entry.variant) == (OK, "eps=0.001, identity eps=1e-05")
     assert entry.facts[EPS_GUESSED] is True
-    assert entry.note == "2 branches + identity of blk; eps 0.001, identity eps 1e-05 (guessed: the file does not record it)"
+    assert (
+        entry.note
+        == "2 branches + identity of blk; eps 0.001, identity eps 1e-05 (guessed: the file does not record it)"
+    )
 
 
 def test_a_grouped_block_from_a_bare_state_dict():
@@ -158,7 +177,8 @@ def test_check_compares_the_widest_branch():
     src = source(*layers)
     one_by_one = layer("n", CONV, "Conv", {"group": 1}, weight=np.zeros((8, 8, 1, 1), np.float32))
     assert check_reasons(transform(MERGE), src, one_by_one, "blk") == [
-        "weight shape [8, 8, 1, 1] != the widest branch's [8, 8, 3, 3]"]
+        "weight shape [8, 8, 1, 1] != the widest branch's [8, 8, 3, 3]"
+    ]
     strided = layer("n", CONV, "Conv", {"group": 1, "strides": [2, 2]}, weight=np.zeros((8, 8, 3, 3), np.float32))
     assert check_reasons(transform(MERGE), src, strided, "blk") == ["stride (1, 1) != strides (2, 2)"]
     grouped = layer("n", CONV, "Conv", {"group": 2}, weight=np.zeros((8, 8, 3, 3), np.float32))

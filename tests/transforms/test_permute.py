@@ -3,8 +3,6 @@ its size-1 axes (that is identity: a reshape), a changed element caught."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from inspector.results import MISMATCH, OK
 from tests.support.layers import diff, layer, layer_diff, param, randn, rng, source, target
 

@@ -8,7 +8,18 @@ import pytest
 
 from inspector.ir import RECURRENT
 from inspector.results import MISMATCH, OK
-from tests.support.layers import check_reasons, diff, layer, layer_diff, param_diff, randn, rng, source, target, transform
+from tests.support.layers import (
+    check_reasons,
+    diff,
+    layer,
+    layer_diff,
+    param_diff,
+    randn,
+    rng,
+    source,
+    target,
+    transform,
+)
 
 HIDDEN, INPUT = 5, 3
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -44,13 +55,30 @@ def onnx_node(weights: dict, family: str, k: int, name: str, bidirectional: bool
     suffixes = ["", "_reverse"] if bidirectional else [""]
     w = np.stack([onnx_order(weights[f"weight_ih_l{k}{s}"], family) for s in suffixes])
     r = np.stack([onnx_order(weights[f"weight_hh_l{k}{s}"], family) for s in suffixes])
-    b = np.stack([np.concatenate([onnx_order(weights.get(f"bias_ih_l{k}{s}", np.zeros(w.shape[1], np.float32)), family),
-                                  onnx_order(weights.get(f"bias_hh_l{k}{s}", np.zeros(w.shape[1], np.float32)), family)])
-                  for s in suffixes])
+    b = np.stack(
+        [
+            np.concatenate(
+                [
+                    onnx_order(weights.get(f"bias_ih_l{k}{s}", np.zeros(w.shape[1], np.float32)), family),
+                    onnx_order(weights.get(f"bias_hh_l{k}{s}", np.zeros(w.shape[1], np.float32)), family),
+                ]
+            )
+            for s in suffixes
+        ]
+    )
     if family == "GRU":
         attrs.setdefault("linear_before_reset", 1)
-    return layer(name, RECURRENT, family, attrs, hints=("rnn",), weight_ih=w, weight_hh=r, bias=b,
-                 input_5=np.zeros((len(suffixes), 1, HIDDEN), np.float32))
+    return layer(
+        name,
+        RECURRENT,
+        family,
+        attrs,
+        hints=("rnn",),
+        weight_ih=w,
+        weight_hh=r,
+        bias=b,
+        input_5=np.zeros((len(suffixes), 1, HIDDEN), np.float32),
+    )
 
 
 @pytest.mark.parametrize("family", ["LSTM", "GRU", "RNN"])
@@ -58,11 +86,14 @@ def onnx_node(weights: dict, family: str, k: int, name: str, bidirectional: bool
 def test_every_layer_of_a_stacked_module_is_reproduced(family, bidirectional):
     weights = torch_weights(rng(1), family, bidirectional=bidirectional)
     src = source(layer("rnn", RECURRENT, family, {"num_layers": 2}, **weights))
-    tgt = target(onnx_node(weights, family, 0, "/rnn/X", bidirectional),
-                 onnx_node(weights, family, 1, "/rnn/X_1", bidirectional))
+    tgt = target(
+        onnx_node(weights, family, 0, "/rnn/X", bidirectional), onnx_node(weights, family, 1, "/rnn/X_1", bidirectional)
+    )
     result = diff(src, tgt)
     assert [(e.target, e.status, e.transform, e.variant) for e in result.layers] == [
-        ("/rnn/X", OK, "recurrent", "layer 0"), ("/rnn/X_1", OK, "recurrent", "layer 1")]
+        ("/rnn/X", OK, "recurrent", "layer 0"),
+        ("/rnn/X_1", OK, "recurrent", "layer 1"),
+    ]
     assert all(p.max_abs_err == 0 for e in result.layers for p in e.params)
     assert result.verdict == "faithful" and result.coverage.unexplained == 0
 
@@ -80,8 +111,14 @@ def test_two_percent_in_one_gate_row_is_caught(role, axis):
     node = onnx_node(weights, "LSTM", 0, "n")
     values = node.params[role].array().copy()
     values[1, 7] *= 1.02  # the reverse direction, row 7 (the output gate's third row)
-    node = layer("n", RECURRENT, "LSTM", node.attrs, hints=node.hints, **{
-        **{k: p.array() for k, p in node.params.items()}, role: values})
+    node = layer(
+        "n",
+        RECURRENT,
+        "LSTM",
+        node.attrs,
+        hints=node.hints,
+        **{**{k: p.array() for k, p in node.params.items()}, role: values},
+    )
     entry = layer_diff(diff(source(layer("rnn", RECURRENT, "LSTM", **weights)), target(node)), "n")
     assert entry.status == MISMATCH and param_diff(entry, role).bad_channels == [7]
 
@@ -89,9 +126,15 @@ def test_two_percent_in_one_gate_row_is_caught(role, axis):
 def test_pytorch_gate_order_is_not_accepted_as_it_is():
     """A node holding PyTorch's gate order computes another LSTM: a mismatch."""
     weights = torch_weights(rng(4), "LSTM", layers=1, bidirectional=False)
-    unordered = layer("n", RECURRENT, "LSTM", hints=("rnn",), weight_ih=weights["weight_ih_l0"][None],
-                      weight_hh=weights["weight_hh_l0"][None],
-                      bias=np.concatenate([weights["bias_ih_l0"], weights["bias_hh_l0"]])[None])
+    unordered = layer(
+        "n",
+        RECURRENT,
+        "LSTM",
+        hints=("rnn",),
+        weight_ih=weights["weight_ih_l0"][None],
+        weight_hh=weights["weight_hh_l0"][None],
+        bias=np.concatenate([weights["bias_ih_l0"], weights["bias_hh_l0"]])[None],
+    )
     entry = layer_diff(diff(source(layer("rnn", RECURRENT, "LSTM", **weights)), target(unordered)), "n")
     assert entry.status == MISMATCH
 
@@ -101,9 +144,17 @@ def test_reasons_it_does_not_apply():
     src = source(layer("rnn", RECURRENT, "GRU", **weights))
     node = onnx_node(weights, "GRU", 0, "n", linear_before_reset=0)
     assert check_reasons(transform("recurrent"), src, node, "rnn") == [
-        "linear_before_reset=0 computes another GRU than PyTorch's"]
-    wrong = layer("n", RECURRENT, "GRU", hints=("rnn",), weight_ih=np.zeros((2, 15, 4), np.float32),
-                  weight_hh=np.zeros((2, 15, 5), np.float32))
+        "linear_before_reset=0 computes another GRU than PyTorch's"
+    ]
+    wrong = layer(
+        "n",
+        RECURRENT,
+        "GRU",
+        hints=("rnn",),
+        weight_ih=np.zeros((2, 15, 4), np.float32),
+        weight_hh=np.zeros((2, 15, 5), np.float32),
+    )
     assert check_reasons(transform("recurrent"), src, wrong, "rnn") == [
-        "W shape [2, 15, 4] != [2, 15, 3] (layer 0, 2 direction(s))"]
+        "W shape [2, 15, 4] != [2, 15, 3] (layer 0, 2 direction(s))"
+    ]
     assert check_reasons(transform("recurrent"), src, layer("n", RECURRENT, "LSTM", weight_ih=np.zeros(1)), "rnn") == []

@@ -62,7 +62,8 @@ def test_q_k_v_slices_as_matmuls():
     tgt = target(*[matmul(f"/enc/attn/{part}/MatMul", packed[rows(part)].T, bias[rows(part)]) for part in "qkv"])
     result = diff(src, tgt)
     assert [(e.status, e.transform, e.variant, e.sources) for e in result.layers] == [
-        (OK, SPLIT, part, ["enc.attn"]) for part in "qkv"], describe(result)
+        (OK, SPLIT, part, ["enc.attn"]) for part in "qkv"
+    ], describe(result)
     assert [e.note for e in result.layers] == [f"{part} slice of enc.attn.in_proj" for part in "qkv"]
     assert result.unmatched_source == ["enc.attn.out_proj"]
     # Every slice is located in the packed tensor: its source is the whole in_proj_weight.
@@ -72,8 +73,15 @@ def test_q_k_v_slices_as_matmuls():
 @pytest.mark.parametrize("part", ["q", "k", "v"])
 def test_each_slice_reproduced(part):
     packed, bias, src = _attention(rng(1))
-    tgt = layer("g", LINEAR, "Gemm", {"transB": 1, WEIGHT_LAYOUT: OUT_IN}, hints=("enc.attn",),
-                weight=packed[rows(part)], bias=bias[rows(part)])
+    tgt = layer(
+        "g",
+        LINEAR,
+        "Gemm",
+        {"transB": 1, WEIGHT_LAYOUT: OUT_IN},
+        hints=("enc.attn",),
+        weight=packed[rows(part)],
+        bias=bias[rows(part)],
+    )
     chosen = [c for c in applicable(transform(SPLIT), src, tgt, "enc.attn") if c.variant == part]
     reproduction = transform(SPLIT).reproduce(tgt, chosen[0])
     np.testing.assert_array_equal(reproduction.params["weight"], packed[rows(part)].astype(np.float64))
@@ -115,8 +123,17 @@ def test_separate_projections_of_other_widths():
     r = rng(6)
     kdim, vdim = 3, 5
     q, k, v, bias = randn(r, E, E), randn(r, E, kdim), randn(r, E, vdim), randn(r, 3 * E)
-    src = source(layer("attn", ATTENTION, "MultiheadAttention",
-                       q_proj_weight=q, k_proj_weight=k, v_proj_weight=v, in_proj_bias=bias))
+    src = source(
+        layer(
+            "attn",
+            ATTENTION,
+            "MultiheadAttention",
+            q_proj_weight=q,
+            k_proj_weight=k,
+            v_proj_weight=v,
+            in_proj_bias=bias,
+        )
+    )
     tgt = target(*[matmul(part, weight.T, bias[rows(part)], hints=("attn",)) for part, weight in zip("qkv", (q, k, v))])
     result = diff(src, tgt)
     assert [(e.target, e.status, e.variant) for e in result.layers] == [("q", OK, "q"), ("k", OK, "k"), ("v", OK, "v")]
@@ -131,8 +148,11 @@ def test_check_says_why_it_does_not_apply():
     packed, bias, src = _attention(rng(7))
     wide = matmul("n", np.zeros((E, 3), np.float32))
     assert check_reasons(transform(SPLIT), src, wide, "enc.attn") == [
-        "the q projection has 16 elements, the target 12", "the k projection has 16 elements, the target 12",
-        "the v projection has 16 elements, the target 12", "the qkv projection has 48 elements, the target 12"]
+        "the q projection has 16 elements, the target 12",
+        "the k projection has 16 elements, the target 12",
+        "the v projection has 16 elements, the target 12",
+        "the qkv projection has 48 elements, the target 12",
+    ]
     no_weight = layer("n", LINEAR, "MatMul", {WEIGHT_LAYOUT: IN_OUT}, hints=("enc.attn",), bias=np.zeros(E, np.float32))
     assert set(check_reasons(transform(SPLIT), src, no_weight, "enc.attn")) == {"no weight"}
 

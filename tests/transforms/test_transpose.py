@@ -63,7 +63,9 @@ def test_gemm_layouts_and_scales(trans_b, alpha, beta, note):
     tgt = gemm(stored_weight.astype(np.float32), stored_bias.astype(np.float32), trans_b, alpha, beta)
     result = diff(src, target(tgt))
     entry = layer_diff(result, "/head/fc/Gemm")
-    assert (entry.status, entry.transform, entry.sources, entry.note) == (OK, TRANSPOSE, ["head.fc"], note), describe(result)
+    assert (entry.status, entry.transform, entry.sources, entry.note) == (OK, TRANSPOSE, ["head.fc"], note), describe(
+        result
+    )
     (candidate,) = applicable(transform(TRANSPOSE), src, tgt, "head.fc")
     reproduction = transform(TRANSPOSE).reproduce(tgt, candidate)
     np.testing.assert_allclose(reproduction.params["weight"], stored_weight, rtol=1e-12)
@@ -109,7 +111,10 @@ def test_a_square_linear_left_untransposed_in_a_transposing_layout_is_a_mismatch
 def test_the_linears_of_a_module_anchor():
     r = rng(6)
     w = randn(r, 3, 4)
-    src = source(layer("head.fc", LINEAR, "Linear", weight=w), layer("head.norm", "layernorm", "LayerNorm", weight=np.ones(3, np.float32)))
+    src = source(
+        layer("head.fc", LINEAR, "Linear", weight=w),
+        layer("head.norm", "layernorm", "LayerNorm", weight=np.ones(3, np.float32)),
+    )
     tgt = layer("mm", LINEAR, "MatMul", {WEIGHT_LAYOUT: IN_OUT}, hints=("head",), weight=w.T)
     assert [c.names for c in applicable(transform(TRANSPOSE), src, tgt, "head")] == [["head.fc"]]
 
@@ -120,10 +125,13 @@ def test_the_linears_of_a_module_anchor():
 def test_check_says_why_it_does_not_apply():
     w, b, src = _linear(rng(7))
     same_layout = gemm(w, b, 1)
-    assert check_reasons(transform(TRANSPOSE), src, same_layout, "head.fc") == ["same layout: that is identity (or a cast)"]
+    assert check_reasons(transform(TRANSPOSE), src, same_layout, "head.fc") == [
+        "same layout: that is identity (or a cast)"
+    ]
     claims_in_out = layer("g", LINEAR, "Gemm", {"transB": 0, WEIGHT_LAYOUT: IN_OUT}, hints=("head.fc",), weight=w)
     assert check_reasons(transform(TRANSPOSE), src, claims_in_out, "head.fc") == [
-        "weight shape [6, 4] != [4, 6] in this layout"]
+        "weight shape [6, 4] != [4, 6] in this layout"
+    ]
     vector = source(layer("head.fc", LINEAR, "Linear", weight=np.ones(6, np.float32)))
     assert check_reasons(transform(TRANSPOSE), vector, gemm(w.T, b, 0), "head.fc") == ["no 2-D weight"]
 

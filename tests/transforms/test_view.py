@@ -11,15 +11,19 @@ from tests.support.layers import diff, layer, layer_diff, param, randn, rng, sou
 
 
 def _root(r):
-    return source(layer("", "visiontransformer", "VisionTransformer", cls_token=randn(r, 1, 1, 6),
-                        pos_embed=randn(r, 1, 10, 6)))
+    return source(
+        layer("", "visiontransformer", "VisionTransformer", cls_token=randn(r, 1, 1, 6), pos_embed=randn(r, 1, 10, 6))
+    )
 
 
-@pytest.mark.parametrize("make, variant", [
-    (lambda m: np.broadcast_to(m["cls_token"], (2, 1, 6)), "cls_token broadcast"),
-    (lambda m: m["pos_embed"][:, :7], "pos_embed sliced"),
-    (lambda m: m["pos_embed"][:, 3:], "pos_embed sliced"),
-])
+@pytest.mark.parametrize(
+    "make, variant",
+    [
+        (lambda m: np.broadcast_to(m["cls_token"], (2, 1, 6)), "cls_token broadcast"),
+        (lambda m: m["pos_embed"][:, :7], "pos_embed sliced"),
+        (lambda m: m["pos_embed"][:, 3:], "pos_embed sliced"),
+    ],
+)
 def test_a_broadcast_or_sliced_parameter(make, variant):
     src = _root(rng(1))
     root = src.layer("")

@@ -51,10 +51,16 @@ def test_tampered_twin_differs(zoo, twin):
     tampering = manifest["twins"][twin.id]
     target = manifest.folder / tampering["path"]
     run = run_diff(source, target, record=twin.id)
-    changed = (f"tampered: {tampering['tensor']} (input {tampering['input_index']} of {tampering['op']} "
-               f"{tampering['node']}, shape {tampering['shape']}, {tampering['dtype']}), "
-               f"{'channel ' + str(tampering['index']) + ' on axis ' + str(tampering['axis']) if tampering['axis'] is not None else 'element ' + str(tampering['index'])}"
-               f" x1.02 ({tampering['before']:.4g} -> {tampering['after']:.4g})")
+    changed = (
+        f"tampered: {tampering['tensor']} (input {tampering['input_index']} of {tampering['op']} "
+        f"{tampering['node']}, shape {tampering['shape']}, {tampering['dtype']}), "
+        + (
+            f"channel {tampering['index']} on axis {tampering['axis']}"
+            if tampering["axis"] is not None
+            else f"element {tampering['index']}"
+        )
+        + f" x1.02 ({tampering['before']:.4g} -> {tampering['after']:.4g})"
+    )
     text = f"{changed}\n{describe(run)}"
     assert run.document is not None and run.code in (0, 1), f"trouble (exit {run.code}), no report:\n{text}"
     verdict = run.document["summary"]["verdict"]
@@ -63,7 +69,12 @@ def test_tampered_twin_differs(zoo, twin):
     names = tampered_names(tampering["tensor"])
     mismatched = [layer for layer in run.document["layers"] if layer["status"] == "mismatch"]
     assert mismatched, f"no layer is reported as mismatched:\n{text}"
-    elsewhere = [layer["target"] for layer in mismatched
-                 if not any(p["status"] == "mismatch" and p.get("target_tensor") and names.match(p["target_tensor"])
-                            for p in layer["params"])]
+    elsewhere = [
+        layer["target"]
+        for layer in mismatched
+        if not any(
+            p["status"] == "mismatch" and p.get("target_tensor") and names.match(p["target_tensor"])
+            for p in layer["params"]
+        )
+    ]
     assert not elsewhere, f"mismatches reported away from the tampered tensor: {elsewhere}\n{text}"

@@ -105,7 +105,9 @@ def load_or_build(root: Path, name: str) -> Manifest:
 @contextlib.contextmanager
 def _quiet():
     """Exporters print progress and warnings; keep the test log readable."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "ultralytics")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "ultralytics")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -129,8 +131,15 @@ def build_family(family: Family, folder: Path) -> dict:
 
     started = time.perf_counter()
     torch.manual_seed(0)
-    data: dict = {"family": family.name, "pt": {}, "onnx": {}, "unavailable": {}, "twins": {}, "twin_errors": {},
-                  "seconds": {}}
+    data: dict = {
+        "family": family.name,
+        "pt": {},
+        "onnx": {},
+        "unavailable": {},
+        "twins": {},
+        "twin_errors": {},
+        "seconds": {},
+    }
     if family.source == "ultralytics":
         _build_ultralytics(family, folder, data)
     else:
@@ -143,8 +152,14 @@ def build_family(family: Family, folder: Path) -> dict:
         if base is None:
             data["unavailable"][key] = f"the {export} export is unavailable"
             continue
-        _timed(data, key, lambda: postprocess(folder / base, folder / f"{export}.{post}.onnx", post),
-               f"{export}.{post}.onnx")
+        _timed(
+            data,
+            key,
+            lambda base=base, export=export, post=post: postprocess(
+                folder / base, folder / f"{export}.{post}.onnx", post
+            ),
+            f"{export}.{post}.onnx",
+        )
     twins = folder / "twins"
     twins.mkdir()
     from tests.zoo.zoo_tamper import NoCandidate, make_twin
@@ -152,7 +167,9 @@ def build_family(family: Family, folder: Path) -> dict:
     for twin in family.twins:
         base = data["onnx"].get(twin.pair.onnx_key)
         if base is None:
-            data["twin_errors"][twin.id] = f"{twin.pair.onnx_key} is unavailable: {data['unavailable'].get(twin.pair.onnx_key)}"
+            data["twin_errors"][twin.id] = (
+                f"{twin.pair.onnx_key} is unavailable: {data['unavailable'].get(twin.pair.onnx_key)}"
+            )
             continue
         path = twins / (twin.id.replace("/", "__") + ".onnx")
         try:
@@ -203,8 +220,14 @@ def _build_torch(family: Family, folder: Path, data: dict) -> None:
     for export, variant in family.exports.items():
         exporter = export.split("-")[0]
         module = built.variant(variant)
-        _timed(data, f"{export}/none", lambda: export_torch(module, built.inputs, folder / f"{export}.onnx", exporter),
-               f"{export}.onnx")
+        _timed(
+            data,
+            f"{export}/none",
+            lambda module=module, export=export, exporter=exporter: export_torch(
+                module, built.inputs, folder / f"{export}.onnx", exporter
+            ),
+            f"{export}.onnx",
+        )
 
 
 # ----------------------------------------------------------------------------- Ultralytics
@@ -215,9 +238,20 @@ def ultralytics_quiet_settings() -> None:
     variables are set in conftest.py before Ultralytics is imported)."""
     from ultralytics.utils import SETTINGS
 
-    SETTINGS.update({"sync": False, "clearml": False, "comet": False, "dvc": False, "mlflow": False,
-                     "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False,
-                     "openvino_msg": False})
+    SETTINGS.update(
+        {
+            "sync": False,
+            "clearml": False,
+            "comet": False,
+            "dvc": False,
+            "mlflow": False,
+            "raytune": False,
+            "tensorboard": False,
+            "wandb": False,
+            "vscode_msg": False,
+            "openvino_msg": False,
+        }
+    )
 
 
 def _ultralytics_class(family: Family):
@@ -250,10 +284,21 @@ def _build_ultralytics(family: Family, folder: Path, data: dict) -> None:
     for export, option in family.exports.items():
         key = f"{export}/none"
         if export.startswith("ultralytics"):
-            _timed(data, key, lambda: _ultralytics_export(cls, checkpoint, folder / f"{export}.onnx", option),
-                   f"{export}.onnx")
+            _timed(
+                data,
+                key,
+                lambda export=export, option=option: _ultralytics_export(
+                    cls, checkpoint, folder / f"{export}.onnx", option
+                ),
+                f"{export}.onnx",
+            )
         else:
-            _timed(data, key, lambda: _raw_export(cls, checkpoint, folder / f"{export}.onnx", export), f"{export}.onnx")
+            _timed(
+                data,
+                key,
+                lambda export=export: _raw_export(cls, checkpoint, folder / f"{export}.onnx", export),
+                f"{export}.onnx",
+            )
 
 
 def _save_trainer_checkpoint(checkpoint: Path, target: Path) -> None:
@@ -263,24 +308,27 @@ def _save_trainer_checkpoint(checkpoint: Path, target: Path) -> None:
 
     saved = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
     ema = saved["model"]
-    torch.save({
-        "epoch": 9,
-        "best_fitness": 0.5,
-        "stopper": {"best_fitness": 0.5, "best_epoch": 9},
-        "model": None,
-        "ema": ema,
-        "updates": 1000,
-        "modelopt": None,
-        "optimizer": None,
-        "scaler": {},
-        "train_args": {"model": "zoo.yaml", "imgsz": IMGSZ, "batch": 16, "epochs": 10},
-        "train_metrics": {"fitness": 0.5},
-        "train_results": {},
-        "date": saved.get("date"),
-        "version": saved.get("version"),
-        "license": saved.get("license"),
-        "docs": saved.get("docs"),
-    }, str(target))
+    torch.save(
+        {
+            "epoch": 9,
+            "best_fitness": 0.5,
+            "stopper": {"best_fitness": 0.5, "best_epoch": 9},
+            "model": None,
+            "ema": ema,
+            "updates": 1000,
+            "modelopt": None,
+            "optimizer": None,
+            "scaler": {},
+            "train_args": {"model": "zoo.yaml", "imgsz": IMGSZ, "batch": 16, "epochs": 10},
+            "train_metrics": {"fitness": 0.5},
+            "train_results": {},
+            "date": saved.get("date"),
+            "version": saved.get("version"),
+            "license": saved.get("license"),
+            "docs": saved.get("docs"),
+        },
+        str(target),
+    )
 
 
 def _ultralytics_export(cls, checkpoint: Path, target: Path, option: str) -> None:
@@ -320,8 +368,11 @@ def postprocess(source: Path, target: Path, post: str) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if post == "ort-basic"
-                                            else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            if post == "ort-basic"
+            else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        )
         options.optimized_model_filepath = str(target)
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
     elif post == "fp16":
@@ -329,8 +380,13 @@ def postprocess(source: Path, target: Path, post: str) -> None:
 
         onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
     elif post == "extdata":
-        onnx.save(onnx.load(str(source)), str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=f"{target.name}.data")
+        onnx.save(
+            onnx.load(str(source)),
+            str(target),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{target.name}.data",
+        )
     else:
         raise ValueError(post)
     if not target.exists():

@@ -40,8 +40,9 @@ def run_diff(source: Path, target: Path, record: str | None = None) -> DiffRun:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
     env.update({"GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD": "1", "NO_COLOR": "1", "COLUMNS": "200"})
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True, env=env,
-                               cwd=REPO, timeout=900)
+    completed = subprocess.run(
+        [sys.executable, "-m", "inspector", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900
+    )
     seconds = time.perf_counter() - started
     document = None
     if completed.stdout.strip():
@@ -54,8 +55,19 @@ def run_diff(source: Path, target: Path, record: str | None = None) -> DiffRun:
     if folder and record:
         path = Path(folder) / (re.sub(r"[^A-Za-z0-9_.-]+", "__", record) + ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"id": record, "command": run.command, "code": run.code, "stderr": run.stderr[-4000:],
-                                    "seconds": round(seconds, 2), "document": document}, indent=1))
+        path.write_text(
+            json.dumps(
+                {
+                    "id": record,
+                    "command": run.command,
+                    "code": run.code,
+                    "stderr": run.stderr[-4000:],
+                    "seconds": round(seconds, 2),
+                    "document": document,
+                },
+                indent=1,
+            )
+        )
     return run
 
 
@@ -75,18 +87,27 @@ def describe(run: DiffRun, limit: int = 25) -> str:
         return "\n".join(lines)
     summary = document.get("summary", {})
     counts = {k: summary.get(k) for k in ("matched", "mismatched", "unmatched_target", "unmatched_source")}
-    lines.append(f"verdict {summary.get('verdict')!r} {counts} by_transform {summary.get('by_transform')} "
-                 f"coverage {json.dumps(summary.get('coverage', {}).get('unexplained')) if summary.get('coverage') else 'missing'}")
+    lines.append(
+        f"verdict {summary.get('verdict')!r} {counts} by_transform {summary.get('by_transform')} "
+        f"coverage "
+        f"{json.dumps(summary.get('coverage', {}).get('unexplained')) if summary.get('coverage') else 'missing'}"
+    )
     bad = [layer for layer in document.get("layers", []) if layer.get("status") != "ok"]
     for layer in bad[:limit]:
         why = layer.get("reasons") or layer.get("note") or ""
-        lines.append(f"  {layer.get('status')} {layer.get('op')} {layer.get('target')} <- {'+'.join(layer.get('sources') or []) or '?'}"
-                     f" via {layer.get('transform')} [{layer.get('matched_by')}] {why!s:.300}")
+        lines.append(
+            f"  {layer.get('status')} {layer.get('op')} {layer.get('target')} <- "
+            f"{'+'.join(layer.get('sources') or []) or '?'}"
+            f" via {layer.get('transform')} [{layer.get('matched_by')}] {why!s:.300}"
+        )
         for param in layer.get("params", []):
             if param.get("status") != "ok":
-                lines.append(f"      {param.get('status')} {param.get('name')} {param.get('target_tensor')} "
-                             f"rel {param.get('max_rel_err')} ch {param.get('bad_channels')[:5] if param.get('bad_channels') else []}"
-                             f" src {_range(param.get('source_range'))} tgt {_range(param.get('target_range'))}")
+                lines.append(
+                    f"      {param.get('status')} {param.get('name')} {param.get('target_tensor')} "
+                    f"rel {param.get('max_rel_err')} ch "
+                    f"{param.get('bad_channels')[:5] if param.get('bad_channels') else []}"
+                    f" src {_range(param.get('source_range'))} tgt {_range(param.get('target_range'))}"
+                )
     if len(bad) > limit:
         lines.append(f"  ... {len(bad) - limit} more layers not ok")
     findings = [f for f in document.get("findings", []) if f.get("severity") in ("error", "warning")]
@@ -96,7 +117,9 @@ def describe(run: DiffRun, limit: int = 25) -> str:
         lines.append(f"  ... {len(findings) - 10} more findings")
     unmatched = document.get("unmatched_source") or []
     if unmatched:
-        lines.append(f"  unmatched source ({len(unmatched)}): {', '.join(unmatched[:8])}{' ...' if len(unmatched) > 8 else ''}")
+        lines.append(
+            f"  unmatched source ({len(unmatched)}): {', '.join(unmatched[:8])}{' ...' if len(unmatched) > 8 else ''}"
+        )
     if run.stderr.strip():
         lines.append("stderr: " + run.stderr.strip().splitlines()[-1][:300])
     return "\n".join(lines)

@@ -19,8 +19,9 @@ The hand-built modules are defined here on purpose: a pickled module of them ref
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,7 +126,9 @@ def build_resnet18() -> TorchFamily:
 def build_mobilenet_v3_small() -> TorchFamily:
     import torchvision
 
-    return TorchFamily(_seeded(lambda: torchvision.models.mobilenet_v3_small(num_classes=10)), (torch.rand(1, 3, 32, 32),))
+    return TorchFamily(
+        _seeded(lambda: torchvision.models.mobilenet_v3_small(num_classes=10)), (torch.rand(1, 3, 32, 32),)
+    )
 
 
 def build_efficientnet_b0() -> TorchFamily:
@@ -146,7 +149,11 @@ def build_vit() -> TorchFamily:
     from torchvision.models import VisionTransformer
 
     return TorchFamily(
-        _seeded(lambda: VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10)),
+        _seeded(
+            lambda: VisionTransformer(
+                image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10
+            )
+        ),
         (torch.rand(1, 3, 32, 32),),
     )
 
@@ -157,7 +164,11 @@ def build_swin() -> TorchFamily:
     from torchvision.models import SwinTransformer
 
     return TorchFamily(
-        _seeded(lambda: SwinTransformer(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4], num_classes=10)),
+        _seeded(
+            lambda: SwinTransformer(
+                patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4], num_classes=10
+            )
+        ),
         (torch.rand(1, 3, 32, 32),),
     )
 

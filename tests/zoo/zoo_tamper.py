@@ -47,12 +47,29 @@ from pathlib import Path
 import numpy as np
 
 FACTOR = 1.02
-_PASS_THROUGH = {"Cast", "Identity", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Expand", "DequantizeLinear",
-                 "Flatten", "CastLike"}
+_PASS_THROUGH = {
+    "Cast",
+    "Identity",
+    "Reshape",
+    "Transpose",
+    "Unsqueeze",
+    "Squeeze",
+    "Expand",
+    "DequantizeLinear",
+    "Flatten",
+    "CastLike",
+}
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _CONV = {"Conv", "ConvTranspose", "FusedConv", "NhwcConv"}
-_NORMS = {"LayerNormalization", "BatchNormalization", "GroupNormalization", "InstanceNormalization",
-          "SkipLayerNormalization", "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
+_NORMS = {
+    "LayerNormalization",
+    "BatchNormalization",
+    "GroupNormalization",
+    "InstanceNormalization",
+    "SkipLayerNormalization",
+    "SimplifiedLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+}
 _RNN = {"LSTM", "GRU", "RNN"}
 
 
@@ -65,17 +82,17 @@ class Tampering:
     """What :func:`make_twin` changed: the initializer, where it is used, and how."""
 
     role: str
-    tensor: str          # the initializer's name in the twin
-    op: str              # op type of the consuming node
-    node: str            # name of the consuming node
+    tensor: str  # the initializer's name in the twin
+    op: str  # op type of the consuming node
+    node: str  # name of the consuming node
     input_index: int
     shape: list[int]
     dtype: str
-    axis: int | None     # the channel axis, or None when one element was changed
-    index: list[int]     # the channel [c] or the element's index
-    before: float        # largest magnitude changed, before and after
+    axis: int | None  # the channel axis, or None when one element was changed
+    index: list[int]  # the channel [c] or the element's index
+    before: float  # largest magnitude changed, before and after
     after: float
-    candidates: int      # how many initializers qualified for the role
+    candidates: int  # how many initializers qualified for the role
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,8 +188,9 @@ def candidates(model, role: str, scope: str | None = None) -> list[tuple[str, ob
             elif role == "conv_bias":
                 ok = op in _CONV and index == 2
             elif role == "linear_weight":
-                ok = (op in ("Gemm", "FusedGemm", "MatMul") and index == 1 and len(dims) == 2) or \
-                     (op == "MatMul" and index == 0 and len(dims) == 2 and not graph.is_constant(node.input[1]))
+                ok = (op in ("Gemm", "FusedGemm", "MatMul") and index == 1 and len(dims) == 2) or (
+                    op == "MatMul" and index == 0 and len(dims) == 2 and not graph.is_constant(node.input[1])
+                )
             elif role == "linear_bias":
                 if op in ("Gemm", "FusedGemm") and index == 2:
                     ok = True
@@ -274,6 +292,17 @@ def make_twin(source: Path, target: Path, role: str, scope: str | None = None) -
     del init.external_data[:]
     init.CopyFrom(replacement)
     onnx.save(model, str(target))
-    return Tampering(role=role, tensor=name, op=node.op_type, node=node.name, input_index=index,
-                     shape=list(array.shape), dtype=str(array.dtype), axis=axis, index=position,
-                     before=before, after=after, candidates=len(found))
+    return Tampering(
+        role=role,
+        tensor=name,
+        op=node.op_type,
+        node=node.name,
+        input_index=index,
+        shape=list(array.shape),
+        dtype=str(array.dtype),
+        axis=axis,
+        index=position,
+        before=before,
+        after=after,
+        candidates=len(found),
+    )

@@ -59,7 +59,6 @@ branch conv (the kxk one).
 from __future__ import annotations
 
 import argparse
-
 import sys
 from typing import Any
 
@@ -67,8 +66,8 @@ from inspector.diff import diff_models
 from inspector.errors import InputError, UsageError
 from inspector.hookspecs import hookimpl
 from inspector.ir import Model
-from inspector.output_file import OutputFile
 from inspector.output import choose_format, document_header, emit, prepare_output
+from inspector.output_file import OutputFile
 from inspector.records import Reporter, Subcommand
 from inspector.transforms import SourceIndex
 from plugins.commands.fuse.against import adopt_export_eps, against_entry, all_ok
@@ -80,18 +79,35 @@ SCHEMA = "graphinspect/fuse@1"
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("model", help="the PyTorch model (.pt/.pth checkpoint or pickled module, state_dict, safetensors)")
-    parser.add_argument("--layer", metavar="GLOB", action="append",
-                        help="list only groups whose fused name or a source module matches GLOB (repeatable)")
-    parser.add_argument("--weights", metavar="FILE",
-                        help="write the fused state_dict to FILE: .pt/.pth (torch.save, loadable with "
-                             "torch.load(weights_only=True)) or .safetensors. Names are the exporter's; fused "
-                             "weights and biases are float32, as exporters fold in fp32; other tensors keep their "
-                             "stored dtype. Always the whole model, whatever --layer lists")
-    parser.add_argument("--against", metavar="MODEL.onnx",
-                        help="check the fused groups against this export (exit 1 if one is not found or differs)")
+    parser.add_argument(
+        "model", help="the PyTorch model (.pt/.pth checkpoint or pickled module, state_dict, safetensors)"
+    )
+    parser.add_argument(
+        "--layer",
+        metavar="GLOB",
+        action="append",
+        help="list only groups whose fused name or a source module matches GLOB (repeatable)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="write the fused state_dict to FILE: .pt/.pth (torch.save, loadable with "
+        "torch.load(weights_only=True)) or .safetensors. Names are the exporter's; fused "
+        "weights and biases are float32, as exporters fold in fp32; other tensors keep their "
+        "stored dtype. Always the whole model, whatever --layer lists",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="MODEL.onnx",
+        help="check the fused groups against this export (exit 1 if one is not found or differs)",
+    )
     parser.add_argument("--format", help="report format: table (default), json, or a reporter plugin's format")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout (format from its suffix unless --format)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the report to FILE instead of stdout (format from its suffix unless --format)",
+    )
     parser.add_argument("--report", dest="output", help=argparse.SUPPRESS)  # the 0.1 spelling of -o
 
 
@@ -133,7 +149,9 @@ def run(args, plugins) -> int:
     return 0 if against is None or all_ok(against) else 1
 
 
-def build_document(model: Model, groups: list[FusedGroup], written: dict | None, against: dict | None) -> dict[str, Any]:
+def build_document(
+    model: Model, groups: list[FusedGroup], written: dict | None, against: dict | None
+) -> dict[str, Any]:
     """The fuse document (see the module docstring for the contract)."""
     document = document_header(SCHEMA)
     document["source"] = {"path": model.path, "format": model.format}
@@ -149,13 +167,15 @@ def _group_entry(group: FusedGroup) -> dict[str, Any]:
         before = group.before(role)
         before_range = _finite_range(before.stats().range) if before is not None else None
         after_range = value_range(values)
-        params.append({
-            "name": role,
-            "source_tensor": before.tensor_name if before is not None else None,
-            "before_range": _pair(before_range),
-            "after_range": _pair(after_range),
-            "abs_max_ratio": abs_max_ratio(before_range, after_range),
-        })
+        params.append(
+            {
+                "name": role,
+                "source_tensor": before.tensor_name if before is not None else None,
+                "before_range": _pair(before_range),
+                "after_range": _pair(after_range),
+                "abs_max_ratio": abs_max_ratio(before_range, after_range),
+            }
+        )
     return {
         "transform": group.transform,
         "sources": list(group.sources),

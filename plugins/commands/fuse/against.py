@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspector.results import MISMATCH, OK, DiffResult, LayerDiff
 from inspector.ir import Model
+from inspector.results import MISMATCH, OK, DiffResult, LayerDiff
 from inspector.transforms import SourceIndex, Transform
 from plugins.commands.fuse.groups import FusedGroup, fuse_group
 
@@ -34,8 +34,9 @@ def export_layer(result: DiffResult, group: FusedGroup) -> LayerDiff | None:
     return None
 
 
-def adopt_export_eps(groups: list[FusedGroup], result: DiffResult, target: Model, source: SourceIndex,
-                     transforms: list[Transform]) -> list[FusedGroup]:
+def adopt_export_eps(
+    groups: list[FusedGroup], result: DiffResult, target: Model, source: SourceIndex, transforms: list[Transform]
+) -> list[FusedGroup]:
     """``groups`` with each guessed eps the export contradicts replaced by the one it fits."""
     by_name = {transform.name: transform for transform in transforms}
     adopted = []
@@ -48,8 +49,14 @@ def adopt_export_eps(groups: list[FusedGroup], result: DiffResult, target: Model
             continue
         # The transform proposes every eps variant around a layer of the group.
         proposals = transform.propose(target.layer(layer.target), group.sources[0], source)
-        fitting = next((candidate for candidate in proposals
-                        if candidate.names == group.candidate.names and candidate.variant == layer.variant), None)
+        fitting = next(
+            (
+                candidate
+                for candidate in proposals
+                if candidate.names == group.candidate.names and candidate.variant == layer.variant
+            ),
+            None,
+        )
         if fitting is None:
             adopted.append(group)
             continue

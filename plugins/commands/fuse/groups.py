@@ -52,7 +52,11 @@ class FusedGroup:
 
     def fused_tensors(self) -> dict[str, np.ndarray]:
         """``<fused_name>.weight`` and ``.bias`` in float32, as an exporter folds them."""
-        return {f"{self.fused_name}.{role}": self.params[role].astype(np.float32) for role in FUSED_ROLES if role in self.params}
+        return {
+            f"{self.fused_name}.{role}": self.params[role].astype(np.float32)
+            for role in FUSED_ROLES
+            if role in self.params
+        }
 
     def before(self, role: str) -> Param | None:
         """The conv's own tensor for ``role`` (None for a conv without bias)."""
@@ -101,8 +105,11 @@ def fused_name(transform: Transform, candidate: Candidate) -> str:
 def fuse_group(transform: Transform, candidate: Candidate) -> FusedGroup:
     """Reproduce one group's fused parameters (float64, PyTorch layout)."""
     reproduction = transform.reproduce(None, candidate)
-    params = {role: np.asarray(reproduction.params[role], dtype=np.float64)
-              for role in FUSED_ROLES if reproduction.params.get(role) is not None}
+    params = {
+        role: np.asarray(reproduction.params[role], dtype=np.float64)
+        for role in FUSED_ROLES
+        if reproduction.params.get(role) is not None
+    }
     return FusedGroup(
         transform=transform.name,
         candidate=candidate,

@@ -47,8 +47,14 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     if groups:
         table = _table()
         for header, justify in (
-            ("Fused module", "left"), ("Transform", "left"), ("Source modules", "left"), ("Param", "left"),
-            ("Before", "right"), ("After", "right"), ("abs-max ratio", "right"), ("Note", "left"),
+            ("Fused module", "left"),
+            ("Transform", "left"),
+            ("Source modules", "left"),
+            ("Param", "left"),
+            ("Before", "right"),
+            ("After", "right"),
+            ("abs-max ratio", "right"),
+            ("Note", "left"),
         ):
             table.add_column(header, justify=justify, overflow="fold")
         for position, group in enumerate(groups):
@@ -71,10 +77,12 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     written = document.get("written")
     if written:
         console.print()
-        console.print(Text(
-            f"Wrote {written['path']}: {written['tensors']} tensors ({written['format']}; "
-            "fused weights and biases in float32, the other tensors as stored)."
-        ))
+        console.print(
+            Text(
+                f"Wrote {written['path']}: {written['tensors']} tensors ({written['format']}; "
+                "fused weights and biases in float32, the other tensors as stored)."
+            )
+        )
 
     against = document.get("against")
     if against:
@@ -111,8 +119,13 @@ def _render_against(console, against: dict[str, Any]) -> None:
     if layers:
         with_notes = any(layer.get("note") for layer in layers)
         table = _table()
-        for header, justify in (("Fused module", "left"), ("ONNX node", "left"), ("Status", "left"),
-                                ("max rel err", "right"), *((("Note", "left"),) if with_notes else ())):
+        for header, justify in (
+            ("Fused module", "left"),
+            ("ONNX node", "left"),
+            ("Status", "left"),
+            ("max rel err", "right"),
+            *((("Note", "left"),) if with_notes else ()),
+        ):
             table.add_column(header, justify=justify, overflow="fold")
         for layer in layers:
             status = layer["status"]
@@ -141,5 +154,7 @@ def against_sentence(against: dict[str, Any]) -> str:
     if missing:
         sentences.append(f"{len(missing)} of {len(layers)} fused groups not found in the export: {', '.join(missing)}.")
     if differing:
-        sentences.append(f"{len(differing)} of {len(layers)} fused groups differ from the export: {', '.join(differing)}.")
+        sentences.append(
+            f"{len(differing)} of {len(layers)} fused groups differ from the export: {', '.join(differing)}."
+        )
     return " ".join(sentences)

@@ -41,10 +41,21 @@ WEIGHT_FORMATS = {".pt": "pytorch-state-dict", ".pth": "pytorch-state-dict", ".s
 SAFETENSORS_METADATA = {"format": "pt", "producer": "graphinspect fuse"}
 
 SAFETENSORS_DTYPES = {
-    "bool": "BOOL", "uint8": "U8", "int8": "I8", "uint16": "U16", "int16": "I16",
-    "uint32": "U32", "int32": "I32", "uint64": "U64", "int64": "I64",
-    "float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "uint16": "U16",
+    "int16": "I16",
+    "uint32": "U32",
+    "int32": "I32",
+    "uint64": "U64",
+    "int64": "I64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float32": "F32",
+    "float64": "F64",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
 }
 
 
@@ -55,7 +66,10 @@ def weight_format(output: OutputFile) -> str:
     if not suffix and output.is_stream:
         return "pytorch-state-dict"
     if suffix not in WEIGHT_FORMATS:
-        raise UsageError(f"{output.option} {output.given}: unknown weights suffix {suffix or '(none)'!r} (use .pt, .pth or .safetensors)")
+        raise UsageError(
+            f"{output.option} {output.given}: unknown weights suffix {suffix or '(none)'!r} (use .pt, .pth or "
+            ".safetensors)"
+        )
     return WEIGHT_FORMATS[suffix]
 
 
@@ -68,13 +82,18 @@ def fused_state_dict(model: Model, groups: list[FusedGroup]) -> dict[str, np.nda
         group = replaced_by.get(param.tensor_name)
         if group is None:
             if param.tensor_name in state:
-                raise UsageError(f"cannot write the fused model: {param.tensor_name} is both a fused tensor and a tensor of the model")
+                raise UsageError(
+                    f"cannot write the fused model: {param.tensor_name} is both a fused tensor and a tensor of "
+                    "the model"
+                )
             state[param.tensor_name] = param.array()
             kept.add(param.tensor_name)
             continue
         for name, values in group.fused_tensors().items():
             if name in kept:
-                raise UsageError(f"cannot write the fused model: {name} is both a fused tensor and a tensor of the model")
+                raise UsageError(
+                    f"cannot write the fused model: {name} is both a fused tensor and a tensor of the model"
+                )
             state.setdefault(name, values)
     return state
 

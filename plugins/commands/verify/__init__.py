@@ -59,7 +59,6 @@ from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
-
 from plugins.commands.verify.metrics import ERROR_STATS
 from plugins.commands.verify.report import SCHEMA, render_table
 
@@ -70,32 +69,88 @@ DEFAULT_CHUNK_MB = 1024
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from plugins.commands.verify.runners import TRUST_PICKLE_HELP
 
-    parser.add_argument("source", help="the PyTorch model: TorchScript, .pt2, a state_dict (with --model) or a pickled module")
+    parser.add_argument(
+        "source", help="the PyTorch model: TorchScript, .pt2, a state_dict (with --model) or a pickled module"
+    )
     parser.add_argument("target", help="its export (.onnx)")
     given = parser.add_argument_group("input (default: random values in [0, 1) of the ONNX input shape, --seed 0)")
     exclusive = given.add_mutually_exclusive_group()
-    exclusive.add_argument("--image", metavar="FILE", help="an image, preprocessed the canonical way: RGB, resize, /255, CHW, batch (needs graphinspect[images])")
-    exclusive.add_argument("--input", metavar="FILE", help="your own tensors: a .npy for a one-input model, or a .npz with one array per input name")
+    exclusive.add_argument(
+        "--image",
+        metavar="FILE",
+        help="an image, preprocessed the canonical way: RGB, resize, /255, CHW, batch (needs graphinspect[images])",
+    )
+    exclusive.add_argument(
+        "--input",
+        metavar="FILE",
+        help="your own tensors: a .npy for a one-input model, or a .npz with one array per input name",
+    )
     given.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
-    given.add_argument("--imgsz", metavar="H[,W]", help="the input size where the ONNX shape is symbolic (default: the models' imgsz metadata)")
-    given.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch", help="how --image is fitted to the input size (letterbox pads with 114 like Ultralytics)")
-    given.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="subtract per channel after /255 (--image)")
-    given.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="divide per channel after --mean (--image)")
+    given.add_argument(
+        "--imgsz",
+        metavar="H[,W]",
+        help="the input size where the ONNX shape is symbolic (default: the models' imgsz metadata)",
+    )
+    given.add_argument(
+        "--resize",
+        choices=("stretch", "letterbox"),
+        default="stretch",
+        help="how --image is fitted to the input size (letterbox pads with 114 like Ultralytics)",
+    )
+    given.add_argument(
+        "--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="subtract per channel after /255 (--image)"
+    )
+    given.add_argument(
+        "--std", type=float, nargs=3, metavar=("R", "G", "B"), help="divide per channel after --mean (--image)"
+    )
     running = parser.add_argument_group("running PyTorch (this runs code)")
-    running.add_argument("--model", metavar="FACTORY", help="build the architecture with package.module:factory or path/to/file.py:factory and load the file's weights into it (weights-only)")
+    running.add_argument(
+        "--model",
+        metavar="FACTORY",
+        help="build the architecture with package.module:factory or path/to/file.py:factory "
+        "and load the file's weights into it (weights-only)",
+    )
     running.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
-    checking = parser.add_argument_group("tolerance (defaults by the ONNX model's precision: fp32 atol 1e-4, rtol 1e-3, layer-rtol 1e-3; fp16 1e-3, 1e-2, 1e-2)")
+    checking = parser.add_argument_group(
+        "tolerance (defaults by the ONNX model's precision: fp32 atol 1e-4, rtol 1e-3, layer-rtol 1e-3; fp16 "
+        "1e-3, 1e-2, 1e-2)"
+    )
     checking.add_argument("--atol", type=non_negative, help="absolute tolerance of the outputs")
-    checking.add_argument("--rtol", type=non_negative, help="relative tolerance of the outputs: |onnx - torch| <= atol + rtol * |torch|")
-    checking.add_argument("--check-error-stat", choices=ERROR_STATS, default="max", help="apply the tolerance to every element (max, default), or to the mean or median error")
+    checking.add_argument(
+        "--rtol", type=non_negative, help="relative tolerance of the outputs: |onnx - torch| <= atol + rtol * |torch|"
+    )
+    checking.add_argument(
+        "--check-error-stat",
+        choices=ERROR_STATS,
+        default="max",
+        help="apply the tolerance to every element (max, default), or to the mean or median error",
+    )
     layers = parser.add_argument_group("per layer")
-    layers.add_argument("--per-layer", action="store_true", help="compare every matched layer's activation and name the first that diverges")
-    layers.add_argument("--layer", metavar="GLOB", action="append", help="only layers whose ONNX node or PyTorch module matches GLOB (repeatable; implies --per-layer)")
+    layers.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="compare every matched layer's activation and name the first that diverges",
+    )
+    layers.add_argument(
+        "--layer",
+        metavar="GLOB",
+        action="append",
+        help="only layers whose ONNX node or PyTorch module matches GLOB (repeatable; implies --per-layer)",
+    )
     layers.add_argument("--layers", dest="layer", action="append", help=argparse.SUPPRESS)  # the 0.1 spelling
-    layers.add_argument("--layer-rtol", type=non_negative, help="a layer diverges when max|onnx - torch| > layer-rtol x max|torch|")
-    layers.add_argument("--chunk-mb", type=positive, default=DEFAULT_CHUNK_MB, help=f"ONNX intermediate tensors fetched per run, in MiB (default {DEFAULT_CHUNK_MB})")
+    layers.add_argument(
+        "--layer-rtol", type=non_negative, help="a layer diverges when max|onnx - torch| > layer-rtol x max|torch|"
+    )
+    layers.add_argument(
+        "--chunk-mb",
+        type=positive,
+        default=DEFAULT_CHUNK_MB,
+        help=f"ONNX intermediate tensors fetched per run, in MiB (default {DEFAULT_CHUNK_MB})",
+    )
     parser.add_argument("--format", help="table (default) or json, or a reporter plugin's format")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)"
+    )
 
 
 def run(args: argparse.Namespace, plugins: Any) -> int:
@@ -113,7 +168,9 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     if target.format != "onnx":
         raise UsageError(f"verify compares a PyTorch model with an ONNX model; {args.target} is {target.format}")
     if source.format == "onnx":
-        raise UsageError(f"verify compares a PyTorch model with an ONNX model; both {args.source} and {args.target} are ONNX")
+        raise UsageError(
+            f"verify compares a PyTorch model with an ONNX model; both {args.source} and {args.target} are ONNX"
+        )
     runner = build_torch_runner(source, args.model, args.trust_pickle)
 
     imgsz = input_sources.parse_imgsz(args.imgsz)
@@ -149,11 +206,24 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
         from plugins.commands.verify.per_layer import compare_layers, plan_layers
 
         if not runner.hookable:
-            lints.append(Lint("warning", "per_layer_unavailable", f"{source.path} runs as {runner.runner}, whose modules cannot be hooked: per-layer needs the model as Python modules (--model FACTORY with its weights, or a .pt2)"))
+            lints.append(
+                Lint(
+                    "warning",
+                    "per_layer_unavailable",
+                    f"{source.path} runs as {runner.runner}, whose modules cannot be hooked: per-layer needs "
+                    "the model as Python modules (--model FACTORY with its weights, or a .pt2)",
+                )
+            )
         layers = plan_layers(diff(), runner, args.layer)
         # The per-layer runs return the outputs too: each framework runs once.
-        layer_run = compare_layers(layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20))
-        first_divergent, onnx_outputs, torch_outputs = layer_run.first_divergent, layer_run.onnx_outputs, layer_run.torch_outputs
+        layer_run = compare_layers(
+            layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20)
+        )
+        first_divergent, onnx_outputs, torch_outputs = (
+            layer_run.first_divergent,
+            layer_run.onnx_outputs,
+            layer_run.torch_outputs,
+        )
     if onnx_outputs is None:
         onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
     if torch_outputs is None:
@@ -164,7 +234,9 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     outputs, output_lints = compare_outputs(target, onnx_outputs, torch_outputs, tolerances)
     lints += output_lints
 
-    document = build_document(source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent)
+    document = build_document(
+        source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent
+    )
     emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return EXIT_BY_VERDICT[document["verdict"]]
 
@@ -199,19 +271,46 @@ def compare_outputs(target: Any, onnx_outputs: list, torch_outputs: list, tolera
     for name, actual, index in zip(names, onnx_outputs, pairs):
         if index is None:
             comparisons.append(OutputComparison(name, list(actual.shape)))
-            lints.append(Lint("warning", "unpaired_output", f"ONNX output {name!r} {list(actual.shape)} has no PyTorch output of its shape"))
+            lints.append(
+                Lint(
+                    "warning",
+                    "unpaired_output",
+                    f"ONNX output {name!r} {list(actual.shape)} has no PyTorch output of its shape",
+                )
+            )
             continue
         expected = torch_outputs[index]
         if expected.size != actual.size:
             comparison = OutputComparison(name, list(actual.shape), index, list(expected.shape))
-            lints.append(Lint("error", "shape_mismatch", f"ONNX output {name!r} has shape {list(actual.shape)}, PyTorch output {index} {list(expected.shape)}"))
+            lints.append(
+                Lint(
+                    "error",
+                    "shape_mismatch",
+                    f"ONNX output {name!r} has shape {list(actual.shape)}, PyTorch output {index} "
+                    f"{list(expected.shape)}",
+                )
+            )
         else:
             if expected.shape != actual.shape:
-                lints.append(Lint("info", "reshaped", f"ONNX output {name!r} {list(actual.shape)} compared with PyTorch output {index} {list(expected.shape)} reshaped"))
+                lints.append(
+                    Lint(
+                        "info",
+                        "reshaped",
+                        f"ONNX output {name!r} {list(actual.shape)} compared with PyTorch output {index} "
+                        f"{list(expected.shape)} reshaped",
+                    )
+                )
             comparison = compare_output(name, actual, expected, tolerances)
             comparison.source_index = index
             if comparison.sorted_rows:
-                lints.append(Lint("info", "sorted_rows", f"ONNX output {name!r}: the rows come in another order than PyTorch's (ties, as TopK over equal scores gives); compared sorted, they match"))
+                lints.append(
+                    Lint(
+                        "info",
+                        "sorted_rows",
+                        f"ONNX output {name!r}: the rows come in another order than PyTorch's (ties, as TopK "
+                        "over equal scores gives); compared sorted, they match",
+                    )
+                )
         comparisons.append(comparison)
     return comparisons, lints
 
@@ -229,7 +328,8 @@ def _onnx_proto(path: str) -> Any:
 def graphinspect_subcommands():
     yield Subcommand(
         "verify",
-        "Run the PyTorch model and its ONNX export on the same input, compare the outputs (and layers), check the input.",
+        "Run the PyTorch model and its ONNX export on the same input, compare the outputs (and layers), check "
+        "the input.",
         configure_parser,
         run,
     )
@@ -237,4 +337,6 @@ def graphinspect_subcommands():
 
 @hookimpl
 def graphinspect_reporters():
-    yield Reporter("table", "A rich summary with the outputs and layers tables.", (SCHEMA,), render_table, suffixes=(".txt",))
+    yield Reporter(
+        "table", "A rich summary with the outputs and layers tables.", (SCHEMA,), render_table, suffixes=(".txt",)
+    )

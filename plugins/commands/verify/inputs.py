@@ -16,9 +16,10 @@ metadata (Ultralytics writes it into the ONNX metadata_props and the checkpoint)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,11 @@ def parse_imgsz(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        value = json.loads(text) if text.strip().startswith("[") else [int(part) for part in str(text).replace("x", ",").split(",") if part.strip()]
+        value = (
+            json.loads(text)
+            if text.strip().startswith("[")
+            else [int(part) for part in str(text).replace("x", ",").split(",") if part.strip()]
+        )
     except (ValueError, TypeError):
         return None
     if isinstance(value, int):
@@ -69,7 +74,7 @@ def model_imgsz(target: Model, source: Model | None) -> tuple[int, int] | None:
 
 
 def image_layout(shape: Sequence[Any]) -> str | None:
-    """"NCHW" or "NHWC" for a 4-D input with 1 or 3 channels, else None."""
+    """ "NCHW" or "NHWC" for a 4-D input with 1 or 3 channels, else None."""
     if len(shape) != 4:
         return None
     if shape[1] in (1, 3):
@@ -135,11 +140,17 @@ def file_inputs(path: str, target: Model) -> list[InputTensor]:
     try:
         loaded = np.load(file, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - ValueError for pickles, OSError for junk
-        raise InputError(file, f"is not a .npy/.npz array file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise InputError(
+            file, f"is not a .npy/.npz array file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     names = [info.name for info in target.inputs]
     if isinstance(loaded, np.ndarray):
         if len(names) != 1:
-            raise InputError(file, f"holds one array but the ONNX model has {len(names)} inputs ({', '.join(names)}): use an .npz keyed by input name")
+            raise InputError(
+                file,
+                f"holds one array but the ONNX model has {len(names)} inputs ({', '.join(names)}): use an .npz "
+                "keyed by input name",
+            )
         return [InputTensor(names[0], loaded, "file", str(file))]
     with loaded:
         arrays = {key: loaded[key] for key in loaded.files}
@@ -148,21 +159,34 @@ def file_inputs(path: str, target: Model) -> list[InputTensor]:
         return [InputTensor(names[0], array, "file", str(file))]
     missing = [name for name in names if name not in arrays]
     if missing:
-        raise InputError(file, f"has no array for the ONNX input{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it holds: {', '.join(arrays) or 'nothing'})")
+        raise InputError(
+            file,
+            f"has no array for the ONNX input{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it holds: "
+            f"{', '.join(arrays) or 'nothing'})",
+        )
     return [InputTensor(name, arrays[name], "file", str(file)) for name in names]
 
 
 def image_inputs(
-    path: str, target: Model, source: Model | None, imgsz: tuple[int, int] | None,
-    resize: str, mean: Sequence[float] | None, std: Sequence[float] | None,
+    path: str,
+    target: Model,
+    source: Model | None,
+    imgsz: tuple[int, int] | None,
+    resize: str,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
 ) -> list[InputTensor]:
     """The image at ``path`` through :func:`preprocess_image`, for a one-input image model."""
     if len(target.inputs) != 1:
-        raise UsageError(f"--image feeds a model with one input; this one has {len(target.inputs)}: use --input FILE.npz")
+        raise UsageError(
+            f"--image feeds a model with one input; this one has {len(target.inputs)}: use --input FILE.npz"
+        )
     info = target.inputs[0]
     layout = image_layout(info.shape or ())
     if layout is None:
-        raise UsageError(f"--image needs a 4-D image input with 1 or 3 channels; {info.name!r} has shape {list(info.shape or [])}")
+        raise UsageError(
+            f"--image needs a 4-D image input with 1 or 3 channels; {info.name!r} has shape {list(info.shape or [])}"
+        )
     size = imgsz or model_imgsz(target, source)
     shape = resolve_shape(info, size)
     height, width = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
@@ -188,7 +212,9 @@ def open_image(path: str) -> Any:
         image = Image.open(file)
         image.load()
     except Exception as exc:  # noqa: BLE001 - Pillow's errors for junk files vary
-        raise InputError(file, f"is not an image Pillow can read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise InputError(
+            file, f"is not an image Pillow can read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     return image
 
 

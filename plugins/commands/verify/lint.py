@@ -19,8 +19,9 @@ The checks are heuristics; every message says what it saw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +30,6 @@ from inspector.ir import CONV, Model
 
 if TYPE_CHECKING:
     from inspector.results import DiffResult
-
     from plugins.commands.verify.inputs import InputTensor
 
 RATIO_225 = 255.0 / 225.0
@@ -59,7 +59,9 @@ def check_contract(inputs: list["InputTensor"], target: Model) -> None:
         where = tensor.path or f"the {tensor.origin} input"
         if str(tensor.array.dtype) != info.dtype:
             hint = f" (convert it with .astype(numpy.{info.dtype}))" if info.dtype != "undefined" else ""
-            raise InputError(where, f"input {tensor.name!r} has dtype {tensor.array.dtype}, the ONNX model wants {info.dtype}{hint}")
+            raise InputError(
+                where, f"input {tensor.name!r} has dtype {tensor.array.dtype}, the ONNX model wants {info.dtype}{hint}"
+            )
         if info.shape is None:
             continue
         shape = tuple(tensor.array.shape)
@@ -73,7 +75,10 @@ def check_contract(inputs: list["InputTensor"], target: Model) -> None:
 
 
 def value_lints(
-    inputs: list["InputTensor"], proto: Any, target: Model, source: Model,
+    inputs: list["InputTensor"],
+    proto: Any,
+    target: Model,
+    source: Model,
     diff: Callable[[], "DiffResult"] | None = None,
 ) -> list[Lint]:
     """Warnings and notes about the value ranges of the user's float inputs.
@@ -91,21 +96,53 @@ def value_lints(
         scaling = graph_input_scaling(proto, tensor.name)
         label = f"input {tensor.name!r} (min {lo:.4g}, max {hi:.4g})"
         if lo >= 0 and abs(hi - RATIO_225) < 0.01:
-            lints.append(Lint("warning", "scaled_by_225", f"{label}: its max is 255/225 = 1.133; the image was probably divided by 225 instead of 255"))
+            lints.append(
+                Lint(
+                    "warning",
+                    "scaled_by_225",
+                    f"{label}: its max is 255/225 = 1.133; the image was probably divided by 225 instead of 255",
+                )
+            )
         elif lo >= 0 and 1.5 < hi <= 255.5:
             if scaling and "1/255" in scaling:
-                lints.append(Lint("info", "not_scaled", f"{label}: values up to 255 and {scaling}, so unscaled input looks intended"))
+                lints.append(
+                    Lint(
+                        "info",
+                        "not_scaled",
+                        f"{label}: values up to 255 and {scaling}, so unscaled input looks intended",
+                    )
+                )
             else:
-                lints.append(Lint("warning", "not_scaled", f"{label}: values up to 255 mean no 1/255 scaling was applied; most vision exports expect 0..1"))
+                lints.append(
+                    Lint(
+                        "warning",
+                        "not_scaled",
+                        f"{label}: values up to 255 mean no 1/255 scaling was applied; most vision exports expect 0..1",
+                    )
+                )
         elif lo < 0:
             folded = None
             if scaling is None and diff is not None:
                 folded = folded_normalisation(diff(), target, source, tensor.name)
             where = scaling or folded
             if where:
-                lints.append(Lint("warning", "normalised_twice", f"{label}: negative values mean a mean/std normalisation was applied, but {where}: the input would be normalised twice"))
+                lints.append(
+                    Lint(
+                        "warning",
+                        "normalised_twice",
+                        f"{label}: negative values mean a mean/std normalisation was applied, but {where}: the "
+                        "input would be normalised twice",
+                    )
+                )
             else:
-                lints.append(Lint("info", "normalised_input", f"{label}: negative values mean a mean/std normalisation was applied; the model must expect it (it does not normalise its input itself, as far as the graph shows)"))
+                lints.append(
+                    Lint(
+                        "info",
+                        "normalised_input",
+                        f"{label}: negative values mean a mean/std normalisation was applied; the model must "
+                        "expect it (it does not normalise its input itself, as far as the graph shows)",
+                    )
+                )
         elif scaling and "normalises" in scaling:
             lints.append(Lint("info", "normalisation_in_graph", f"{label}: {scaling}, so it takes 0..1 input as given"))
     return lints
@@ -155,11 +192,18 @@ def graph_input_scaling(proto: Any, input_name: str, max_steps: int = 4) -> str 
         values = numpy_helper.to_array(constants[other]).astype(np.float64).ravel()
         if values.size == 1:
             value = float(values[0])
-            if (node.op_type == "Div" and abs(value - 255) < 1e-3) or (node.op_type == "Mul" and abs(value * 255 - 1) < 1e-4):
-                found.append(f"the ONNX graph scales its input by 1/255 itself ({node.op_type} {node.name or node.output[0]!r})")
+            if (node.op_type == "Div" and abs(value - 255) < 1e-3) or (
+                node.op_type == "Mul" and abs(value * 255 - 1) < 1e-4
+            ):
+                found.append(
+                    f"the ONNX graph scales its input by 1/255 itself ({node.op_type} {node.name or node.output[0]!r})"
+                )
         elif 1 < values.size <= 4:
             shown = ", ".join(f"{value:.4g}" for value in values)
-            found.append(f"the ONNX graph normalises its input itself ({node.op_type} by per-channel constants {shown} in {node.name or node.output[0]!r})")
+            found.append(
+                f"the ONNX graph normalises its input itself ({node.op_type} by per-channel constants {shown} "
+                f"in {node.name or node.output[0]!r})"
+            )
         tensor = node.output[0]
     return "; ".join(found) or None
 

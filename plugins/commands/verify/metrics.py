@@ -92,12 +92,20 @@ class OutputComparison:
 
     def entry(self) -> dict:
         return {
-            "name": self.name, "shape": self.shape, "source_index": self.source_index,
-            "source_shape": self.source_shape, "max_abs_err": self.max_abs_err,
-            "max_rel_err": self.max_rel_err, "mean_abs_err": self.mean_abs_err,
-            "median_abs_err": self.median_abs_err, "cosine": self.cosine,
-            "top1_agreement": self.top1_agreement, "topk_agreement": self.topk_agreement,
-            "topk": self.topk, "sorted_rows": self.sorted_rows, "status": self.status,
+            "name": self.name,
+            "shape": self.shape,
+            "source_index": self.source_index,
+            "source_shape": self.source_shape,
+            "max_abs_err": self.max_abs_err,
+            "max_rel_err": self.max_rel_err,
+            "mean_abs_err": self.mean_abs_err,
+            "median_abs_err": self.median_abs_err,
+            "cosine": self.cosine,
+            "top1_agreement": self.top1_agreement,
+            "topk_agreement": self.topk_agreement,
+            "topk": self.topk,
+            "sorted_rows": self.sorted_rows,
+            "status": self.status,
         }
 
 
@@ -196,7 +204,9 @@ def sort_rows(array: np.ndarray) -> np.ndarray:
     return ordered.reshape(array.shape)
 
 
-def class_agreement(actual: np.ndarray, expected: np.ndarray, tolerances: Tolerances, k: int = 5) -> tuple[float, float | None, int | None]:
+def class_agreement(
+    actual: np.ndarray, expected: np.ndarray, tolerances: Tolerances, k: int = 5
+) -> tuple[float, float | None, int | None]:
     """(top-1 agreement, top-k agreement or None, k or None) over the last axis."""
     classes = actual.shape[-1]
     a = np.asarray(actual, dtype=np.float64).reshape(-1, classes)
@@ -219,7 +229,9 @@ def class_agreement(actual: np.ndarray, expected: np.ndarray, tolerances: Tolera
 # ----------------------------------------------------------------------------- pairing
 
 
-def pair_outputs(onnx_shapes: list[tuple[int, ...]], torch_shapes: list[tuple[int, ...]]) -> tuple[list[int | None], str | None]:
+def pair_outputs(
+    onnx_shapes: list[tuple[int, ...]], torch_shapes: list[tuple[int, ...]]
+) -> tuple[list[int | None], str | None]:
     """For each ONNX output, the index of its PyTorch output (or None), and a note when
     the pairing was not simply one to one in order.
 
@@ -231,10 +243,14 @@ def pair_outputs(onnx_shapes: list[tuple[int, ...]], torch_shapes: list[tuple[in
     used: set[int] = set()
     pairs: list[int | None] = []
     for shape in onnx_shapes:
-        match = next((i for i, other in enumerate(torch_shapes) if i not in used and tuple(other) == tuple(shape)), None)
+        match = next(
+            (i for i, other in enumerate(torch_shapes) if i not in used and tuple(other) == tuple(shape)), None
+        )
         if match is None:
             size = int(np.prod(shape))
-            match = next((i for i, other in enumerate(torch_shapes) if i not in used and int(np.prod(other)) == size), None)
+            match = next(
+                (i for i, other in enumerate(torch_shapes) if i not in used and int(np.prod(other)) == size), None
+            )
         if match is not None:
             used.add(match)
         pairs.append(match)

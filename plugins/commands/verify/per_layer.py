@@ -39,23 +39,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector import ir
-from inspector.results import UNMATCHED, LayerDiff
 from inspector.errors import UsageError
-
+from inspector.results import UNMATCHED, LayerDiff
 from plugins.commands.verify.metrics import DIFFER, SAME, relative
 from plugins.commands.verify.runners import onnx_session, run_session
 
 if TYPE_CHECKING:
-    from inspector.results import DiffResult
     from inspector.ir import Model
-
+    from inspector.results import DiffResult
     from plugins.commands.verify.runners import TorchRunner
 
 NOT_COMPARABLE = "not_comparable"
 
 COMPARABLE_KINDS = frozenset(
-    {ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.BATCHNORM, ir.LAYERNORM, ir.GROUPNORM, ir.INSTANCENORM,
-     ir.EMBEDDING, "prelu", "rmsnorm"}
+    {
+        ir.CONV,
+        ir.CONV_TRANSPOSE,
+        ir.LINEAR,
+        ir.BATCHNORM,
+        ir.LAYERNORM,
+        ir.GROUPNORM,
+        ir.INSTANCENORM,
+        ir.EMBEDDING,
+        "prelu",
+        "rmsnorm",
+    }
 )
 """ONNX layer kinds whose output is their PyTorch module's output."""
 
@@ -91,12 +99,21 @@ class LayerComparison:
 
     def entry(self) -> dict[str, Any]:
         return {
-            "target": self.target, "op": self.op, "tensor": self.tensor,
+            "target": self.target,
+            "op": self.op,
+            "tensor": self.tensor,
             "module": " + ".join(self.modules) if self.modules else None,
-            "sources": list(self.sources), "transform": self.transform, "diff_status": self.diff_status,
-            "status": self.status, "reason": self.reason, "shape": self.shape,
-            "max_abs_err": self.max_abs_err, "max_rel_err": self.max_rel_err,
-            "mean_abs_err": self.mean_abs_err, "cosine": self.cosine, "growth": self.growth,
+            "sources": list(self.sources),
+            "transform": self.transform,
+            "diff_status": self.diff_status,
+            "status": self.status,
+            "reason": self.reason,
+            "shape": self.shape,
+            "max_abs_err": self.max_abs_err,
+            "max_rel_err": self.max_rel_err,
+            "mean_abs_err": self.mean_abs_err,
+            "cosine": self.cosine,
+            "growth": self.growth,
         }
 
 
@@ -112,10 +129,18 @@ def plan_layers(diff: "DiffResult", runner: "TorchRunner", globs: list[str] | No
     modules = runner.named_modules() if runner.hookable else {}
     plans = []
     for layer in diff.layers:
-        if globs and not any(fnmatch.fnmatchcase(name, glob) for glob in globs for name in [layer.target, *layer.sources]):
+        if globs and not any(
+            fnmatch.fnmatchcase(name, glob) for glob in globs for name in [layer.target, *layer.sources]
+        ):
             continue
-        plan = LayerComparison(layer.target, layer.op, list(layer.sources), layer.transform, layer.status,
-                               tensor=output_of.get(layer.target))
+        plan = LayerComparison(
+            layer.target,
+            layer.op,
+            list(layer.sources),
+            layer.transform,
+            layer.status,
+            tensor=output_of.get(layer.target),
+        )
         plan.modules = hooked_modules(layer, kinds)
         plan.reason = _why_not_comparable(layer, plan, modules, runner)
         plans.append(plan)
@@ -143,7 +168,9 @@ def hooked_modules(layer: LayerDiff, kinds: dict[str, str]) -> list[str]:
     return terminals
 
 
-def _why_not_comparable(layer: LayerDiff, plan: LayerComparison, modules: dict[str, Any], runner: "TorchRunner") -> str | None:
+def _why_not_comparable(
+    layer: LayerDiff, plan: LayerComparison, modules: dict[str, Any], runner: "TorchRunner"
+) -> str | None:
     if layer.status == UNMATCHED or not layer.sources:
         return "the diff found no PyTorch source for this node"
     if layer.transform == "split_qkv" or layer.kind == ir.ATTENTION:
@@ -200,8 +227,17 @@ def compare_layers(
         sizes = _estimated_sizes(session, tensors)
         for position, chunk in enumerate(chunk_by_size(tensors, sizes, chunk_bytes)):
             wanted = set(chunk)
-            outputs = _run_chunk([plan for plan in comparable if plan.tensor in wanted], chunk, session, runner,
-                                 target, arrays, feeds, layer_rtol, with_outputs=position == 0)
+            outputs = _run_chunk(
+                [plan for plan in comparable if plan.tensor in wanted],
+                chunk,
+                session,
+                runner,
+                target,
+                arrays,
+                feeds,
+                layer_rtol,
+                with_outputs=position == 0,
+            )
             if outputs is not None:
                 run.onnx_outputs, run.torch_outputs = outputs
     previous = None
@@ -234,7 +270,9 @@ def extra_outputs_model(target: "Model", tensors: list[str]) -> bytes:
         return Path(target.path).read_bytes() + extra.SerializeToString()
     proto = onnx.load(target.path, load_external_data=True)
     if proto.ByteSize() > PROTOBUF_LIMIT:
-        raise UsageError(f"{target.path}: --per-layer cannot yet handle a model with external data over 2 GiB (protobuf's limit)")
+        raise UsageError(
+            f"{target.path}: --per-layer cannot yet handle a model with external data over 2 GiB (protobuf's limit)"
+        )
     proto.MergeFrom(extra)
     return proto.SerializeToString()
 
@@ -291,6 +329,7 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
             if not same_module:
                 return
             _take_activation(same_module[0], output, onnx_values, layer_rtol)
+
         return hook
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in by_module]
@@ -304,7 +343,8 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
             uncalled = [name for name in plan.modules if calls.get(name, 0) == 0]
             plan.reason = (
                 f"{uncalled[0]} is never called (its parent uses its weights directly)"
-                if uncalled else "the PyTorch module runs fewer times than the ONNX nodes matched to it"
+                if uncalled
+                else "the PyTorch module runs fewer times than the ONNX nodes matched to it"
             )
         plan._partial = None
     if not with_outputs:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from inspector.ir import Model
 from inspector.output import document_header, fmt_float, make_console
-
 from plugins.commands.verify.metrics import DIFFER, SAME
 
 if TYPE_CHECKING:
@@ -86,8 +85,13 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     for entry in document["inputs"]:
         shape = "x".join(str(d) for d in entry["shape"])
         origin = entry["origin"] + (f" {entry['path']}" if entry.get("path") else "")
-        summary.add_row("Input", Text(f"{entry['name']} {entry['dtype']}[{shape}] from {origin}, "
-                                      f"range [{fmt_float(entry['min'])}, {fmt_float(entry['max'])}]"))
+        summary.add_row(
+            "Input",
+            Text(
+                f"{entry['name']} {entry['dtype']}[{shape}] from {origin}, "
+                f"range [{fmt_float(entry['min'])}, {fmt_float(entry['max'])}]"
+            ),
+        )
     rule = {"max": "every element", "mean": "mean error", "median": "median error"}[tolerance["check_error_stat"]]
     line = f"|onnx - torch| <= {fmt_float(tolerance['atol'])} + {fmt_float(tolerance['rtol'])} * |torch| ({rule})"
     if "layers" in document:
@@ -102,19 +106,36 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     console.print()
 
     table = Table(header_style="bold", title="Outputs", title_justify="left")
-    for header, justify in (("Output", "left"), ("Shape", "left"), ("Max abs", "right"), ("Max rel", "right"),
-                            ("Mean abs", "right"), ("Median abs", "right"), ("Cosine", "right"),
-                            ("Top-1", "right"), ("Top-k", "right"), ("Status", "left")):
+    for header, justify in (
+        ("Output", "left"),
+        ("Shape", "left"),
+        ("Max abs", "right"),
+        ("Max rel", "right"),
+        ("Mean abs", "right"),
+        ("Median abs", "right"),
+        ("Cosine", "right"),
+        ("Top-1", "right"),
+        ("Top-k", "right"),
+        ("Status", "left"),
+    ):
         table.add_column(header, justify=justify, overflow="fold")
     for output in document["outputs"]:
-        status = Text(output["status"] + (" (rows sorted)" if output["sorted_rows"] else ""),
-                      style="green" if output["status"] == SAME else "red")
+        status = Text(
+            output["status"] + (" (rows sorted)" if output["sorted_rows"] else ""),
+            style="green" if output["status"] == SAME else "red",
+        )
         topk = "-" if output["topk_agreement"] is None else f"{_percent(output['topk_agreement'])} (k={output['topk']})"
         table.add_row(
-            Text(output["name"]), "x".join(str(d) for d in output["shape"]),
-            fmt_float(output["max_abs_err"]), fmt_float(output["max_rel_err"]), fmt_float(output["mean_abs_err"]),
-            fmt_float(output["median_abs_err"]), _cosine(output["cosine"]),
-            _percent(output["top1_agreement"]), topk, status,
+            Text(output["name"]),
+            "x".join(str(d) for d in output["shape"]),
+            fmt_float(output["max_abs_err"]),
+            fmt_float(output["max_rel_err"]),
+            fmt_float(output["mean_abs_err"]),
+            fmt_float(output["median_abs_err"]),
+            _cosine(output["cosine"]),
+            _percent(output["top1_agreement"]),
+            topk,
+            status,
         )
     console.print(table)
 
@@ -132,9 +153,17 @@ def _layers_table(layers: list[dict[str, Any]], first_divergent: str | None):
     from rich.text import Text
 
     table = Table(header_style="bold", title="Layers (ONNX execution order)", title_justify="left")
-    for header, justify in (("#", "right"), ("ONNX node", "left"), ("PyTorch module", "left"), ("Weights (diff)", "left"),
-                            ("Max abs", "right"), ("Max rel", "right"), ("Cosine", "right"), ("Growth", "right"),
-                            ("Status", "left")):
+    for header, justify in (
+        ("#", "right"),
+        ("ONNX node", "left"),
+        ("PyTorch module", "left"),
+        ("Weights (diff)", "left"),
+        ("Max abs", "right"),
+        ("Max rel", "right"),
+        ("Cosine", "right"),
+        ("Growth", "right"),
+        ("Status", "left"),
+    ):
         table.add_column(header, justify=justify, overflow="fold")
     for position, layer in enumerate(layers, 1):
         weights = f"{layer['transform'] or '-'}: {layer['diff_status']}"
@@ -145,9 +174,15 @@ def _layers_table(layers: list[dict[str, Any]], first_divergent: str | None):
             status = Text(layer["status"] + marker, style="green" if layer["status"] == SAME else "red")
         growth = "-" if layer["growth"] is None else f"x{fmt_float(layer['growth'], 3)}"
         table.add_row(
-            str(position), Text(layer["target"]), Text(layer["module"] or "-"),
+            str(position),
+            Text(layer["target"]),
+            Text(layer["module"] or "-"),
             Text(weights, style="red" if layer["diff_status"] == "mismatch" else ""),
-            fmt_float(layer["max_abs_err"]), fmt_float(layer["max_rel_err"]), _cosine(layer["cosine"]), growth, status,
+            fmt_float(layer["max_abs_err"]),
+            fmt_float(layer["max_rel_err"]),
+            _cosine(layer["cosine"]),
+            growth,
+            status,
         )
     return table
 
@@ -178,8 +213,10 @@ def divergence_sentence(document: dict[str, Any]) -> str:
         "mismatch": "the diff found its weights differ from the PyTorch ones",
         "unmatched": "the diff could not trace its weights",
     }.get(layer["diff_status"], f"diff status {layer['diff_status']}")
-    return (f"First divergent layer: {name} (from {sources} via {layer['transform']}), max rel error "
-            f"{fmt_float(layer['max_rel_err'])}; {weights}.")
+    return (
+        f"First divergent layer: {name} (from {sources} via {layer['transform']}), max rel error "
+        f"{fmt_float(layer['max_rel_err'])}; {weights}."
+    )
 
 
 def _percent(value: float | None) -> str:

@@ -32,9 +32,10 @@ import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -133,11 +134,16 @@ def build_torch_runner(source: Model, factory: str | None, trust_pickle: bool) -
                 "--model package.module:factory or --model path/to/file.py:factory",
             )
     else:
-        raise InputError(path, f"verify cannot run a {source.format} file (it runs TorchScript, .pt2, pickled modules and state_dicts)")
+        raise InputError(
+            path,
+            f"verify cannot run a {source.format} file (it runs TorchScript, .pt2, pickled modules and state_dicts)",
+        )
     if factory and source.format in ("torchscript", "torch-export"):
         runner.notes.append(f"--model is not used: {path.name} is {source.format} and runs as it is")
     if source.details.get("dtype") in ("float16", "bfloat16"):
-        runner.notes.append(f"the checkpoint stores {source.details['dtype']} weights; they run cast to float32, as exporters do")
+        runner.notes.append(
+            f"the checkpoint stores {source.details['dtype']} weights; they run cast to float32, as exporters do"
+        )
     return runner
 
 
@@ -318,7 +324,9 @@ def onnx_session(model: str | bytes, path: str, basic_optimizations: bool = Fals
         raise InputError(path, f"ONNX Runtime cannot load it: {_one_line(exc)}") from exc
 
 
-def run_session(session: Any, feeds: dict[str, np.ndarray], path: str, output_names: list[str] | None = None) -> list[np.ndarray]:
+def run_session(
+    session: Any, feeds: dict[str, np.ndarray], path: str, output_names: list[str] | None = None
+) -> list[np.ndarray]:
     try:
         return session.run(output_names, feeds)
     except Exception as exc:  # noqa: BLE001

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 

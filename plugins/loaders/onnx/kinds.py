@@ -154,7 +154,6 @@ _KINDS.update({op: ELEMENTWISE for op in ELEMENTWISE_ROLES})
 MATMUL_OPS = ("MatMul", "com.microsoft.FusedMatMul")
 
 
-
 def param_roles(op_type: str, constants: dict[int, tuple[str, int]]) -> dict[int, str]:
     """The role of each constant input that is a param, by position.
 

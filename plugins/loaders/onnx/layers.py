@@ -21,9 +21,10 @@ Which constant inputs are params, and under which role, is in :mod:`.kinds`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -98,9 +99,23 @@ class LayerBuilder:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
                 constant = self._constant_node_value([node.output[0]], node)
                 if constant is not None:
-                    found.append(StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant"))
+                    found.append(
+                        StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant")
+                    )
         for tensor in _subgraph_tensors(self.graph_proto):
-            found.append(StoredTensor(Param(tensor.name, tuple(tensor.dims), dtype_name(tensor.data_type), _not_read(tensor.name), tensor.name), [], "subgraph"))
+            found.append(
+                StoredTensor(
+                    Param(
+                        tensor.name,
+                        tuple(tensor.dims),
+                        dtype_name(tensor.data_type),
+                        _not_read(tensor.name),
+                        tensor.name,
+                    ),
+                    [],
+                    "subgraph",
+                )
+            )
         return found
 
     def _layer(self, position: int, gs_node: Any, proto: "NodeProto | None") -> Layer:
@@ -162,7 +177,8 @@ class LayerBuilder:
     def _param_for(self, constant: _Constant) -> Param:
         """The Param of a stored tensor: a layer's when one uses it as a param."""
         return self._params.get(constant.tensor_name) or Param(
-            constant.tensor_name, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name)
+            constant.tensor_name, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name
+        )
 
     def _resolve(self, tensor: Any) -> _Constant | None:
         """The constant behind an input tensor, following Identity chains; None if not constant."""
@@ -301,7 +317,13 @@ def _subgraph_tensors(graph: "GraphProto"):
         current = stack.pop()
         for node in current.node:
             for attr in node.attribute:
-                bodies = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
+                bodies = (
+                    [attr.g]
+                    if attr.type == AttributeProto.GRAPH
+                    else list(attr.graphs)
+                    if attr.type == AttributeProto.GRAPHS
+                    else []
+                )
                 for body in bodies:
                     yield from body.initializer
                     for inner in body.node:
@@ -313,4 +335,5 @@ def _subgraph_tensors(graph: "GraphProto"):
 def _not_read(name: str):
     def read():
         raise InputError(name, "is stored inside a subgraph (If/Loop/Scan body), which graphinspect does not read")
+
     return read

@@ -93,12 +93,26 @@ def _with_split_bias(matmul: Layer, consumers: list[Layer], producers: dict[str,
     if len(whole.shape) != 1 or sum(sizes) != whole.numel or sizes[position] != width:
         return matmul
     start, stop = sum(sizes[:position]), sum(sizes[:position]) + width
-    part = Param("bias", (width,), whole.dtype, lambda: whole.array()[start:stop], f"{whole.tensor_name}[{start}:{stop}]", view_of=whole)
+    part = Param(
+        "bias",
+        (width,),
+        whole.dtype,
+        lambda: whole.array()[start:stop],
+        f"{whole.tensor_name}[{start}:{stop}]",
+        view_of=whole,
+    )
     return _joined(matmul, add, part)
 
 
 def _joined(matmul: Layer, add: Layer, bias: Param) -> Layer:
     return Layer(
-        matmul.name, matmul.kind, matmul.op_type, matmul.attrs, {**matmul.params, "bias": bias},
-        matmul.inputs, add.outputs, matmul.hints + add.hints, {**matmul.metadata, "bias_node": add.name},
+        matmul.name,
+        matmul.kind,
+        matmul.op_type,
+        matmul.attrs,
+        {**matmul.params, "bias": bias},
+        matmul.inputs,
+        add.outputs,
+        matmul.hints + add.hints,
+        {**matmul.metadata, "bias_node": add.name},
     )

@@ -128,9 +128,7 @@ def _details(model_proto: "ModelProto", external_data: bool) -> dict[str, Any]:
     from onnx import AttributeProto
 
     graph_kinds = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
-    subgraphs = sum(
-        1 for node in model_proto.graph.node if any(attr.type in graph_kinds for attr in node.attribute)
-    )
+    subgraphs = sum(1 for node in model_proto.graph.node if any(attr.type in graph_kinds for attr in node.attribute))
     doc_string = model_proto.doc_string.strip()
     if len(doc_string) > DOC_STRING_CHARS:
         doc_string = doc_string[: DOC_STRING_CHARS - 1] + "…"

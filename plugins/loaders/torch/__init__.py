@@ -35,14 +35,13 @@ inside functions, and the safetensors and torch.export readers do not need it at
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from inspector.errors import InputError
 from inspector.hookspecs import hookimpl
 from inspector.ir import Model
 from inspector.records import ModelLoader
-
 from plugins.loaders.torch import zips
 from plugins.loaders.torch.safetensors import sniff_safetensors
 

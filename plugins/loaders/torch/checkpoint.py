@@ -27,7 +27,6 @@ from typing import Any
 
 from inspector.errors import InputError
 from inspector.ir import Layer, Model
-
 from plugins.loaders.torch.modules import class_name_of, module_tree
 from plugins.loaders.torch.state_dict import infer_layers
 from plugins.loaders.torch.tensors import is_tensor, tensor_param
@@ -35,17 +34,34 @@ from plugins.loaders.torch.unpickle import StandIn, is_module
 from plugins.loaders.torch.values import NotPlain, metadata_text, to_plain
 
 WRAPPER_KEYS: tuple[str, ...] = (
-    "model", "ema", "model_ema", "state_dict_ema", "state_dict", "model_state_dict",
-    "module", "net", "network", "weights",
+    "model",
+    "ema",
+    "model_ema",
+    "state_dict_ema",
+    "state_dict",
+    "model_state_dict",
+    "module",
+    "net",
+    "network",
+    "weights",
 )
 
 MODULE_METADATA_ATTRS: tuple[str, ...] = ("names", "stride", "yaml", "task", "nc", "args")
 """Attributes of the root module copied into metadata (Ultralytics sets all of them)."""
 
-_NOT_A_MODEL_KEYS = frozenset({
-    "optimizer", "optimizer_state_dict", "optimizer_states", "lr_scheduler", "lr_schedulers", "scheduler",
-    "scaler", "callbacks", "loops",
-})
+_NOT_A_MODEL_KEYS = frozenset(
+    {
+        "optimizer",
+        "optimizer_state_dict",
+        "optimizer_states",
+        "lr_scheduler",
+        "lr_schedulers",
+        "scheduler",
+        "scaler",
+        "callbacks",
+        "loops",
+    }
+)
 """Checkpoint entries that are training state: never the model, never metadata."""
 
 
@@ -77,8 +93,13 @@ def model_from_object(path: Path, obj: Any, producer: str) -> Model:
     if imgsz is not None:
         metadata["imgsz"] = imgsz
     return Model(
-        format=model_format, path=str(path), layers=layers, modules=modules,
-        metadata=metadata, producer=_producer(producer, checkpoint, modules), details=details,
+        format=model_format,
+        path=str(path),
+        layers=layers,
+        modules=modules,
+        metadata=metadata,
+        producer=_producer(producer, checkpoint, modules),
+        details=details,
     )
 
 

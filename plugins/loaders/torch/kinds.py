@@ -11,7 +11,8 @@ No torch import: this module works on names.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from inspector import ir
 
@@ -23,16 +24,25 @@ _KIND_BY_CLASS: dict[str, str] = {
     **{
         name: ir.CONV_TRANSPOSE
         for name in (
-            "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-            "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyConvTranspose3d",
+            "ConvTranspose1d",
+            "ConvTranspose2d",
+            "ConvTranspose3d",
+            "LazyConvTranspose1d",
+            "LazyConvTranspose2d",
+            "LazyConvTranspose3d",
         )
     },
     **{name: ir.LINEAR for name in ("Linear", "LazyLinear", "NonDynamicallyQuantizableLinear")},
     **{
         name: ir.BATCHNORM
         for name in (
-            "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm",
-            "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
+            "BatchNorm1d",
+            "BatchNorm2d",
+            "BatchNorm3d",
+            "SyncBatchNorm",
+            "LazyBatchNorm1d",
+            "LazyBatchNorm2d",
+            "LazyBatchNorm3d",
         )
     },
     "LayerNorm": ir.LAYERNORM,
@@ -41,8 +51,12 @@ _KIND_BY_CLASS: dict[str, str] = {
     **{
         name: ir.INSTANCENORM
         for name in (
-            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-            "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d",
+            "InstanceNorm1d",
+            "InstanceNorm2d",
+            "InstanceNorm3d",
+            "LazyInstanceNorm1d",
+            "LazyInstanceNorm2d",
+            "LazyInstanceNorm3d",
         )
     },
     "Embedding": ir.EMBEDDING,

@@ -20,10 +20,10 @@ Nothing here calls into the model's classes: stand-ins have no behaviour to call
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from inspector.ir import Layer, Param
-
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
 from plugins.loaders.torch.tensors import is_tensor, tensor_param
 from plugins.loaders.torch.unpickle import StandIn, is_module

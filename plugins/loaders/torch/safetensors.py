@@ -13,22 +13,34 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from inspector.errors import InputError
 from inspector.ir import Model, Param
-
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.state_dict import infer_layers, natural_order
 
 DTYPES: dict[str, str] = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
-    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-    "C64": "complex64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "C64": "complex64",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
 }
 MAX_HEADER_BYTES = 100_000_000
 
@@ -83,7 +95,11 @@ def load_safetensors(path: Path) -> Model:
     metadata = {str(key): str(value) for key, value in metadata.items()}
     producer = "safetensors" + (f" (format {metadata['format']})" if "format" in metadata else "")
     return Model(
-        format="safetensors", path=str(path), layers=layers, metadata=metadata, producer=producer,
+        format="safetensors",
+        path=str(path),
+        layers=layers,
+        metadata=metadata,
+        producer=producer,
         details={"tensors": len(params), "dtype": dominant_dtype(layers)},
     )
 

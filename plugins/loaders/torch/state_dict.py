@@ -24,11 +24,10 @@ guess off as a class read from the file. ``Model.modules`` stays empty for these
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from inspector import ir
 from inspector.ir import Layer, Param
-
 from plugins.loaders.torch.kinds import RMSNORM
 
 INFERRED_SUFFIX = "?"
@@ -57,8 +56,9 @@ def infer_layers(params: Iterable[tuple[str, Param]]) -> list[Layer]:
 def infer_layer(prefix: str, group: dict[str, Param]) -> Layer:
     """The layer a module with these params probably is (see the module docstring)."""
     kind, op_type, attrs = _guess(prefix, group)
-    return Layer(prefix, kind, op_type + INFERRED_SUFFIX, attrs={**attrs, ir.GUESSED_KIND: True}, params=group,
-                 hints=(prefix,))
+    return Layer(
+        prefix, kind, op_type + INFERRED_SUFFIX, attrs={**attrs, ir.GUESSED_KIND: True}, params=group, hints=(prefix,)
+    )
 
 
 def _guess(prefix: str, group: dict[str, Param]) -> tuple[str, str, dict]:

@@ -23,14 +23,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from inspector.errors import InputError
 from inspector.ir import Layer, Model, Param, TensorInfo
-
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
 from plugins.loaders.torch.state_dict import group_by_module, infer_layer
@@ -38,19 +38,44 @@ from plugins.loaders.torch.zips import entry_array, open_archive, top_folder
 
 # torch._export.serde.schema.ScalarType -> numpy dtype name (ml_dtypes for bf16/fp8).
 SCALAR_TYPES: dict[int, str] = {
-    1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
-    8: "float64", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16", 28: "uint16",
-    29: "float8_e4m3fn", 30: "float8_e5m2", 31: "float8_e4m3fnuz", 32: "float8_e5m2fnuz",
-    33: "float8_e8m0fnu", 34: "uint32", 35: "uint64",
+    1: "uint8",
+    2: "int8",
+    3: "int16",
+    4: "int32",
+    5: "int64",
+    6: "float16",
+    7: "float32",
+    8: "float64",
+    10: "complex64",
+    11: "complex128",
+    12: "bool",
+    13: "bfloat16",
+    28: "uint16",
+    29: "float8_e4m3fn",
+    30: "float8_e5m2",
+    31: "float8_e4m3fnuz",
+    32: "float8_e5m2fnuz",
+    33: "float8_e8m0fnu",
+    34: "uint32",
+    35: "uint64",
 }
 
 _CONV_ARGS = ("stride", "padding", "dilation", "groups", "output_padding", "transposed")
 _NORM_ARGS = ("eps", "momentum", "num_groups")
-_NORM_OPS = frozenset({
-    "batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-    "_native_batch_norm_legit_functional", "layer_norm", "native_layer_norm", "group_norm",
-    "instance_norm", "rms_norm",
-})
+_NORM_OPS = frozenset(
+    {
+        "batch_norm",
+        "native_batch_norm",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_no_training",
+        "_native_batch_norm_legit_functional",
+        "layer_norm",
+        "native_layer_norm",
+        "group_norm",
+        "instance_norm",
+        "rms_norm",
+    }
+)
 _CONV_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 _SPEC_NAMES = (("parameter", "parameter_name"), ("buffer", "buffer_name"), ("tensor_constant", "tensor_constant_name"))
 
@@ -105,13 +130,18 @@ def load_torch_export(path: Path) -> Model:
         layers.append(_layer(prefix, group, classes.get(prefix), attrs_by_module.get(prefix, {})))
     version = program.get("torch_version", "")
     return Model(
-        format="torch-export", path=str(path), layers=layers, modules=classes,
+        format="torch-export",
+        path=str(path),
+        layers=layers,
+        modules=classes,
         inputs=_tensor_infos(graph, signature, "input_specs", "user_input"),
         outputs=_tensor_infos(graph, signature, "output_specs", "user_output"),
         producer="torch.export.save" + (f" (torch {version})" if version else ""),
         details={
-            "model_name": model_name, "schema_version": program.get("schema_version"),
-            "opset_version": program.get("opset_version"), "dtype": dominant_dtype(layers),
+            "model_name": model_name,
+            "schema_version": program.get("schema_version"),
+            "opset_version": program.get("opset_version"),
+            "dtype": dominant_dtype(layers),
         },
     )
 
@@ -122,8 +152,14 @@ def _layer(prefix: str, group: dict[str, Param], qualified: str | None, call_att
         layer.attrs.update(call_attrs)
         return layer
     class_name = short_class_name(qualified)
-    return Layer(prefix, kind_of_class(class_name, call_attrs, tuple(group)), class_name,
-                 attrs=call_attrs, params=group, hints=(prefix,))
+    return Layer(
+        prefix,
+        kind_of_class(class_name, call_attrs, tuple(group)),
+        class_name,
+        attrs=call_attrs,
+        params=group,
+        hints=(prefix,),
+    )
 
 
 def _read_payloads(path: Path, archive: zipfile.ZipFile, folder: str, kind: str, model_name: str) -> dict[str, Param]:

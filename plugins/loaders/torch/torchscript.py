@@ -22,7 +22,6 @@ from typing import Any
 
 from inspector.errors import InputError
 from inspector.ir import Layer, Model, Param
-
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.kinds import kind_of_class
 from plugins.loaders.torch.tensors import tensor_param
@@ -30,11 +29,35 @@ from plugins.loaders.torch.values import is_plain
 from plugins.loaders.torch.zips import open_archive
 
 KNOWN_ATTRS: tuple[str, ...] = (
-    "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-    "padding_mode", "transposed", "output_padding", "in_features", "out_features",
-    "num_features", "eps", "momentum", "affine", "track_running_stats", "normalized_shape",
-    "elementwise_affine", "num_groups", "num_channels", "num_embeddings", "embedding_dim",
-    "padding_idx", "embed_dim", "num_heads", "batch_first", "head_dim", "negative_slope",
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+    "transposed",
+    "output_padding",
+    "in_features",
+    "out_features",
+    "num_features",
+    "eps",
+    "momentum",
+    "affine",
+    "track_running_stats",
+    "normalized_shape",
+    "elementwise_affine",
+    "num_groups",
+    "num_channels",
+    "num_embeddings",
+    "embedding_dim",
+    "padding_idx",
+    "embed_dim",
+    "num_heads",
+    "batch_first",
+    "head_dim",
+    "negative_slope",
 )
 """Attributes of torch's layers looked up on a scripted module (TorchScript has no __dict__)."""
 
@@ -89,8 +112,12 @@ def load_torchscript(path: Path) -> Model:
             layers.append(layer)
     producer = "torch.jit.save (TorchScript" + (f", archive version {version})" if version else ")")
     return Model(
-        format="torchscript", path=str(path), layers=layers, modules=modules,
-        producer=producer, details={"dtype": dominant_dtype(layers)},
+        format="torchscript",
+        path=str(path),
+        layers=layers,
+        modules=modules,
+        producer=producer,
+        details={"dtype": dominant_dtype(layers)},
     )
 
 

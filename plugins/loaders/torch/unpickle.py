@@ -48,29 +48,103 @@ from inspector.errors import InputError
 from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED, global_uses
 
 BLOCKED_MODULES: tuple[str, ...] = (
-    "builtins", "__builtin__", "os", "posix", "nt", "posixpath", "ntpath", "sys", "subprocess",
-    "_posixsubprocess", "shutil", "socket", "importlib", "runpy", "pickle", "_pickle", "cPickle",
-    "marshal", "code", "codeop", "ctypes", "_ctypes", "pty", "webbrowser", "multiprocessing",
-    "threading", "_thread", "signal", "types", "functools", "_functools", "operator", "_operator",
-    "io", "_io", "tempfile", "pdb", "bdb", "inspect", "timeit", "trace", "profile", "cProfile",
-    "dill", "cloudpickle", "joblib", "commands", "thread", "copy_reg", "exceptions",
-    "numpy.load", "numpy.lib", "numpy.testing", "numpy.distutils",
-    "torch.hub", "torch.jit", "torch.load", "torch.save", "torch.serialization", "torch.package",
-    "torch.utils.cpp_extension", "torch._dynamo", "torch.compile", "torch.export", "torch.fx",
-    "torch.ops", "torch._ops", "torch.classes", "torch.library", "torch._C._jit",
+    "builtins",
+    "__builtin__",
+    "os",
+    "posix",
+    "nt",
+    "posixpath",
+    "ntpath",
+    "sys",
+    "subprocess",
+    "_posixsubprocess",
+    "shutil",
+    "socket",
+    "importlib",
+    "runpy",
+    "pickle",
+    "_pickle",
+    "cPickle",
+    "marshal",
+    "code",
+    "codeop",
+    "ctypes",
+    "_ctypes",
+    "pty",
+    "webbrowser",
+    "multiprocessing",
+    "threading",
+    "_thread",
+    "signal",
+    "types",
+    "functools",
+    "_functools",
+    "operator",
+    "_operator",
+    "io",
+    "_io",
+    "tempfile",
+    "pdb",
+    "bdb",
+    "inspect",
+    "timeit",
+    "trace",
+    "profile",
+    "cProfile",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "commands",
+    "thread",
+    "copy_reg",
+    "exceptions",
+    "numpy.load",
+    "numpy.lib",
+    "numpy.testing",
+    "numpy.distutils",
+    "torch.hub",
+    "torch.jit",
+    "torch.load",
+    "torch.save",
+    "torch.serialization",
+    "torch.package",
+    "torch.utils.cpp_extension",
+    "torch._dynamo",
+    "torch.compile",
+    "torch.export",
+    "torch.fx",
+    "torch.ops",
+    "torch._ops",
+    "torch.classes",
+    "torch.library",
+    "torch._C._jit",
 )
 """Modules (and torch entry points) whose members are refused outright, whatever their case."""
 
-DATA_CLASSES: frozenset[str] = frozenset({
-    "types.SimpleNamespace", "datetime.datetime", "datetime.date", "datetime.time",
-    "datetime.timedelta", "datetime.timezone", "collections.deque", "functools.partial",
-})
+DATA_CLASSES: frozenset[str] = frozenset(
+    {
+        "types.SimpleNamespace",
+        "datetime.datetime",
+        "datetime.date",
+        "datetime.time",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "collections.deque",
+        "functools.partial",
+    }
+)
 """Plain data classes with lower-case names or in a blocked module: stood in like classes."""
 
 REAL_DATA_GLOBALS: tuple[str, ...] = (
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.ndarray", "numpy.dtype", "builtins.slice", "builtins.frozenset", "builtins.range",
+    "numpy.core.multiarray._reconstruct",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "builtins.slice",
+    "builtins.frozenset",
+    "builtins.range",
 )
 """Data reconstructors seen in real checkpoints, allowed as themselves: they build arrays,
 scalars and containers from bytes and already-unpickled values, and call nothing else."""
@@ -100,8 +174,12 @@ class StandIn:
         pass
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)) \
-                and (state[1] is None or isinstance(state[1], dict)):
+        if (
+            isinstance(state, tuple)
+            and len(state) == 2
+            and (state[0] is None or isinstance(state[0], dict))
+            and (state[1] is None or isinstance(state[1], dict))
+        ):
             state = {**(state[0] or {}), **(state[1] or {})}
         if isinstance(state, dict):
             self.__dict__.update(state)
@@ -168,9 +246,13 @@ def _real_data_global(global_name: str) -> Any | None:
 
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     known = {
-        "_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar,
-        "ndarray": np.ndarray, "dtype": np.dtype,
-        "slice": builtins.slice, "frozenset": builtins.frozenset, "range": builtins.range,
+        "_reconstruct": multiarray._reconstruct,
+        "scalar": multiarray.scalar,
+        "ndarray": np.ndarray,
+        "dtype": np.dtype,
+        "slice": builtins.slice,
+        "frozenset": builtins.frozenset,
+        "range": builtins.range,
     }
     last = global_name.rpartition(".")[2]
     if last in known:

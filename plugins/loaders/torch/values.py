@@ -9,7 +9,8 @@ into those, and refuse the rest (modules, large tensors) with :class:`NotPlain`.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from plugins.loaders.torch.tensors import is_tensor
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, is_module

@@ -17,8 +17,22 @@ import csv
 from inspector.hookspecs import hookimpl
 from inspector.records import Reporter
 
-COLUMNS = ("target", "op", "sources", "transform", "status", "param", "target_tensor",
-           "source_min", "source_max", "target_min", "target_max", "max_abs_err", "max_rel_err", "bad_channels")
+COLUMNS = (
+    "target",
+    "op",
+    "sources",
+    "transform",
+    "status",
+    "param",
+    "target_tensor",
+    "source_min",
+    "source_max",
+    "target_min",
+    "target_max",
+    "max_abs_err",
+    "max_rel_err",
+    "bad_channels",
+)
 
 
 def render(document, stream, options) -> None:
@@ -29,11 +43,22 @@ def render(document, stream, options) -> None:
         for param in layer["params"]:
             source = param["source_range"] or [None, None]
             target = param["target_range"] or [None, None]
-            writer.writerow([
-                layer["target"], layer["op"], " + ".join(layer["sources"]), layer["transform"] or "",
-                layer["status"], param["name"], param["target_tensor"], *source, *target,
-                param["max_abs_err"], param["max_rel_err"], " ".join(str(c) for c in param["bad_channels"]),
-            ])
+            writer.writerow(
+                [
+                    layer["target"],
+                    layer["op"],
+                    " + ".join(layer["sources"]),
+                    layer["transform"] or "",
+                    layer["status"],
+                    param["name"],
+                    param["target_tensor"],
+                    *source,
+                    *target,
+                    param["max_abs_err"],
+                    param["max_rel_err"],
+                    " ".join(str(c) for c in param["bad_channels"]),
+                ]
+            )
 
 
 @hookimpl
