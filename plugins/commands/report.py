@@ -14,7 +14,8 @@ plugin's, exactly as the command would have::
 
 A file that is not a document is refused before anything is written, in one line naming
 the file, with exit status 2: not readable, not UTF-8 JSON, not an object, no
-``"schema"``, a schema no reporter renders (also a newer major version), a document that
+``"schema"``, a schema no reporter renders or a newer major version of one of
+graphinspect's, a document that
 lacks a field its shipped JSON Schema (:mod:`inspector.schemas`) requires at the top,
 or one a reporter cannot render. Exit status 0 when the document is rendered, whatever
 its verdict: the verdict's exit status belongs to the command that computed it.
@@ -28,11 +29,12 @@ import os
 import sys
 from typing import Any
 
+from inspector import __version__
 from inspector.errors import InputError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, prepare_output
 from inspector.records import Subcommand
-from inspector.schemas import load_schema
+from inspector.schemas import known_schemas, load_schema
 
 STDIN = "-"
 
@@ -49,13 +51,15 @@ def run(args, plugins) -> int:
     output = prepare_output(args.output, inputs=[] if args.result == STDIN else [args.result])
     document = read_document(args.result)
     schema = document["schema"]
-    if not any(reporter.renders(schema) for reporter in plugins.reporters()):
+    check_version(schema, args.result)
+    formats = sorted({reporter.name for reporter in plugins.reporters() if reporter.renders(schema)})
+    if not formats:
         known = sorted({pattern for reporter in plugins.reporters() for pattern in reporter.schemas})
         raise InputError(
             _shown(args.result),
-            f"is a {schema} document, which no reporter renders (this graphinspect renders: {', '.join(known)})",
+            f"is a document of schema {schema}, which no reporter renders (reporters render: {', '.join(known)})",
         )
-    fmt = choose_format(args.format, output, plugins, schema, default="table")
+    fmt = choose_format(args.format, output, plugins, schema, default="table" if "table" in formats else "json")
     check_required(document, args.result)
     to_stdout = output is None or output.is_stdout
     # Rendered whole into memory before a byte is written (also to stdout, unlike
@@ -116,6 +120,19 @@ def read_document(given: str) -> dict[str, Any]:
     if not isinstance(schema, str) or not schema:
         raise InputError(name, 'is not a graphinspect document (no "schema" field)')
     return document
+
+
+def check_version(schema: str, given: str) -> None:
+    """Refuse one of graphinspect's documents in a major version this graphinspect does
+    not know (written by a newer one): its fields may mean other things."""
+    name = schema.rpartition("@")[0]
+    versions = [known for known in known_schemas() if known.rpartition("@")[0] == name]
+    if versions and schema not in versions:
+        raise InputError(
+            _shown(given),
+            f"is a {schema} document; graphinspect {__version__} reads {', '.join(versions)} (was it written by a "
+            "newer graphinspect?)",
+        )
 
 
 def check_required(document: dict[str, Any], given: str) -> None:
