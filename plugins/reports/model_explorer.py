@@ -66,7 +66,7 @@ def node_data(document: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for node, status, error in entries:
         if error is not None and not math.isfinite(error):
-            error = None  # JSON has no inf; the word says it
+            error = None  # JSON has no inf or NaN; the status word says it
         if status == bad:
             results[node] = {"value": status if error is None else error, "bgColor": MISMATCH_COLOR}
         elif status == unknown or error is None:
@@ -80,8 +80,12 @@ def node_data(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _layer_error(layer: dict[str, Any]) -> float | None:
+    """The largest relative error of the layer's parameters; None when one is not finite
+    (re-computed values all zero), since then no number is the largest."""
     errors = [param["max_rel_err"] for param in layer["params"] if param.get("max_rel_err") is not None]
-    return max(errors) if errors else None
+    if not errors or not all(math.isfinite(error) for error in errors):
+        return None
+    return max(errors)
 
 
 @hookimpl
