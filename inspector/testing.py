@@ -59,6 +59,9 @@ def assert_export_faithful(
 
     with _model_file(pt_path_or_module) as source:
         report = diff(source, onnx_path, rtol=rtol, atol=atol)
+    if not isinstance(pt_path_or_module, (str, os.PathLike)):
+        # The temporary file is gone; name what the caller gave.
+        report.document["source"]["path"] = _module_name(pt_path_or_module)
     if not report.faithful:
         raise AssertionError(failure_message(report, pt_path_or_module, onnx_path))
     return report
@@ -66,7 +69,7 @@ def assert_export_faithful(
 
 def failure_message(report: "DiffReport", source: Any, onnx_path: str | os.PathLike) -> str:
     """The assertion message: what was compared, the verdict, then the problems table."""
-    what = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"the {type(source).__name__} module"
+    what = os.fspath(source) if isinstance(source, (str, os.PathLike)) else _module_name(source)
     return (
         f"{os.fspath(onnx_path)} is not a faithful export of {what} (verdict: {report.verdict})\n\n"
         f"{problems_table(report)}"
@@ -82,6 +85,10 @@ def problems_table(report: "DiffReport", width: int = PROBLEMS_WIDTH) -> str:
     buffer = io.StringIO()
     reporter.render(narrowed, buffer, {"color": False, "width": width, "to_file": True, "only_problems": True})
     return buffer.getvalue()
+
+
+def _module_name(module: Any) -> str:
+    return f"<the {type(module).__name__} module>"
 
 
 @contextlib.contextmanager
