@@ -193,3 +193,30 @@ def test_missing_file_directory_and_unknown_format(saved, cli, tmp_path):
 def test_report_exits_0_whatever_the_verdict(saved):
     # The saved diff differs (its command exited 1); rendering it succeeded.
     assert run_cli("report", str(saved), cwd=REPO).returncode == 0
+
+
+def test_the_readme_workflow_runs(pair, cli, tmp_path, monkeypatch):
+    """The GitHub Actions example of the README, its graphinspect lines run on the tampered
+    pair as the workflow would: the diff fails (exit 1), every report step succeeds."""
+    import shutil
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    workflow = readme.split("# .github/workflows/export.yml\n", 1)[1].split("```", 1)[0]
+    lines = [
+        line.strip().removeprefix("- ").removeprefix("run: ").split("  #")[0].strip()
+        for line in workflow.splitlines()
+        if "graphinspect " in line and not line.strip().startswith(("- run: pip", "#"))
+    ]
+    commands = [line.split()[1:] for line in lines if line.startswith("graphinspect ")]
+    assert [command[0] for command in commands] == ["diff", "report", "report", "report", "report"]
+    _, tampered = pair
+    shutil.copy(STEM_PT, tmp_path / "model.pt")
+    shutil.copy(tampered, tmp_path / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    codes = [cli(*command)[0] for command in commands]
+    assert codes == [1, 0, 0, 0, 0]
+    assert json.loads((tmp_path / "graphinspect.sarif").read_text(encoding="utf-8"))["runs"][0]["results"]
+    assert (tmp_path / "graphinspect.xml").read_text(encoding="utf-8").count("<failure") == 1
+    assert (tmp_path / "graphinspect.html").read_text(encoding="utf-8").lstrip().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("# graphinspect diff: DIFFERS")
