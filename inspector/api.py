@@ -240,7 +240,7 @@ def verify(
     model: str | None = None,
     trust_pickle: bool = False,
     image: PathLike | None = None,
-    input: PathLike | None = None,  # noqa: A002 - the command's --input
+    input: PathLike | None = None,  # the command's --input (a builtin name, kept for the match)
     seed: int = 0,
     imgsz: int | Sequence[int] | None = None,
     resize: str = "stretch",
