@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -91,22 +89,15 @@ def test_the_suffix_of_o_chooses_the_format(saved, cli, tmp_path, suffix, first)
     assert out.read_text(encoding="utf-8").lstrip().startswith(first)
 
 
-def test_report_reads_stdin():
-    piped = run_cli("diff", str(STEM_PT), str(STEM_ONNX), "--format", "json")
-    assert piped.returncode == 0
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
-    env.update(GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD="1", NO_COLOR="1")
-    rendered = subprocess.run(
-        [sys.executable, "-m", "inspector", "report", "-", "--format", "junit"],
-        input=piped.stdout,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    assert 'failures="0"' in rendered.stdout and "/model/model.0/conv/Conv" in rendered.stdout
+def test_report_reads_stdin(saved, cli, monkeypatch):
+    piped = saved.read_bytes()  # as `graphinspect diff ... --format json | graphinspect report -` pipes it
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(piped)))
+    code, out, err = cli("report", "-", "--format", "junit")
+    assert (code, err) == (0, "")
+    assert 'failures="1"' in out and TAMPERED_NODE in out
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"not json")))
+    code, out, err = cli("report", "-")
+    assert (code, out) == (2, "") and err.startswith("graphinspect: error: <stdin>: is not valid JSON")
 
 
 def test_every_document_renders_again(pair, cli, tmp_path):
