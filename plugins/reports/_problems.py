@@ -12,7 +12,8 @@ A problem is what makes the verdict other than "faithful" (diff) or "same" (veri
   finding gives), stored floats nothing explains (``summary.coverage``), and the error
   and warning findings that concern no layer already named;
 - verify: an output that differs, a layer whose activation differs, and the error and
-  warning lint.
+  warning lint;
+- either: a verdict other than the good one that none of the above explains.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ UNMATCHED = "unmatched"
 UNEXPLAINED = "unexplained"
 OUTPUT_DIFFERS = "output_differs"
 LAYER_DIFFERS = "layer_differs"
+VERDICT = "verdict"
 
 RULES = {
     MISMATCH: "An ONNX layer's parameters differ from the PyTorch parameters re-computed through its transform.",
@@ -41,6 +43,7 @@ RULES = {
     UNEXPLAINED: "Floats stored in the ONNX file that no transform explains and no rule shows to be constants.",
     OUTPUT_DIFFERS: "An ONNX output differs from the PyTorch output beyond tolerance.",
     LAYER_DIFFERS: "A layer's ONNX activation differs from the PyTorch activation beyond tolerance.",
+    VERDICT: "The verdict is not the good one (faithful, same), and no layer or output says why.",
 }
 """What each problem kind of ours means (findings and lint bring their own codes)."""
 
@@ -59,10 +62,19 @@ class Problem:
 
 
 def problems(document: dict[str, Any]) -> list[Problem]:
-    """The problems of a diff or verify document, in document order."""
-    if document["schema"] == VERIFY_SCHEMA:
-        return _verify_problems(document)
-    return _diff_problems(document)
+    """The problems of a diff or verify document, in document order; a verdict other
+    than the good one with no error to show for it is a problem of its own."""
+    found = _verify_problems(document) if document["schema"] == VERIFY_SCHEMA else _diff_problems(document)
+    if not passed(document) and not any(problem.level == "error" for problem in found):
+        found.append(verdict_problem(document))
+    return found
+
+
+def verdict_problem(document: dict[str, Any]) -> Problem:
+    """The verdict as a problem, for a verdict no layer or output explains (a word a newer
+    command may add, such as verify's "incomplete")."""
+    word = verdict(document)
+    return Problem(VERDICT, "error", None, f"verdict {word}", f"the verdict is {word!r}, not the good one")
 
 
 def unmatched_sentence(layer: dict[str, Any], findings: list[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ every report uses, then one line per parameter) and an unmatched one (why); plus
 ``coverage`` case that fails when floats stored in the file are unexplained, so that the
 suite passes exactly when the verdict is "faithful". verify: one case per output and, with
 ``--per-layer``, one per layer (``not_comparable`` layers are skipped, with the reason).
+A verdict other than the good one that no case explains adds a failing ``verdict`` case.
 
 ``classname`` is ``graphinspect.<command>.<ONNX file stem>`` (dots in the stem become
 ``_``: Jenkins reads dots as packages); characters XML 1.0 cannot carry are replaced by
@@ -42,9 +43,11 @@ from plugins.reports._problems import (
     VERIFY_SCHEMA,
     layer_sentence,
     output_sentence,
+    passed,
     unexplained_problem,
     unmatched_sentence,
     verdict,
+    verdict_problem,
 )
 
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -56,6 +59,12 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
     command = "verify" if document["schema"] == VERIFY_SCHEMA else "diff"
     classname = f"graphinspect.{command}.{_stem(document['target']['path'])}"
     cases = _verify_cases(document, classname) if command == "verify" else _diff_cases(document, classname)
+    if not passed(document) and not any(case.find("failure") is not None for case in cases):
+        # A verdict no case explains (a word the command may add): the suite must fail.
+        case = _case(classname, "verdict")
+        problem = verdict_problem(document)
+        _fail(case, problem.kind, problem.message, problem.message)
+        cases.append(case)
 
     suites = ElementTree.Element("testsuites", name="graphinspect")
     suite = ElementTree.SubElement(

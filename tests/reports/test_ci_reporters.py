@@ -433,3 +433,24 @@ def test_github_without_a_step_summary_writes_no_file(documents, monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     render("github", documents["tampered"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_verdict_nothing_explains_still_fails_every_format(documents, monkeypatch):
+    """verify may add verdict words ("incomplete"); a document whose outputs all pass but
+    whose verdict is not "same" must not look green anywhere."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    document = copy.deepcopy(documents["verify"])
+    document["verdict"] = "incomplete"
+    for output in document["outputs"]:
+        output["status"] = "same"
+    for layer in document["layers"]:
+        layer["status"] = "same"
+    root = parse_junit(render("junit", document))
+    assert root.get("failures") == "1"
+    (failed,) = [case for case in root.iter("testcase") if case.find("failure") is not None]
+    assert failed.get("name") == "verdict" and "incomplete" in failed.find("failure").get("message")
+    results = check_sarif(render("sarif", document))["runs"][0]["results"]
+    assert [result["ruleId"] for result in results] == ["graphinspect/verdict"]
+    commands = parse_commands(render("github", document))
+    assert [c["level"] for c in commands] == ["error", "error"]
+    assert commands[-1]["title"] == "graphinspect: INCOMPLETE"
