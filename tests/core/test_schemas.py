@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import tomllib
 
 from inspector.schemas import known_schemas, load_schema, schema_file
 from tests.support import REPO, SAMPLES
@@ -167,6 +166,7 @@ def test_fields_added_within_a_major_version_are_allowed(outputs):
 
 
 def test_schemas_and_type_marker_ship_as_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     data = config["tool"]["setuptools"]["package-data"]
     shipped = {
