@@ -278,8 +278,9 @@ def verify(
         "layer": list(layers) if layers else None,
         "layer_rtol": layer_rtol,
     }
-    document, status = run_command("verify", [source, target], options, plugins or default_plugins())
-    return VerifyReport(document, status, plugins or default_plugins())
+    plugins = plugins or default_plugins()
+    document, status = run_command("verify", [source, target], options, plugins)
+    return VerifyReport(document, status, plugins)
 
 
 def fuse(
@@ -299,8 +300,9 @@ def fuse(
         "weights": _path_or_none(weights),
         "layer": list(layers) if layers else None,
     }
-    document, status = run_command("fuse", [model], options, plugins or default_plugins())
-    return FuseReport(document, status, plugins or default_plugins())
+    plugins = plugins or default_plugins()
+    document, status = run_command("fuse", [model], options, plugins)
+    return FuseReport(document, status, plugins)
 
 
 def run_command(
