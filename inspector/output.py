@@ -4,7 +4,12 @@ Commands render through :func:`emit`, so every command treats ``--format`` and `
 the same way: the reporter is chosen by name (or by the output file's suffix), the
 document is rendered in memory, and only then written through
 :class:`~inspector.output_file.OutputFile` (atomically for regular files, in place for
-devices, FIFOs and sockets), so a failed command leaves nothing half-written.
+devices, FIFOs and sockets), so a failed command leaves nothing half-written. When the
+report goes to a file, the command's verdict line still goes to the terminal, on stderr.
+
+Consoles come from :func:`make_console`: colour per ``--color`` (:func:`set_color_mode`)
+and ``NO_COLOR``/``FORCE_COLOR`` (:func:`wants_color`), rich markup never read. Text from
+a model goes through :func:`visible` before it reaches a terminal.
 """
 
 from __future__ import annotations
