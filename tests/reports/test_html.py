@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from plugins.reports import html as html_report
+from plugins.reports._pictures import MAX_STRIP_BARS
 from tests.support.documents import CHANNEL_ERRORS, ODD_NAME, make_document, many_layers, render
 
 VOID = {"meta", "br", "input", "link", "hr", "img", "wbr", "source", "area", "base", "col", "embed", "track"}
@@ -226,7 +227,7 @@ def test_a_large_model_shares_strip_bars_and_keeps_its_problem_visible():
     tree = parse(render(html_report, document)).root
     svg = next(by_id(tree, "strip").iter("svg"))
     bars = [node for node in svg.iter("rect") if any(c.startswith("b-") for c in node.classes())]
-    assert len(bars) <= html_report.MAX_STRIP_BARS
+    assert len(bars) <= MAX_STRIP_BARS
     (worst,) = [bar for bar in bars if "b-mismatch" in bar.classes()]
     assert "/model.2321/conv/Conv" in worst.text
     (band,) = [node for node in svg.iter("rect") if "band-mismatch" in node.classes()]
