@@ -16,7 +16,7 @@ import pytest
 
 from inspector.manager import get_plugin_manager
 from tests.support import REPO, run_cli
-from tests.support.documents import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, tamper
+from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, tamper
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_report_colours_a_terminal_as_the_command_does(pair, saved, cli, monkeyp
 
 
 @pytest.mark.parametrize(
-    "suffix, first", [(".html", "<!DOCTYPE html>"), (".md", "# "), (".xml", "<?xml"), (".sarif", "{")]
+    "suffix, first", [(".html", "<!DOCTYPE html>"), (".md", "## graphinspect diff"), (".xml", "<?xml"), (".sarif", "{")]
 )
 def test_the_suffix_of_o_chooses_the_format(saved, cli, tmp_path, suffix, first):
     out = tmp_path / f"report{suffix}"
@@ -210,4 +210,4 @@ def test_the_readme_workflow_runs(pair, cli, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "graphinspect.sarif").read_text(encoding="utf-8"))["runs"][0]["results"]
     assert (tmp_path / "graphinspect.xml").read_text(encoding="utf-8").count("<failure") == 1
     assert (tmp_path / "graphinspect.html").read_text(encoding="utf-8").lstrip().startswith("<!DOCTYPE html>")
-    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("# graphinspect diff: DIFFERS")
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("## graphinspect diff: DIFFERS")

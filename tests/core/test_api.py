@@ -23,7 +23,7 @@ from inspector.errors import InputError, UsageError
 from inspector.schemas import load_schema
 from inspector.testing import assert_export_faithful
 from tests.support import REPO, SAMPLES
-from tests.support.documents import (
+from tests.support.runs import (
     STEM_FACTORY,
     STEM_ONNX,
     STEM_PT,
@@ -118,7 +118,7 @@ def test_diff_takes_loaded_models_and_tolerances(tampered):
 def test_reports_render_in_every_format_and_save_by_suffix(tampered, tmp_path):
     report = diff(STEM_PT, tampered)
     assert TAMPERED_NODE in report.render("table")
-    assert report.render("markdown").startswith("# graphinspect diff: DIFFERS")
+    assert report.render("markdown").startswith("## graphinspect diff: DIFFERS")
     assert json.loads(report.to_json())["summary"]["verdict"] == "differs"
     assert json.loads(report.render("sarif"))["runs"][0]["results"][0]["ruleId"] == "graphinspect/mismatch"
     report.save(tmp_path / "result.json")
@@ -126,7 +126,7 @@ def test_reports_render_in_every_format_and_save_by_suffix(tampered, tmp_path):
     report.save(tmp_path / "result.xml")
     assert (tmp_path / "result.xml").read_text(encoding="utf-8").startswith("<?xml")
     report.save(tmp_path / "anything.txt", fmt="markdown")
-    assert (tmp_path / "anything.txt").read_text(encoding="utf-8").startswith("# graphinspect diff")
+    assert (tmp_path / "anything.txt").read_text(encoding="utf-8").startswith("## graphinspect diff")
     with pytest.raises(UsageError, match="refusing to overwrite an input file"):
         report.save(tampered)
 
@@ -187,7 +187,7 @@ def test_assert_export_faithful_fails_with_the_problems_table(tampered):
     message = str(caught.value)
     first = message.splitlines()[0]
     assert first == f"{tampered} is not a faithful export of {STEM_PT} (verdict: differs)"
-    assert f"MISMATCH  {TAMPERED_NODE}" in message
+    assert f"MISMATCH   {TAMPERED_NODE}" in message
     assert f"ch {TAMPERED_CHANNEL}" in message
     assert "/model/model.0/conv/Conv" not in message  # ok layers are left out
     assert "Verdict: DIFFERS" in message
@@ -222,7 +222,7 @@ def test_assert_export_faithful_takes_a_live_module(tmp_path):
     with pytest.raises(AssertionError) as caught:
         assert_export_faithful(local, tmp_path / "local.onnx")
     assert "not a faithful export of <the Local module>" in str(caught.value)
-    assert "MISMATCH  /fc/Gemm" in str(caught.value) and "ch 1" in str(caught.value)
+    assert "MISMATCH   /fc/Gemm" in str(caught.value) and "ch 1" in str(caught.value)
     with pytest.raises(TypeError, match="expected a model file path or a torch.nn.Module"):
         assert_export_faithful(42, tmp_path / "local.onnx")
 
@@ -259,4 +259,4 @@ def test_a_users_test_suite_uses_the_fixture_and_the_helper(tmp_path, tampered):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 failed, 2 passed" in done.stdout
     assert f"AssertionError: {tampered} is not a faithful export of {STEM_PT}" in done.stdout
-    assert f"MISMATCH  {TAMPERED_NODE}" in done.stdout
+    assert f"MISMATCH   {TAMPERED_NODE}" in done.stdout

@@ -17,7 +17,7 @@ What counts as an import (decided from what the code does today):
   time): it is how the plugin manager finds the built-ins, and is checked at run time
   below instead.
 
-Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``,
+Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``, ``progress``,
 ``output`` and the package itself) import nothing of the chain, and the front end
 (``manager``, ``hookspecs``, ``cli``, ``__main__``) is imported by no chain module. The
 public Python API on top of everything (``api``, ``testing``, ``pytest_plugin``) may use
@@ -53,7 +53,7 @@ CHAIN = {
     "diff": 5,
     "report": 6,
 }
-HELPERS = {"__init__", "errors", "records", "output_file", "output"}
+HELPERS = {"__init__", "errors", "records", "output_file", "output", "progress"}
 FRONT = {"manager", "hookspecs", "cli", "__main__"}
 API = {"api", "testing", "pytest_plugin"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")

@@ -17,7 +17,7 @@ import pytest
 
 from inspector.schemas import known_schemas, load_schema, schema_file
 from tests.support import REPO, SAMPLES
-from tests.support.documents import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run, tamper
+from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run, tamper
 
 SHIPPED = ["graphinspect/diff@1", "graphinspect/fuse@1", "graphinspect/inspect@1", "graphinspect/plugins@1"]
 SHIPPED += ["graphinspect/verify@2"]

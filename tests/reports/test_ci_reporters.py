@@ -22,7 +22,7 @@ import pytest
 from inspector.manager import get_plugin_manager
 from inspector.report import describe_mismatch
 from tests.support import REPO, SAMPLES
-from tests.support.documents import (
+from tests.support.runs import (
     STEM_FACTORY,
     STEM_ONNX,
     STEM_PT,

@@ -19,7 +19,7 @@ import pytest
 from inspector.manager import get_plugin_manager
 from plugins.reports.model_explorer import MISMATCH_COLOR, UNMATCHED_COLOR
 from tests.support import REPO, SAMPLES
-from tests.support.documents import (
+from tests.support.runs import (
     STEM_FACTORY,
     STEM_ONNX,
     STEM_PT,
