@@ -36,7 +36,10 @@ def configure_parser(parser) -> None:
         "source", help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)"
     )
     parser.add_argument("target", help="its export (.onnx)")
-    parser.add_argument("--format", help="table (default), json, markdown, html, or a reporter plugin's format")
+    parser.add_argument(
+        "--format",
+        help="table (default), json, markdown, html, junit, sarif, github, model-explorer, or a reporter plugin's format",
+    )
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)"
     )
