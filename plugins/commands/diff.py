@@ -38,7 +38,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("target", help="its export (.onnx)")
     parser.add_argument(
         "--format",
-        help="table (default), json, markdown, html, junit, sarif, github, model-explorer, or a reporter plugin's format",
+        help="table (default), json, markdown, html, junit, sarif, github, model-explorer, "
+        "or a reporter plugin's format",
     )
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)"
