@@ -24,7 +24,16 @@ file names. Here it never does:
      ``__setstate__``, so the unpickler only does ``instance.__dict__.update(state)``.
      No module code runs, and the model's package need not be installed.
 
-3. ``torch.load(weights_only=True)`` then reads the file inside
+3. Budgets, checked by the same scan before torch allocates anything: every storage the
+   pickle declares (``("storage", torch.FloatStorage, key, location, numel)``) must be
+   exactly as large as its record in the archive (the legacy format: all of them
+   together no larger than the file), and the items the pickle's calls would copy out of
+   containers (``set(items)``, ``frozenset(range(n))``) stay within
+   :data:`COPY_FACTOR` times the pickle's size plus :data:`COPY_SLACK`. The archive
+   itself is checked by :func:`~plugins.loaders.torch.zips.open_archive` (zip bombs,
+   entries whose names differ only in case).
+
+4. ``torch.load(weights_only=True)`` then reads the file inside
    ``torch.serialization.safe_globals`` holding exactly those stand-ins. Its unpickler
    only resolves globals it was given (a global the static scan missed is an error, not
    an import), so what the pickle can call is: torch's tensor rebuilders, the stand-ins,
@@ -45,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import InputError
-from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED, global_uses
+from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED, PickleFacts, scan_pickle
 
 BLOCKED_MODULES: tuple[str, ...] = (
     "builtins",
@@ -343,14 +352,17 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
     """The object a torch.save file holds, read without running code from it (see above).
 
     Tensors are memory-mapped where the format allows (zip). Raises :class:`InputError`
-    for a refused pickle and for a file torch cannot read.
+    for a refused pickle and for a file torch cannot read, and
+    :class:`~plugins.loaders.torch.zips.ArchiveError` for a refused archive.
     """
     import torch
 
     if not is_zip:
         # The legacy format predates get_unsafe_globals_in_checkpoint: only what the
         # default weights-only unpickler allows (tensors, dicts) can be read from it.
+        _check_legacy(path)
         return _torch_load(path, GlobalsPlan(), mmap=False)
+    facts = _check_archive(path)
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except (EOFError, zipfile.BadZipFile) as exc:
@@ -364,28 +376,112 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
                 "unpickler does not read (saved with pickle_protocol above 2, or corrupted)",
             ) from exc
         raise InputError(path, f"is truncated or corrupted: its pickle cannot be scanned ({_one_line(exc)})") from exc
-    plan = plan_globals(unsafe, _scan_uses(path))
+    plan = plan_globals(unsafe, facts.uses if facts is not None else None)
     if plan.refused:
         raise refusal(path, plan.refused)
     return _torch_load(path, plan, mmap=True)
 
 
-MAX_PICKLE_BYTES = 256 * 2**20
-"""A data.pkl larger than this is not scanned for how it uses its globals (names decide)."""
+COPY_FACTOR = 4
+"""Unpickling may copy at most this many items per byte of pickle ..."""
+COPY_SLACK = 2**20
+"""... plus this many (a real checkpoint copies a few per module)."""
 
 
-def _scan_uses(path: Path) -> dict[str, set[str]] | None:
-    """How the archive's data.pkl uses each global, or None when it cannot be told."""
+def _check_archive(path: Path) -> PickleFacts | None:
+    """Check the archive and its data.pkl (budgets of the module docstring); the scan's
+    facts, or None when the pickle is not one the scan reads (torch then judges it)."""
     from plugins.loaders.torch import zips
 
+    with zips.open_archive(path) as archive:
+        infos = archive.infolist()
+        # torch reads the records of the folder its first entry is in.
+        folder = zips.normalise(infos[0].filename).partition("/")[0] if infos else ""
+        entry = archive.find(f"{folder}/data.pkl")
+        if entry is None:
+            return None
+        try:
+            facts = scan_pickle(archive.read(entry))
+        except ValueError:
+            return None  # malformed: torch's own scan and loader report it
+        _check_copies(path, facts, entry.file_size)
+        for key, nbytes in _declared_storages(path, facts).items():
+            record = archive.find(f"{folder}/data/{key}")
+            if record is not None and record.file_size != nbytes:
+                raise InputError(
+                    path,
+                    f"is corrupted or crafted: storage {key!r} declares {nbytes:,} bytes but its record holds "
+                    f"{record.file_size:,}",
+                )
+    return facts
+
+
+def _check_legacy(path: Path) -> None:
+    """The legacy format allocates every storage at the size its pickle declares before
+    reading it: together they must fit in the file."""
+    import pickletools
+
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        try:
+            for _ in range(3):  # magic number, protocol version, system info
+                for _opcode in pickletools.genops(stream):
+                    pass
+            start = stream.tell()
+            facts = scan_pickle(stream)
+        except ValueError as exc:
+            raise InputError(path, f"is truncated or corrupted: its pickle cannot be read ({_one_line(exc)})") from exc
+        _check_copies(path, facts, stream.tell() - start)
+    declared = sum(_declared_storages(path, facts).values())
+    if declared > size:
+        raise InputError(
+            path, f"is corrupted or crafted: its storages declare {declared:,} bytes, more than the file's {size:,}"
+        )
+
+
+def _check_copies(path: Path, facts: PickleFacts, pickle_bytes: int) -> None:
+    allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
+    if facts.copied > allowed:
+        raise InputError(
+            path,
+            f"is refused: unpickling it would copy {facts.copied:,} items from a {pickle_bytes:,}-byte pickle "
+            f"(a crafted file?); graphinspect allows {allowed:,}",
+        )
+
+
+def _declared_storages(path: Path, facts: PickleFacts) -> dict[str, int]:
+    """Storage key -> the bytes the pickle declares for it."""
+    storages: dict[str, int] = {}
+    for saved in facts.persistent_ids:
+        if len(saved) < 5 or saved[0] != "storage":
+            continue
+        _, type_name, key, _, numel = saved[:5]
+        itemsize = _storage_itemsize(type_name)
+        if itemsize is None:
+            continue  # not a storage class torch knows: its loader refuses it
+        if not isinstance(numel, int) or numel < 0:
+            raise InputError(path, f"is corrupted or crafted: storage {key!r} declares {numel!r} elements")
+        storages[str(key)] = numel * itemsize
+    return storages
+
+
+def _storage_itemsize(type_name: object) -> int | None:
+    """Bytes per element of a pickled storage class ("torch.HalfStorage" -> 2)."""
+    if not isinstance(type_name, str):
+        return None
+    module, _, name = type_name.rpartition(".")
+    if module != "torch" or not name.endswith("Storage"):
+        return None
+    import torch
+
+    if name == "UntypedStorage":
+        return 1
+    storage_class = getattr(torch, name, None)
     try:
-        with zips.open_archive(path) as archive:
-            entries = [info for info in archive.infolist() if info.filename.lower().endswith("/data.pkl")]
-            if len(entries) != 1 or entries[0].file_size > MAX_PICKLE_BYTES:
-                return None
-            data = archive.read(entries[0])
-        return global_uses(data)
-    except Exception:  # noqa: BLE001 - a pickle that cannot be scanned is judged by names
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage is deprecated; its dtype is what we need
+            return int(torch._utils._element_size(storage_class.dtype))
+    except Exception:  # noqa: BLE001 - not a typed storage class
         return None
 
 
