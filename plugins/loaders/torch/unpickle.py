@@ -404,16 +404,67 @@ def _check_archive(path: Path) -> PickleFacts | None:
             facts = scan_pickle(archive.read(entry))
         except ValueError:
             return None  # malformed: torch's own scan and loader report it
-        _check_copies(path, facts, entry.file_size)
-        for key, nbytes in _declared_storages(path, facts).items():
-            record = archive.find(f"{folder}/data/{key}")
-            if record is not None and record.file_size != nbytes:
-                raise InputError(
-                    path,
-                    f"is corrupted or crafted: storage {key!r} declares {nbytes:,} bytes but its record holds "
-                    f"{record.file_size:,}",
-                )
+        problem = _budget_problem(facts, entry.file_size, lambda key: archive.find(f"{folder}/data/{key}"))
+    if problem:
+        raise InputError(path, problem)
     return facts
+
+
+def check_pickled_part(data: bytes) -> str | None:
+    """Why a torch.save archive held in another file (a .pt2's sample inputs, a weight
+    saved pickled) must not be unpickled, or None when it is safe to.
+
+    Safe: a sound archive within the zip budget whose data.pkl passes the budgets above
+    and names only globals that torch's weights-only unpickler allows by default (tensor
+    rebuilders, containers), so that even ``torch.load(weights_only=False)``, which
+    ``torch.export.load`` uses, calls nothing else.
+    """
+    import io
+
+    import torch
+
+    from plugins.loaders.torch import zips
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            infos = inner.infolist()
+            zips.check_entries(infos, len(data))
+            folder = zips.normalise(infos[0].filename).partition("/")[0] if infos else ""
+            by_name = {zips.normalise(info.filename): info for info in infos}
+            entry = by_name.get(f"{folder}/data.pkl")
+            if entry is None:
+                return "is not a torch.save archive (it has no data.pkl)"
+            facts = scan_pickle(inner.read(entry))
+    except zips.ArchiveError as exc:
+        return str(exc)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        return f"cannot be scanned ({_one_line(exc) or type(exc).__name__})"
+    allowed = torch._weights_only_unpickler._get_allowed_globals()
+    unknown = sorted(name for name in facts.uses if name not in allowed and python3_name(name) not in allowed)
+    if unknown:
+        return f"is a pickle that calls {', '.join(unknown)}, which would run code"
+    return _budget_problem(facts, entry.file_size, lambda key: by_name.get(f"{folder}/data/{key}"))
+
+
+def _budget_problem(facts: PickleFacts, pickle_bytes: int, record) -> str | None:
+    """The copy budget, and each declared storage against its record (``record(key)``
+    gives the record's ZipInfo, or None when it is missing: torch then refuses)."""
+    allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
+    if facts.copied > allowed:
+        return (
+            f"is refused: unpickling it would copy {facts.copied:,} items from a {pickle_bytes:,}-byte pickle "
+            f"(a crafted file?); graphinspect allows {allowed:,}"
+        )
+    for key, nbytes in _declared_storages(facts).items():
+        if nbytes is None:
+            return f"is corrupted or crafted: storage {key!r} declares an impossible size"
+        info = record(key)
+        if info is not None and info.file_size != nbytes:
+            return (
+                f"is corrupted or crafted: storage {key!r} declares {nbytes:,} bytes but its record holds "
+                f"{info.file_size:,}"
+            )
+    return None
 
 
 def _check_legacy(path: Path) -> None:
@@ -431,27 +482,19 @@ def _check_legacy(path: Path) -> None:
             facts = scan_pickle(stream)
         except ValueError as exc:
             raise InputError(path, f"is truncated or corrupted: its pickle cannot be read ({_one_line(exc)})") from exc
-        _check_copies(path, facts, stream.tell() - start)
-    declared = sum(_declared_storages(path, facts).values())
+        problem = _budget_problem(facts, stream.tell() - start, lambda key: None)
+    if problem:
+        raise InputError(path, problem)
+    declared = sum(_declared_storages(facts).values())
     if declared > size:
         raise InputError(
             path, f"is corrupted or crafted: its storages declare {declared:,} bytes, more than the file's {size:,}"
         )
 
 
-def _check_copies(path: Path, facts: PickleFacts, pickle_bytes: int) -> None:
-    allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
-    if facts.copied > allowed:
-        raise InputError(
-            path,
-            f"is refused: unpickling it would copy {facts.copied:,} items from a {pickle_bytes:,}-byte pickle "
-            f"(a crafted file?); graphinspect allows {allowed:,}",
-        )
-
-
-def _declared_storages(path: Path, facts: PickleFacts) -> dict[str, int]:
-    """Storage key -> the bytes the pickle declares for it."""
-    storages: dict[str, int] = {}
+def _declared_storages(facts: PickleFacts) -> dict[str, int | None]:
+    """Storage key -> the bytes the pickle declares for it (None: not a size)."""
+    storages: dict[str, int | None] = {}
     for saved in facts.persistent_ids:
         if len(saved) < 5 or saved[0] != "storage":
             continue
@@ -459,9 +502,8 @@ def _declared_storages(path: Path, facts: PickleFacts) -> dict[str, int]:
         itemsize = _storage_itemsize(type_name)
         if itemsize is None:
             continue  # not a storage class torch knows: its loader refuses it
-        if not isinstance(numel, int) or numel < 0:
-            raise InputError(path, f"is corrupted or crafted: storage {key!r} declares {numel!r} elements")
-        storages[str(key)] = numel * itemsize
+        valid = isinstance(numel, int) and not isinstance(numel, bool) and numel >= 0
+        storages[str(key)] = numel * itemsize if valid else None
     return storages
 
 
