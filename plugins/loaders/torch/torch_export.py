@@ -246,7 +246,9 @@ def _pickled_tensor(path: Path, archive: Archive, entry: str, role: str, fqn: st
     data = archive.read(entry)
     problem = check_pickled_part(data)
     if problem:
-        raise InputError(path, f"refused: weight {fqn!r} ({entry}) {problem}; graphinspect never runs code from a model file")
+        raise InputError(
+            path, f"refused: weight {fqn!r} ({entry}) {problem}; graphinspect never runs code from a model file"
+        )
     try:
         tensor = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - a tensor subclass needs code we do not run

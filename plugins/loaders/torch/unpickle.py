@@ -442,7 +442,7 @@ def check_pickled_part(data: bytes) -> str | None:
     allowed = torch._weights_only_unpickler._get_allowed_globals()
     unknown = sorted(name for name in facts.uses if name not in allowed and python3_name(name) not in allowed)
     if unknown:
-        return f"is a pickle that calls {', '.join(unknown)}, which would run code"
+        return f"would call {', '.join(unknown)} when unpickled, which runs code"
     return _budget_problem(facts, entry.file_size, lambda key: by_name.get(f"{folder}/data/{key}"))
 
 
