@@ -125,7 +125,7 @@ def test_pt2_with_a_bad_custom_object_is_one_line_with_or_without_consent(cli, t
 
 def test_model_factory_is_not_shadowed_by_a_folder_in_the_working_directory(tmp_path):
     pytest.importorskip("torch")
-    paths = corpus.export_pair(tmp_path)
+    corpus.export_pair(tmp_path)  # net_sd.pt and net.onnx in the working directory
     (tmp_path / "net_factory").mkdir()
     (tmp_path / "net_factory" / "__init__.py").write_text("raise ImportError('the shadow was imported')\n")
     installed = tmp_path / "installed"
