@@ -19,7 +19,8 @@ What counts as an import (decided from what the code does today):
 
 Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``,
 ``output`` and the package itself) import nothing of the chain, and the front end
-(``manager``, ``hookspecs``, ``cli``, ``__main__``) is imported by no chain module.
+(``manager``, ``hookspecs``, ``cli``, ``isolation``, ``__main__``) is imported by no
+chain module.
 
 Known fact, not asserted: ``graphinspect --help`` imports numpy (registering the
 built-in plugins imports ``inspector.ir``, which needs numpy at module level); it does not
@@ -51,7 +52,7 @@ CHAIN = {
     "report": 6,
 }
 HELPERS = {"__init__", "errors", "records", "output_file", "output"}
-FRONT = {"manager", "hookspecs", "cli", "__main__"}
+FRONT = {"manager", "hookspecs", "cli", "isolation", "__main__"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")
 
 
