@@ -221,6 +221,24 @@ def test_expanded_tensor_is_read_as_what_it_stores(cli, tmp_path):
     assert weight["min"] == weight["max"] == weight["mean"] == 1.0 and weight["std"] == 0.0
 
 
+def test_torchscript_with_an_expanded_buffer_is_read_as_what_it_stores(cli, tmp_path):
+    class Expanded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("big", torch.full((1,), 2.5).expand(2**30))
+
+        def forward(self, x):
+            return x + self.big[:1]
+
+    path = tmp_path / "expanded_ts.pt"
+    torch.jit.trace(Expanded(), torch.zeros(1)).save(str(path))
+    assert path.stat().st_size < 64 * 1024
+    code, out, err = cli("inspect", str(path), "--format", "json")
+    assert code == 0, err
+    big = json.loads(out)["layers"][0]["params"][0]
+    assert big["shape"] == [2**30] and big["min"] == big["max"] == 2.5 and big["std"] == 0.0
+
+
 @pytest.mark.parametrize(
     "data_pkl, records, needle",
     [

@@ -28,7 +28,10 @@ content), :func:`read_state_dict` (the tensors of a torch.save file), and the lo
 functions and sniffers below. Its submodules are private.
 
 Every problem with a file is an :class:`~inspector.errors.InputError` with a one-line
-message; no other exception escapes a loader for a bad file. torch is imported only
+message (:func:`input_error`); no other exception escapes a loader for a bad file.
+Hostile files are budgeted before anything is allocated (:mod:`.zips` for archives,
+:mod:`.unpickle` for pickles, :func:`.tensors.view_problem` for every tensor view), and
+:mod:`.pt2_safety` says what must hold before ``verify`` lets torch itself load a .pt2. torch is imported only
 inside functions, and the safetensors and torch.export readers do not need it at all.
 """
 
