@@ -15,9 +15,10 @@ deserializer resolves a node's target by attribute lookups from ``torch``,
 - every pickled part (sample inputs, pickled weights and constants, of every program)
   passes :func:`~plugins.loaders.torch.unpickle.check_pickled_part`;
 - no custom or opaque objects, no AOTInductor files, no guards code;
-- every node target (nested graphs included) is an ATen, prims or higher-order op other
-  than the ones that touch files (:data:`FILE_OPS`), or one of the plain arithmetic
-  functions of :data:`PLAIN_FUNCTIONS`; nothing with "__" in it;
+- every node target (nested graphs included) is one of torch's own ops (ATen, prims,
+  higher-order, quantized_decomposed) other than the ones that touch files
+  (:data:`FILE_OPS`), or one of the plain arithmetic functions of
+  :data:`PLAIN_FUNCTIONS`; nothing with "__" in it;
 - every shape expression is made of numbers, operators, symbol names and the sympy
   names of :data:`SYMPY_NAMES`: no attribute access, no subscripts, no other names, so
   that ``sympify`` can only build an expression;
@@ -37,7 +38,7 @@ from typing import Any
 from plugins.loaders.torch.tensors import view_problem
 from plugins.loaders.torch.zips import Archive, normalise, open_archive, top_folder
 
-OP_NAMESPACES = ("torch.ops.aten.", "torch.ops.prims.", "torch.ops.higher_order.")
+OP_NAMESPACES = ("torch.ops.aten.", "torch.ops.prims.", "torch.ops.higher_order.", "torch.ops.quantized_decomposed.")
 FILE_OPS = frozenset({"from_file", "save", "_load_for_mobile", "load_tensor"})
 """ATen/prims op names that read or write files."""
 
