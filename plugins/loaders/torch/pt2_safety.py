@@ -19,9 +19,10 @@ deserializer resolves a node's target by attribute lookups from ``torch``,
   higher-order, quantized_decomposed) other than the ones that touch files
   (:data:`FILE_OPS`), or one of the plain arithmetic functions of
   :data:`PLAIN_FUNCTIONS`; nothing with "__" in it;
-- every shape expression is made of numbers, operators, symbol names and the sympy
-  names of :data:`SYMPY_NAMES`: no attribute access, no subscripts, no other names, so
-  that ``sympify`` can only build an expression;
+- every shape expression is made of short numbers, operators (no ``**``), symbol names
+  and the names of the sympy classes torch writes (:func:`sympy_names`, no powers): no
+  attribute access, no subscripts, no other names, so that ``sympify`` can only build a
+  small expression;
 - every raw weight's view lies inside its storage (as the loader checks for the program
   it reads).
 
@@ -30,6 +31,7 @@ An empty list means torch may load and run it; anything else needs the user's co
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -52,17 +54,45 @@ PLAIN_FUNCTIONS = frozenset(
 )
 """Python functions a program's nodes may call besides ops: arithmetic on sizes."""
 
-SYMPY_NAMES = frozenset(
-    "Symbol Integer Rational Float Max Min Abs Mod Pow Eq Ne Lt Le Gt Ge And Or Not True False oo zoo nan "
-    "positive negative integer nonnegative nonpositive real finite infinite FloorDiv ModularIndexing Where "
-    "PythonMod CleanDiv CeilToInt FloorToInt CeilDiv LShift RShift IsNonOverlappingAndDenseIndicator "
-    "TruncToFloat TruncToInt RoundToInt RoundDecimal ToFloat FloatPow PowByNatural IntTrueDiv FloatTrueDiv "
-    "Identity int_oo sqrt".split()
+KEYWORDS = frozenset({"True", "False", "None"})
+
+
+SYMPY_CLASSES = frozenset(
+    "Symbol Dummy Integer Rational Float Add Mul Max Min Mod floor ceiling Abs sign Eq Ne Lt Le Gt Ge "
+    "StrictLessThan LessThan StrictGreaterThan GreaterThan Equality Unequality And Or Not Xor true false "
+    "BooleanTrue BooleanFalse oo zoo nan Infinity NegativeInfinity NegativeOne One Zero Half Piecewise "
+    "ExprCondPair Tuple".split()
 )
+"""The sympy classes torch's shape expressions are written with (``srepr`` form). Not
+``Pow`` or the like: ``Pow(2, 10**18)`` would be evaluated, a time bomb."""
+
+
+@functools.lru_cache(maxsize=1)
+def sympy_names() -> frozenset[str]:
+    """The names a shape expression may use: :data:`SYMPY_CLASSES`, torch's own sympy
+    functions (``FloorDiv``, ``ModularIndexing``; no powers or shifts), the assumption
+    keywords (``positive``, ``integer``) and True/False/None. Constructing any of these
+    builds an expression and runs nothing else."""
+    from sympy.core.assumptions import _assume_defined
+
+    names = set(KEYWORDS) | set(_assume_defined) | SYMPY_CLASSES
+    try:
+        import sympy
+        import torch.utils._sympy.functions as torch_functions
+    except ImportError:
+        return frozenset(names)
+    for name in dir(torch_functions):
+        value = getattr(torch_functions, name)
+        expensive = "Pow" in name or "Shift" in name  # 2**n and 1 << n with a literal n
+        if not name.startswith("_") and not expensive and isinstance(value, type) and issubclass(value, sympy.Basic):
+            names.add(name)
+    return frozenset(names)
+
+
 _SYMBOL = re.compile(r"^[a-z]{1,4}\d+$")
 _TOKEN = re.compile(
-    r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
-    r"|(?P<string>'[A-Za-z_][A-Za-z0-9_]*')|(?P<op>\*\*|//|==|!=|<=|>=|[-+*/%(),<>=&|~]))"
+    r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>\d{1,20}(?:\.\d{0,20})?)"
+    r"|(?P<string>'[A-Za-z_][A-Za-z0-9_]*')|(?P<op>//|==|!=|<=|>=|[-+*/%(),<>=&|~]))"
 )
 
 
@@ -166,8 +196,8 @@ def is_plain_target(target: str) -> bool:
 
 def is_plain_expression(text: object) -> bool:
     """Numbers, operators, parentheses, commas, quoted symbol names, symbol names and the
-    names of :data:`SYMPY_NAMES`, nothing else (in particular no "." and no "[")."""
-    if not isinstance(text, str) or len(text) > 10_000:
+    names of :func:`sympy_names`, nothing else (in particular no "." and no "[")."""
+    if not isinstance(text, str) or len(text) > 10_000 or "**" in text:
         return False
     position = 0
     while position < len(text):
@@ -175,7 +205,7 @@ def is_plain_expression(text: object) -> bool:
         if match is None or match.end() == position:
             return not text[position:].strip()
         name = match.group("name")
-        if name is not None and name not in SYMPY_NAMES and not _SYMBOL.match(name):
+        if name is not None and name not in sympy_names() and not _SYMBOL.match(name):
             return False
         position = match.end()
     return True
