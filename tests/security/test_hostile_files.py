@@ -354,3 +354,24 @@ def test_zip_entry_in_unknown_compression_is_refused(cli, pair, tmp_path):
             new.writestr(info.filename, old.read(info), compress_type=method)
     code, _, err = cli("inspect", str(lzma))
     one_line_error(code, err, lzma, "compression method 14")
+
+
+def test_a_dynamic_shape_program_has_nothing_to_refuse(tmp_path):
+    from plugins.loaders.torch.pt2_safety import is_plain_expression, run_concerns
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = corpus.tiny_net()
+
+        def forward(self, x):
+            return self.net(x).flatten(1).sum(1) * x.shape[0]
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(Flat(), (torch.rand(2, 3, 8, 8),), dynamic_shapes={"x": {0: batch}})
+    path = tmp_path / "dynamic.pt2"
+    torch.export.save(program, str(path))
+    assert run_concerns(path) == []
+    assert is_plain_expression("Mul(Integer(32), Symbol('s77', positive=True, integer=True))")
+    for hostile in ("2**10**10", "Pow(2, 10)", "LShift(1, 99)", "s0.__class__", "lambdify(s0, 1)", "Symbol('a')[0]"):
+        assert not is_plain_expression(hostile), hostile
