@@ -13,7 +13,7 @@ deserializer resolves a node's target by attribute lookups from ``torch``,
 :func:`run_concerns` lists each of these that the archive does not keep benign:
 
 - every pickled part (sample inputs, pickled weights and constants, of every program)
-  passes :func:`~plugins.loaders.torch.unpickle.check_pickled_part`;
+  passes :func:`~plugins.loaders.torch.pickle_budget.check_pickled_part`;
 - no custom or opaque objects, no AOTInductor files, no guards code;
 - every node target (nested graphs included) is one of torch's own ops (ATen, prims,
   higher-order, quantized_decomposed) other than the ones that touch files
@@ -99,8 +99,8 @@ _TOKEN = re.compile(
 def run_concerns(path: Path) -> list[str]:
     """Why torch must not load and run the .pt2 at ``path`` unasked (module docstring);
     empty when it may. Raises what :func:`open_archive` raises for a refused archive."""
+    from plugins.loaders.torch.pickle_budget import check_pickled_part
     from plugins.loaders.torch.torch_export import program_names, read_json
-    from plugins.loaders.torch.unpickle import check_pickled_part
 
     concerns: list[str] = []
     with open_archive(path) as archive:
@@ -125,8 +125,8 @@ def run_concerns(path: Path) -> list[str]:
 
 
 def _payload_concerns(archive: Archive, folder: str, kind: str, model: str) -> list[str]:
+    from plugins.loaders.torch.pickle_budget import check_pickled_part
     from plugins.loaders.torch.torch_export import read_json
-    from plugins.loaders.torch.unpickle import check_pickled_part
 
     config_name = f"{folder}data/{kind}/{model}_{kind}_config.json"
     if archive.find(config_name) is None:

@@ -7,8 +7,8 @@ script objects, so a crafted .pt2 could run code. This reader needs no torch: th
 program is JSON (``models/<name>.json``), the weights are raw bytes described by
 ``data/weights/<name>_weights_config.json`` and are memory-mapped from the archive. A
 weight saved pickled is checked by the safe reader (:func:`~plugins.loaders.torch.
-unpickle.check_pickled_part`: only the globals torch's weights-only unpickler allows,
-within budget) and read with ``torch.load(weights_only=True)``; custom and opaque
+pickle_budget.check_pickled_part`: only the globals torch's weights-only unpickler
+allows, within budget) and read with ``torch.load(weights_only=True)``; custom and opaque
 constants are never read. The archive is checked first (:func:`~plugins.loaders.torch.
 zips.open_archive`), entries are found ignoring case, a JSON entry larger than the file
 is refused, and every tensor's sizes, strides and offset are checked over the whole
@@ -240,8 +240,8 @@ def _strided(
 def _pickled_tensor(path: Path, archive: Archive, entry: str, role: str, fqn: str) -> Param:
     import torch
 
+    from plugins.loaders.torch.pickle_budget import check_pickled_part
     from plugins.loaders.torch.tensors import is_tensor, tensor_param
-    from plugins.loaders.torch.unpickle import check_pickled_part
 
     data = archive.read(entry)
     problem = check_pickled_part(data)
