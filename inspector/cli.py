@@ -6,7 +6,11 @@ all commands share: ``--version``, ``--debug`` (show tracebacks), ``--color
 auto|always|never`` (``--no-color`` is ``--color never``; see
 :func:`inspector.output.wants_color` for ``NO_COLOR``/``FORCE_COLOR``), and the
 rule that any :class:`~inspector.errors.GraphinspectError` (and any unexpected
-exception) ends the command with one line on stderr and exit status 2.
+exception) ends the command with one line on stderr and exit status 2. The line is
+escaped (:func:`error_line`): a file name holding a newline or an escape sequence stays
+one visible line. Run as a program (``main()`` without arguments), the command runs
+under :func:`inspector.isolation.supervise`, so that even a crash of native code on a
+crafted file ends in that one line.
 
 Exit status, like diff(1): 0 no difference / success, 1 differences found, 2 trouble.
 """
@@ -87,8 +91,16 @@ def build_parser(plugins) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; returns the exit status. Without ``argv`` (a program's
+    entry point) the command runs supervised (:mod:`inspector.isolation`)."""
+    if argv is None:
+        from inspector.isolation import supervise
+
+        return supervise(lambda: _main(sys.argv[1:]))
+    return _main(list(argv))
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         from inspector.manager import get_plugin_manager
@@ -129,4 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"{PROJECT_NAME}: error: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
+
+
+def error_line(message: str) -> str:
+    """``graphinspect: error: <message>`` as one line that shows what it says: control
+    characters (newline, carriage return, ESC, ...), other invisible ones (bidi
+    overrides) and undecodable bytes of file names are written as escapes (``\\n``,
+    ``\\x1b``, ``\\udcff``), never passed to the terminal."""
+    return f"{PROJECT_NAME}: error: {escape(message)}"
+
+
+def escape(text: str) -> str:
+    """``text`` with every non-printable character as its Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

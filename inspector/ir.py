@@ -86,12 +86,28 @@ OUT_IN = "out_in"
 IN_OUT = "in_out"
 
 
+def distinct_values(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """A broadcast array as the values it holds once, and how often each one repeats.
+
+    Along an axis of stride 0 every value is the same, so keeping index 0 of each such
+    axis leaves min, max, mean and std unchanged, and NaN/Inf counts are multiplied by
+    the repeats: a 4-byte tensor saved as ``zeros(1).expand(2**30)`` costs 4 bytes, not
+    4 GiB. Any other array comes back as it is, with 1.
+    """
+    if array.size == 0 or 0 not in array.strides:
+        return array, 1
+    kept = array[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in array.strides)]
+    return kept, array.size // kept.size
+
+
 @dataclass(frozen=True, slots=True)
 class ParamStats:
     """Summary statistics of one tensor, over its finite values.
 
     ``min``/``max``/``mean``/``std``/``abs_max`` ignore NaN and ±Inf (they are NaN when
     no value is finite); ``nan`` and ``inf`` count them. Accumulation is in float64.
+    A broadcast array (stride 0 along an axis, as torch's ``expand`` saves it) is read
+    as the values it stores (:func:`distinct_values`).
     """
 
     numel: int
@@ -110,7 +126,7 @@ class ParamStats:
         if numel == 0:
             nan = float("nan")
             return cls(0, nan, nan, nan, nan, nan, 0, 0)
-        values = np.asarray(array)
+        values, repeats = distinct_values(np.asarray(array))
         if values.dtype.kind == "c":
             values = np.abs(values)
         elif values.dtype.kind not in "fiu" or values.dtype.itemsize < 4:
@@ -121,8 +137,8 @@ class ParamStats:
         if values.dtype.kind == "f":
             finite = np.isfinite(values)
             if not finite.all():
-                nan_count = int(np.isnan(values).sum())
-                inf_count = int(np.isinf(values).sum())
+                nan_count = int(np.isnan(values).sum()) * repeats
+                inf_count = int(np.isinf(values).sum()) * repeats
                 values = values[finite]
         if values.size == 0:
             nan = float("nan")
@@ -150,7 +166,7 @@ class ValueRange:
 
     @classmethod
     def of(cls, array: np.ndarray) -> "ValueRange":
-        values = np.asarray(array)
+        values = distinct_values(np.asarray(array))[0]
         if values.size == 0:
             return cls(float("nan"), float("nan"), 0, 0)
         if values.dtype.kind not in "fiu" or values.dtype.itemsize < 4:
@@ -159,7 +175,7 @@ class ValueRange:
         lo, hi = values.min(), values.max()
         if np.isfinite(lo) and np.isfinite(hi):
             return cls(float(lo), float(hi), 0, 0)
-        stats = ParamStats.of(values)
+        stats = ParamStats.of(array)
         return cls(stats.min, stats.max, stats.nan, stats.inf)
 
     @property

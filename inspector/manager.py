@@ -281,7 +281,12 @@ class Plugins:
         source_model = self.load_model(source)
         target_model = self.load_model(target)
         if source_model.format == "onnx" and target_model.format != "onnx":
-            print(f"graphinspect: note: {source} is the ONNX file; comparing it as the target", file=sys.stderr)
+            from inspector.cli import escape
+
+            print(
+                f"graphinspect: note: {escape(str(source))} is the ONNX file; comparing it as the target",
+                file=sys.stderr,
+            )
             return target_model, source_model
         return source_model, target_model
 
@@ -335,9 +340,13 @@ def _schemas_overlap(first: "Reporter", second: "Reporter") -> bool:
 def load_with(path: str | os.PathLike, loaders: Iterable["ModelLoader"], unknown: str) -> "Model":
     """Load ``path`` with the first of ``loaders`` whose ``sniff`` accepts it.
 
-    Raises :class:`InputError` for a missing, non-regular or empty file, and with the
-    problem ``unknown`` when no loader accepts it.
+    Raises :class:`InputError` for a missing, unreachable, non-regular or empty file, and
+    with the problem ``unknown`` when no loader accepts it. The load is announced to the
+    crash supervisor (:func:`inspector.isolation.reading`): a crash of native code while
+    the loader runs is reported as this file's problem.
     """
+    from inspector.isolation import reading
+
     path = Path(path)
     head = _read_head(path)
     for loader in loaders:
@@ -346,16 +355,30 @@ def load_with(path: str | os.PathLike, loaders: Iterable["ModelLoader"], unknown
         except Exception:  # noqa: BLE001 - a sniffer that trips is a "no"
             accepted = False
         if accepted:
-            return loader.load(path)
+            with reading(path, f"reading it ({loader.name} loader)"):
+                return loader.load(path)
     raise InputError(path, unknown)
 
 
 def _read_head(path: Path) -> bytes:
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
+    import errno
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise InputError(path, "no such file") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InputError(path, "file name too long") from None
+        if exc.errno == errno.EACCES:
+            raise InputError(
+                path, "cannot be reached: permission denied (a folder on the way cannot be entered)"
+            ) from None
+        raise InputError(path, f"cannot be reached: {(exc.strerror or str(exc)).lower()}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(path, "is a directory, not a model file")
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise InputError(path, "is not a regular file")
     try:
         with path.open("rb") as stream:

@@ -19,9 +19,9 @@ What counts as an import (decided from what the code does today):
 
 Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``, ``progress``,
 ``output`` and the package itself) import nothing of the chain, and the front end
-(``manager``, ``hookspecs``, ``cli``, ``__main__``) is imported by no chain module. The
-public Python API on top of everything (``api``, ``testing``, ``pytest_plugin``) may use
-any core module and is imported by none, except the package's lazy ``__getattr__``, which
+(``manager``, ``hookspecs``, ``cli``, ``isolation``, ``__main__``) is imported by no
+chain module. The public Python API on top of everything (``api``, ``testing``,
+``pytest_plugin``) may use any core module and is imported by none, except the package's lazy ``__getattr__``, which
 loads ``api`` on first use of one of its names.
 
 Known fact, not asserted: ``graphinspect --help`` imports numpy (registering the
@@ -54,7 +54,7 @@ CHAIN = {
     "report": 6,
 }
 HELPERS = {"__init__", "errors", "records", "output_file", "output", "progress"}
-FRONT = {"manager", "hookspecs", "cli", "__main__"}
+FRONT = {"manager", "hookspecs", "cli", "isolation", "__main__"}
 API = {"api", "testing", "pytest_plugin"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")
 

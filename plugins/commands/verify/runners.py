@@ -4,9 +4,18 @@ ONNX Runtime.
 What runs on the PyTorch side depends on what the file is (the safe loader has already
 told, without running anything):
 
-- ``torchscript``: ``torch.jit.load`` and called as it is (its TorchScript code runs);
+- ``torchscript``: ``torch.jit.load`` and called as it is (its TorchScript code runs),
+  once the loader's checks have passed (no scripted ``__setstate__``, the archive within
+  budget) and its code calls nothing that touches files (``torch.from_file``,
+  ``torch.save``: :func:`plugins.loaders.torch.torchscript.run_concerns`);
 - ``torch-export`` (.pt2): ``torch.export.load``, then ``torch.export.unflatten`` so
-  that submodules are real modules whose forward hooks fire (``--per-layer``);
+  that submodules are real modules whose forward hooks fire (``--per-layer``), once
+  :func:`plugins.loaders.torch.pt2_safety.run_concerns` finds nothing that would run
+  code while loading or running it (pickles beyond tensors, custom or opaque objects,
+  AOTInductor libraries, guards code, shape expressions beyond arithmetic, node targets
+  beyond tensor ops);
+- either of these, when a check fails, only with ``--trust-pickle``, the same consent
+  as for a pickled module, and said so in the refusal;
 - ``pytorch-state-dict``: needs ``--model package.module:factory`` (or
   ``path/to/file.py:factory``): the user's code builds the architecture, the weights
   are read weights-only and loaded with ``load_state_dict(strict=True)``;
@@ -14,7 +23,8 @@ told, without running anything):
   ``--model`` as above, its weights are read through the safe unpickler (no code from
   the file runs); with ``--trust-pickle``, ``torch.load(weights_only=False)``, which
   executes code from the file and imports the classes it names (the current directory
-  is on the import path, as with ``python -m``). With neither,
+  is on the import path, after the installed packages: a ``timm/`` folder where the
+  command runs does not shadow the installed timm). With neither,
   :func:`build_torch_runner` refuses with an :class:`~inspector.errors.InputError` that
   explains both.
 
@@ -44,9 +54,10 @@ from inspector.ir import Model
 
 TRUST_PICKLE_HELP = (
     "run a whole pickled module or checkpoint (torch.save(model)) by unpickling it with "
-    "torch.load(weights_only=False): THIS EXECUTES CODE FROM THE FILE; use it only for "
-    "files you trust (prefer --model)"
+    "torch.load(weights_only=False), or a TorchScript/.pt2 file that the safety checks refuse: "
+    "THIS EXECUTES CODE FROM THE FILE; use it only for files you trust (prefer --model)"
 )
+CONSENT = "pass --trust-pickle to run it anyway, which executes code from the file"
 
 
 @dataclass
@@ -112,9 +123,9 @@ def build_torch_runner(source: Model, factory: str | None, trust_pickle: bool) -
     """The runnable model for the file ``source`` was loaded from (see the module docstring)."""
     path = Path(source.path)
     if source.format == "torchscript":
-        runner = _torchscript(path)
+        runner = _torchscript(path, trust_pickle)
     elif source.format == "torch-export":
-        runner = _torch_export(path)
+        runner = _torch_export(path, trust_pickle)
     elif source.format in ("pytorch-state-dict", "pytorch-module"):
         if factory:
             runner = _from_factory(path, source, factory)
@@ -151,31 +162,101 @@ def _prepare(module: Any) -> Any:
     return module.float().eval().to("cpu")
 
 
-def _torchscript(path: Path) -> TorchRunner:
+def _refuse_unless_trusted(path: Path, concerns: list[str], trusted: bool, runner: TorchRunner | None = None):
+    """Refuse to run ``path`` for its ``concerns`` (one line), unless the user trusts it."""
+    if not concerns:
+        return
+    more = f" (and {len(concerns) - 1} more)" if len(concerns) > 1 else ""
+    if not trusted:
+        raise InputError(path, f"refused to run: {concerns[0]}{more}; {CONSENT}")
+    if runner is not None:
+        runner.notes.append(f"run with --trust-pickle although {concerns[0]}{more}")
+
+
+def _torchscript(path: Path, trusted: bool = False) -> TorchRunner:
     import torch
+
+    from inspector.isolation import reading
+    from plugins.loaders.torch import input_error
+    from plugins.loaders.torch.torchscript import run_concerns
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        concerns = run_concerns(path)
+    except Exception as exc:  # noqa: BLE001 - the archive changed since it was loaded
+        raise input_error(path, exc) from exc
+    _refuse_unless_trusted(path, concerns, trusted)
+    try:
+        with reading(path, "loading it with torch.jit.load"):
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001
         raise InputError(path, f"TorchScript cannot load it: {_one_line(exc)}") from exc
-    return TorchRunner(_prepare(module), "torchscript", hookable=False)
+    runner = TorchRunner(_Announced(_prepare(module), path), "torchscript", hookable=False)
+    _refuse_unless_trusted(path, concerns, trusted, runner)
+    return runner
 
 
-def _torch_export(path: Path) -> TorchRunner:
+def _torch_export(path: Path, trusted: bool = False) -> TorchRunner:
     import torch
 
-    with warnings.catch_warnings():
+    from inspector.isolation import reading
+    from plugins.loaders.torch import input_error
+    from plugins.loaders.torch.pt2_safety import run_concerns
+
+    try:
+        concerns = run_concerns(path)
+    except Exception as exc:  # noqa: BLE001 - a refused archive, or one changed since it was loaded
+        raise input_error(path, exc) from exc
+    _refuse_unless_trusted(path, concerns, trusted)
+    with warnings.catch_warnings(), _torch_logs_quiet():
         warnings.simplefilter("ignore")
         try:
-            program = torch.export.load(str(path))
-            # unflatten keeps the module hierarchy as modules that are really called, so
-            # forward hooks fire; program.module() inlines every submodule into one graph.
-            module = torch.export.unflatten(program)
+            with reading(path, "loading it with torch.export.load"):
+                program = torch.export.load(str(path))
+                # unflatten keeps the module hierarchy as modules that are really called, so
+                # forward hooks fire; program.module() inlines every submodule into one graph.
+                module = torch.export.unflatten(program)
         except Exception as exc:  # noqa: BLE001
             raise InputError(path, f"torch.export cannot load it: {_one_line(exc)}") from exc
     # An exported program is already specialised for inference (eval); train()/eval()
     # are not supported on it, so it is only kept on CPU.
-    return TorchRunner(module, "torch.export (unflattened)", hookable=True)
+    runner = TorchRunner(module, "torch.export (unflattened)", hookable=True)
+    _refuse_unless_trusted(path, concerns, trusted, runner)
+    return runner
+
+
+class _Announced:
+    """A TorchScript module whose calls are announced to the crash supervisor: its code
+    runs in native code, and a crash there is reported as the file's."""
+
+    def __init__(self, module: Any, path: Path) -> None:
+        self._module = module
+        self._path = path
+
+    def __call__(self, *args: Any) -> Any:
+        from inspector.isolation import reading
+
+        with reading(self._path, "running it (TorchScript)"):
+            return self._module(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+@contextlib.contextmanager
+def _torch_logs_quiet() -> Iterator[None]:
+    """torch.export.load logs a traceback (16 lines) on stderr before raising; the error
+    is reported in one line instead."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("torch.export", "torch._export", "torch")]
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, before):
+            logger.disabled = disabled
 
 
 def _trusted_pickle(path: Path, source: Model) -> TorchRunner:
@@ -184,8 +265,8 @@ def _trusted_pickle(path: Path, source: Model) -> TorchRunner:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # The pickle names the model's classes; import them as `python -m` would,
-            # from the current directory too (as --model does).
+            # The pickle names the model's classes; import them from the installed
+            # packages and then the current directory (as --model does).
             with _on_sys_path(os.getcwd()):
                 obj = torch.load(str(path), weights_only=False, map_location="cpu")
         except ModuleNotFoundError as exc:
@@ -249,8 +330,10 @@ def load_factory(spec: str) -> Any:
 
     A file is imported under a private module name with its folder first on sys.path
     (so it can import its neighbours); a dotted module is imported with the current
-    directory on sys.path, as ``python -m`` would. The attribute may be dotted
-    ("Class.build").
+    directory at the end of sys.path: an installed package comes first, so a folder of
+    the same name where the command runs (a checkout of ``timm``) does not shadow it,
+    and a module only the current directory holds is still found. The attribute may be
+    dotted ("Class.build").
     """
     target, colon, attribute = spec.rpartition(":")
     if not colon or not target or not attribute:
@@ -284,16 +367,21 @@ def _import_file(path: Path) -> Any:
         raise InputError(path, "cannot be imported as a Python module (named by --model)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look classes up here
-    with _on_sys_path(str(path.resolve().parent)):
+    with _on_sys_path(str(path.resolve().parent), first=True):
         spec.loader.exec_module(module)
     return module
 
 
 @contextlib.contextmanager
-def _on_sys_path(folder: str) -> Iterator[None]:
-    added = folder not in sys.path
+def _on_sys_path(folder: str, first: bool = False) -> Iterator[None]:
+    """``folder`` on sys.path while the block runs: last (the current directory, after
+    the installed packages), or ``first`` (a --model file's own folder)."""
+    added = folder not in sys.path and not (not first and _cwd_entry_present(folder))
     if added:
-        sys.path.insert(0, folder)
+        if first:
+            sys.path.insert(0, folder)
+        else:
+            sys.path.append(folder)
     try:
         yield
     finally:
@@ -318,8 +406,11 @@ def onnx_session(model: str | bytes, path: str, basic_optimizations: bool = Fals
     options.log_severity_level = 3  # errors only: warnings would go to stderr unasked
     if basic_optimizations:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    from inspector.isolation import reading
+
     try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        with reading(path, "loading it into ONNX Runtime"):
+            return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise InputError(path, f"ONNX Runtime cannot load it: {_one_line(exc)}") from exc
 
@@ -327,10 +418,18 @@ def onnx_session(model: str | bytes, path: str, basic_optimizations: bool = Fals
 def run_session(
     session: Any, feeds: dict[str, np.ndarray], path: str, output_names: list[str] | None = None
 ) -> list[np.ndarray]:
+    from inspector.isolation import reading
+
     try:
-        return session.run(output_names, feeds)
+        with reading(path, "running it in ONNX Runtime"):
+            return session.run(output_names, feeds)
     except Exception as exc:  # noqa: BLE001
         raise GraphinspectError(f"ONNX Runtime failed to run {path}: {_one_line(exc)}") from exc
+
+
+def _cwd_entry_present(folder: str) -> bool:
+    # "" on sys.path (python -c, the interactive interpreter) is the current directory.
+    return folder == os.getcwd() and "" in sys.path
 
 
 def _first(keys: list[str], count: int = 3) -> str:

@@ -15,7 +15,8 @@ or either of those through a chain of Identity nodes. Each distinct tensor becom
 counts it once; the Param's ``name`` is its role in the first layer that uses it, its
 ``tensor_name`` the initializer's (or Constant output's) name. Identity and Constant
 layers themselves carry no params (their tensor belongs to the layers consuming it).
-Which constant inputs are params, and under which role, is in :mod:`.kinds`.
+Which constant inputs are params, and under which role, is in :mod:`.kinds`; a tensor
+of strings is never one (it holds no numbers to compare).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class LayerBuilder:
         constants = {
             position: constant
             for position, tensor in enumerate(gs_node.inputs)
-            if (constant := self._resolve(tensor)) is not None
+            if (constant := self._resolve(tensor)) is not None and constant.dtype != "string"
         }
         shapes = {position: (constant.dtype, math.prod(constant.shape)) for position, constant in constants.items()}
         params: dict[str, Param] = {}

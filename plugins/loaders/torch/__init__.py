@@ -28,7 +28,10 @@ content), :func:`read_state_dict` (the tensors of a torch.save file), and the lo
 functions and sniffers below. Its submodules are private.
 
 Every problem with a file is an :class:`~inspector.errors.InputError` with a one-line
-message; no other exception escapes a loader for a bad file. torch is imported only
+message (:func:`input_error`); no other exception escapes a loader for a bad file.
+Hostile files are budgeted before anything is allocated (:mod:`.zips` for archives,
+:mod:`.unpickle` for pickles, :func:`.tensors.view_problem` for every tensor view), and
+:mod:`.pt2_safety` says what must hold before ``verify`` lets torch itself load a .pt2. torch is imported only
 inside functions, and the safetensors and torch.export readers do not need it at all.
 """
 
@@ -44,6 +47,7 @@ from inspector.ir import Model
 from inspector.records import ModelLoader
 from plugins.loaders.torch import zips
 from plugins.loaders.torch.safetensors import sniff_safetensors
+from plugins.loaders.torch.tensors import TensorProblem
 
 LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 """torch's legacy magic number 0x1950a86a20f9469cfc6c as pickled first by torch.save."""
@@ -57,16 +61,29 @@ def _guarded(load: Callable[[Path], Model]) -> Callable[[Path], Model]:
         path = Path(path)
         try:
             return load(path)
-        except InputError:
-            raise
-        except OSError as exc:
-            raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a bad file must end in one line, not a traceback
-            first_line = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-            detail = f"{type(exc).__name__}: {first_line[:300]}" if first_line else type(exc).__name__
-            raise InputError(path, f"cannot be read: {detail}") from exc
+            raise input_error(path, exc) from exc
 
     return guarded
+
+
+def input_error(path: Path, exc: BaseException) -> InputError:
+    """The one-line :class:`InputError` for any failure reading ``path``."""
+    if isinstance(exc, InputError):
+        return exc
+    if isinstance(exc, zips.ArchiveError):
+        return InputError(path, str(exc))
+    if isinstance(exc, TensorProblem):
+        return InputError(path, f"is corrupted or crafted: {exc}")
+    if isinstance(exc, MemoryError):
+        return InputError(path, "cannot be read: it needs more memory than there is (a crafted file?)")
+    if isinstance(exc, RecursionError):
+        return InputError(path, "cannot be read: it is nested too deeply (a crafted file?)")
+    if isinstance(exc, OSError):
+        return InputError(path, f"cannot be read: {exc.strerror or exc}")
+    first_line = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    detail = f"{type(exc).__name__}: {first_line[:300]}" if first_line else type(exc).__name__
+    return InputError(path, f"cannot be read: {detail}")
 
 
 def _read_head(path: Path) -> bytes:
@@ -174,10 +191,8 @@ def read_state_dict(path: str | Path, wrapper_key: str | None = None) -> dict:
 
     try:
         return read(Path(path), wrapper_key)
-    except InputError:
-        raise
     except Exception as exc:  # noqa: BLE001 - one line naming the file
-        raise InputError(path, f"cannot be read: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        raise input_error(Path(path), exc) from exc
 
 
 @hookimpl

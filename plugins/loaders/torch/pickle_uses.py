@@ -14,6 +14,11 @@ and memo symbolically, so that each global is known by what is done with it:
 
 The simulation uses only the stack effects pickletools documents for each opcode, so an
 unknown or malformed stream raises ``ValueError`` and the caller refuses the file.
+
+:func:`scan_pickle` also keeps the persistent ids the pickle asks for (torch.save's
+``("storage", torch.FloatStorage, "0", "cpu", numel)``), with strings, integers, globals
+and tuples of them as values, so that the storage sizes a file declares can be checked
+against the bytes it holds before torch allocates anything.
 """
 
 from __future__ import annotations
@@ -40,13 +45,82 @@ class _String:
     value: str
 
 
+class _Container:
+    """A list, dict or set being built, by how many items it holds so far."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+@dataclass
+class PickleFacts:
+    """What :func:`scan_pickle` found: how each global is used, the persistent ids
+    (tuples of str/int/global name, or None where a value is not a literal), and
+    ``copied``: how many items the calls and BUILDs of the pickle would copy out of the
+    containers they are given (``set(items)``, ``frozenset(range(n))``, ``OrderedDict
+    (pairs)``), an upper bound of what unpickling allocates beyond the pickle itself."""
+
+    uses: dict[str, set[str]]
+    persistent_ids: list[tuple]
+    copied: int = 0
+
+
 _MARK = object()
 _UNKNOWN = object()
 
 
+_INT_OPS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+_TUPLE_SIZES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_EMPTY_CONTAINERS = {"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"}
+_MARKED_CONTAINERS = {"LIST": 1, "DICT": 2, "FROZENSET": 1}
+_ADD_ITEMS = {"APPENDS": 1, "SETITEMS": 2, "ADDITEMS": 1}
+_RANGES = {"builtins.range", "__builtin__.range", "__builtin__.xrange"}
+UNBOUNDED = 2**63
+
+
 def global_uses(data: bytes) -> dict[str, set[str]]:
     """Global name ("module.qualname") -> how the pickle ``data`` uses it."""
+    return scan_pickle(data).uses
+
+
+def _literal(item: object) -> object:
+    if isinstance(item, _String):
+        return item.value
+    if isinstance(item, _Global):
+        return item.name
+    if isinstance(item, (int, tuple, _Container)):
+        return item
+    return None
+
+
+def _weight(item: object, depth: int = 0) -> int:
+    """How many items copying ``item`` (a container, or a tuple of them) copies."""
+    if isinstance(item, _Container):
+        return item.size
+    if isinstance(item, tuple) and depth < 8:
+        return sum(_weight(part, depth + 1) for part in item)
+    return 0
+
+
+def _range_length(function: object, arguments: object) -> int:
+    if not isinstance(function, _Global) or function.name not in _RANGES:
+        return 0
+    if not isinstance(arguments, tuple) or not all(isinstance(value, int) for value in arguments):
+        return UNBOUNDED  # a range whose bounds are not literals: assume the worst
+    try:
+        return len(range(*arguments))
+    except (TypeError, ValueError, OverflowError):
+        return UNBOUNDED
+
+
+def scan_pickle(data) -> PickleFacts:
+    """Scan one pickle (bytes, or a binary stream positioned at its start, read up to its
+    STOP) without running it; ``ValueError`` for a malformed one."""
     uses: dict[str, set[str]] = {}
+    persistent_ids: list[tuple] = []
+    copied = 0
     stack: list[object] = []
     memo: dict[int, object] = {}
 
@@ -89,11 +163,34 @@ def global_uses(data: bytes) -> dict[str, set[str]]:
             arguments, function = pop(), pop()
             use(function, CALLED)
             use(arguments, VALUE)
+            copied += _weight(arguments) + _range_length(function, arguments)
             stack.append(_UNKNOWN)
         elif name == "NEWOBJ":
             arguments, cls = pop(), pop()
             use(cls, INSTANTIATED)
+            copied += _weight(arguments)
             stack.append(_UNKNOWN)
+        elif name == "BUILD":
+            state = pop()
+            use(state, VALUE)
+            copied += _weight(state)
+            if not stack:
+                raise ValueError("BUILD on an empty stack")
+        elif name in _EMPTY_CONTAINERS:
+            stack.append(_Container(0))
+        elif name in _MARKED_CONTAINERS:
+            items = pop_to_mark()
+            for item in items:
+                use(item, VALUE)
+            stack.append(_Container(len(items) // _MARKED_CONTAINERS[name]))
+        elif name in _ADD_ITEMS or name in ("APPEND", "SETITEM"):
+            items = pop_to_mark() if name in _ADD_ITEMS else [pop() for _ in range(1 if name == "APPEND" else 2)]
+            for item in items:
+                use(item, VALUE)
+            if not stack or stack[-1] is _MARK:
+                raise ValueError(f"{name} without a container")
+            if isinstance(stack[-1], _Container):
+                stack[-1].size += len(items) // _ADD_ITEMS.get(name, 1 if name == "APPEND" else 2)
         elif name == "NEWOBJ_EX":
             pop(), pop()
             use(pop(), INSTANTIATED)
@@ -124,11 +221,25 @@ def global_uses(data: bytes) -> dict[str, set[str]]:
             stack.append(memo[int(arg)])
         elif name == "MARK":
             stack.append(_MARK)
+        elif name in _INT_OPS and isinstance(arg, int) and not isinstance(arg, bool):
+            stack.append(arg)
+        elif name == "TUPLE" or name in _TUPLE_SIZES:
+            items = pop_to_mark() if name == "TUPLE" else [pop() for _ in range(_TUPLE_SIZES[name])]
+            for item in items:
+                use(item, VALUE)
+            stack.append(tuple(_literal(item) for item in reversed(items)))
+        elif name == "BINPERSID":
+            saved = pop()
+            persistent_ids.append(saved if isinstance(saved, tuple) else (_literal(saved),))
+            stack.append(_UNKNOWN)
+        elif name == "PERSID":
+            persistent_ids.append((str(arg),))
+            stack.append(_UNKNOWN)
         elif name == "STOP":
             break
         else:
             _generic(opcode, stack, pop, pop_to_mark, use)
-    return uses
+    return PickleFacts(uses, persistent_ids, copied)
 
 
 def _generic(opcode, stack, pop, pop_to_mark, use) -> None:

@@ -4,7 +4,9 @@ Layout: an 8-byte little-endian header length N, N bytes of JSON, then the tenso
 The JSON maps each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}``
 (offsets from the start of the data) and may hold ``"__metadata__"`` (str -> str), which
 becomes ``Model.metadata``. Every entry is checked against the file size before anything
-is read; the data is memory-mapped once and each tensor is a view of it (BF16 and FP8
+is read (every size a non-negative integer, not a boolean, and no more than
+:data:`~plugins.loaders.torch.tensors.MAX_ELEMENTS` elements once empty axes are set
+aside); the data is memory-mapped once and each tensor is a view of it (BF16 and FP8
 through ml_dtypes). Layers are inferred from the names (:mod:`.state_dict`), in natural
 module order since the file's own order is by dtype.
 """
@@ -22,6 +24,7 @@ from inspector.errors import InputError
 from inspector.ir import Model, Param
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.state_dict import infer_layers, natural_order
+from plugins.loaders.torch.tensors import MAX_ELEMENTS
 
 DTYPES: dict[str, str] = {
     "F64": "float64",
@@ -115,9 +118,17 @@ def _param(path: Path, name: str, entry: object, data_size: int, data: "_LazyMap
         raise malformed(f"has unknown dtype {entry.get('dtype')!r}")
     shape = entry.get("shape")
     offsets = entry.get("data_offsets")
-    if not isinstance(shape, list) or not all(isinstance(size, int) and size >= 0 for size in shape):
-        raise malformed("has no valid shape")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+    if not isinstance(shape, list) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape
+    ):
+        raise malformed(f"has no valid shape ({shape!r})"[:200])
+    if math.prod(size for size in shape if size) > MAX_ELEMENTS:
+        raise malformed(f"has an impossible shape {shape}")
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
         raise malformed("has no valid data_offsets")
     begin, end = offsets
     dtype = _dtype(dtype_name)

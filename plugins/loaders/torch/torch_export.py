@@ -6,8 +6,14 @@ subclasses), ``pickle.loads`` the opaque constants and ``torch._C._pickle_load_o
 script objects, so a crafted .pt2 could run code. This reader needs no torch: the
 program is JSON (``models/<name>.json``), the weights are raw bytes described by
 ``data/weights/<name>_weights_config.json`` and are memory-mapped from the archive. A
-weight saved pickled is read with ``torch.load(weights_only=True)`` (tensors only);
-custom and opaque constants are never read.
+weight saved pickled is checked by the safe reader (:func:`~plugins.loaders.torch.
+pickle_budget.check_pickled_part`: only the globals torch's weights-only unpickler
+allows, within budget) and read with ``torch.load(weights_only=True)``; custom and opaque
+constants are never read. The archive is checked first (:func:`~plugins.loaders.torch.
+zips.open_archive`), entries are found ignoring case, a JSON entry larger than the file
+is refused, and every tensor's sizes, strides and offset are checked over the whole
+view against its storage (:func:`~plugins.loaders.torch.tensors.view_problem`). What
+``verify`` checks before it lets torch run a .pt2 is in :mod:`.pt2_safety`.
 
 Layers come from the state_dict keys (grouped and ordered as in
 :mod:`plugins.loaders.torch.state_dict`), non-persistent buffers (stored as constants)
@@ -34,7 +40,8 @@ from inspector.ir import Layer, Model, Param, TensorInfo
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
 from plugins.loaders.torch.state_dict import group_by_module, infer_layer
-from plugins.loaders.torch.zips import entry_array, open_archive, top_folder
+from plugins.loaders.torch.tensors import view_problem
+from plugins.loaders.torch.zips import Archive, ArchiveError, entry_array, normalise, open_archive, top_folder
 
 # torch._export.serde.schema.ScalarType -> numpy dtype name (ml_dtypes for bf16/fp8).
 SCALAR_TYPES: dict[int, str] = {
@@ -92,6 +99,8 @@ def load_torch_export(path: Path) -> Model:
     """Read a torch.export.save archive without unpickling anything but plain tensors."""
     try:
         archive = open_archive(path)
+    except ArchiveError as exc:
+        raise InputError(path, str(exc)) from exc
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(path, f"is truncated or corrupted: {exc}") from exc
     with archive:
@@ -101,23 +110,20 @@ def load_torch_export(path: Path) -> Model:
             raise InputError(
                 path, "is a torch.export archive of an older layout (torch < 2.8); re-save it with torch.export.save"
             )
-        models_dir = f"{folder}models/"
-        model_names = sorted(
-            name[len(models_dir) : -len(".json")]
-            for name in names
-            if name.startswith(models_dir) and name.endswith(".json")
-        )
+        model_names = program_names(archive, folder)
         if not model_names:
             raise InputError(path, "holds no model: the torch.export archive has no models/*.json")
         model_name = "model" if "model" in model_names else model_names[0]
         try:
-            program = json.loads(archive.read(f"{folder}models/{model_name}.json"))
+            program = read_json(archive, f"{folder}models/{model_name}.json")
+            if not isinstance(program, dict):
+                raise ValueError(f"models/{model_name}.json is not a JSON object")
             weights = _read_payloads(path, archive, folder, "weights", model_name)
             constants = _read_payloads(path, archive, folder, "constants", model_name)
         except InputError:
             raise
-        except (KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
-            raise InputError(path, f"is truncated or corrupted: {exc}") from exc
+        except (KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, EOFError) as exc:
+            raise InputError(path, f"is truncated or corrupted: {type(exc).__name__}: {exc}") from exc
     graph_module = program.get("graph_module", {})
     signature = graph_module.get("signature", {})
     graph = graph_module.get("graph", {})
@@ -162,12 +168,32 @@ def _layer(prefix: str, group: dict[str, Param], qualified: str | None, call_att
     )
 
 
-def _read_payloads(path: Path, archive: zipfile.ZipFile, folder: str, kind: str, model_name: str) -> dict[str, Param]:
+def program_names(archive: Archive, folder: str) -> list[str]:
+    """The names of the programs in ``models/`` ("model", and any other torch.export
+    would load too), from the entry names as torch compares them."""
+    models_dir = normalise(f"{folder}models/")
+    return sorted(
+        info.filename[len(models_dir) : -len(".json")]
+        for info in archive.infolist()
+        if normalise(info.filename).startswith(models_dir) and normalise(info.filename).endswith(".json")
+    )
+
+
+def read_json(archive: Archive, name: str) -> Any:
+    """A JSON entry; ValueError when it claims more bytes than the whole file (torch
+    stores entries uncompressed: only a zip bomb's JSON is larger than its archive)."""
+    info = archive.getinfo(name)
+    if info.file_size > archive.path.stat().st_size:
+        raise ValueError(f"entry {info.filename} declares {info.file_size:,} bytes, more than the whole file")
+    return json.loads(archive.read(info))
+
+
+def _read_payloads(path: Path, archive: Archive, folder: str, kind: str, model_name: str) -> dict[str, Param]:
     """fqn -> lazy Param for the raw tensors of data/<kind>/; pickled ones via weights_only."""
     config_name = f"{folder}data/{kind}/{model_name}_{kind}_config.json"
-    if config_name not in archive.namelist():
+    if archive.find(config_name) is None:
         return {}
-    config = json.loads(archive.read(config_name)).get("config", {})
+    config = read_json(archive, config_name).get("config", {})
     params: dict[str, Param] = {}
     for fqn, payload in config.items():
         entry = f"{folder}data/{kind}/{payload['path_name']}"
@@ -183,14 +209,16 @@ def _read_payloads(path: Path, archive: zipfile.ZipFile, folder: str, kind: str,
         dtype_name = SCALAR_TYPES.get(int(meta["dtype"]))
         if dtype_name is None:
             raise InputError(path, f"has tensor {fqn!r} of unsupported dtype code {meta['dtype']}")
-        shape = tuple(int(size["as_int"]) for size in meta["sizes"])
-        strides = tuple(int(stride["as_int"]) for stride in meta["strides"])
-        offset = int(meta.get("storage_offset", {}).get("as_int", 0))
+        shape = tuple(size["as_int"] for size in meta["sizes"])
+        strides = tuple(stride["as_int"] for stride in meta["strides"])
+        offset = meta.get("storage_offset", {}).get("as_int", 0)
         dtype = numpy_dtype(dtype_name)
-        storage = entry_array(path, archive, entry, dtype)
-        last = offset + sum((size - 1) * stride for size, stride in zip(shape, strides)) if all(shape) else offset - 1
-        if last >= storage.size:
-            raise InputError(path, f"is truncated or corrupted: tensor {fqn!r} points past the end of {entry}")
+        problem = view_problem(shape, strides, offset, None)
+        if problem is None:
+            storage = entry_array(path, archive, entry, dtype)
+            problem = view_problem(shape, strides, offset, storage.size)
+        if problem:
+            raise InputError(path, f"is corrupted or crafted: tensor {fqn!r} ({entry}) {problem}")
         params[fqn] = Param(role, shape, dtype_name, _strided(storage, offset, shape, strides), fqn)
     return params
 
@@ -209,13 +237,20 @@ def _strided(
     return read
 
 
-def _pickled_tensor(path: Path, archive: zipfile.ZipFile, entry: str, role: str, fqn: str) -> Param:
+def _pickled_tensor(path: Path, archive: Archive, entry: str, role: str, fqn: str) -> Param:
     import torch
 
+    from plugins.loaders.torch.pickle_budget import check_pickled_part
     from plugins.loaders.torch.tensors import is_tensor, tensor_param
 
+    data = archive.read(entry)
+    problem = check_pickled_part(data)
+    if problem:
+        raise InputError(
+            path, f"refused: weight {fqn!r} ({entry}) {problem}; graphinspect never runs code from a model file"
+        )
     try:
-        tensor = torch.load(io.BytesIO(archive.read(entry)), weights_only=True, map_location="cpu")
+        tensor = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - a tensor subclass needs code we do not run
         raise InputError(path, f"cannot be read safely: weight {fqn!r} is a pickled tensor subclass") from exc
     if not is_tensor(tensor):

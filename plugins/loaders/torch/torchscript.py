@@ -4,7 +4,12 @@ Safety: ``torch.jit.load`` does not unpickle Python globals: the archive's data.
 read by TorchScript's own unpickler, which builds only TorchScript objects and tensors,
 and the archive's code is compiled, not run. The one exception is a scripted
 ``__setstate__``, which the loader calls on the restored object; an archive whose code
-defines one is refused before loading (:func:`check_no_setstate`).
+defines one is refused before loading (:func:`check_no_setstate`). The archive is
+checked first (:func:`~plugins.loaders.torch.zips.open_archive`: no zip bomb, no two
+entries whose names differ only in case), and every entry that is not a tensor record is
+scanned, in pieces, whatever its name's case: torch finds ``code/__torch__.py`` under
+``CODE/__TORCH__.PY`` too. :func:`code_concerns` also names the ops that touch files
+(``torch.from_file``, ``torch.save``), which ``verify`` will not run without consent.
 
 Layers follow ``named_modules()``; the class name is the module's ``original_name``
 ("Conv2d"), its qualified name comes from the TorchScript type with the ``__torch__``
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.kinds import kind_of_class
 from plugins.loaders.torch.tensors import tensor_param
 from plugins.loaders.torch.values import is_plain
-from plugins.loaders.torch.zips import open_archive
+from plugins.loaders.torch.zips import Archive, ArchiveError, normalise, open_archive
 
 KNOWN_ATTRS: tuple[str, ...] = (
     "in_channels",
@@ -76,16 +82,49 @@ _GRAPH_ARGS: dict[str, tuple[str | None, ...]] = {
 }
 
 
-def check_no_setstate(path: Path, archive: zipfile.ZipFile) -> None:
-    """Refuse an archive whose TorchScript code defines ``__setstate__`` (load would run it)."""
+SETSTATE = b"__setstate__"
+FILE_OPS: dict[bytes, str] = {
+    b"from_file": "torch.from_file (reads any file)",
+    b".save(": "torch.save (writes a file)",
+    b"load_tensor": "debugprims.load_tensor (reads a file)",
+}
+"""Tokens of TorchScript code that reach the file system when the model runs."""
+
+_TENSOR_RECORD = re.compile(r"^[^/]*/(\.data/)?(data|constants)/\d+$")
+
+
+def code_concerns(archive: Archive, tokens: tuple[bytes, ...]) -> set[bytes]:
+    """Which of ``tokens`` appear in the archive's code: every entry but the tensor
+    records (``<folder>/data/<n>``), names compared ignoring case, read in pieces."""
+    found: set[bytes] = set()
+    overlap = max(len(token) for token in tokens) - 1
     for info in archive.infolist():
-        if "/code/" in f"/{info.filename}" and info.filename.endswith(".py"):
-            if b"__setstate__" in archive.read(info):
-                raise InputError(
-                    path,
-                    "refused to load: its TorchScript code defines __setstate__, which torch.jit.load would run; "
-                    "graphinspect never runs code from a model file",
-                )
+        if _TENSOR_RECORD.match(normalise(info.filename)):
+            continue
+        tail = b""
+        for chunk in archive.chunks(info):
+            window = tail + chunk
+            found.update(token for token in tokens if token in window)
+            tail = window[-overlap:] if overlap else b""
+    return found
+
+
+def check_no_setstate(path: Path, archive: Archive) -> None:
+    """Refuse an archive whose TorchScript code defines ``__setstate__`` (load would run it)."""
+    if code_concerns(archive, (SETSTATE,)):
+        raise InputError(
+            path,
+            "refused to load: its TorchScript code defines __setstate__, which torch.jit.load would run; "
+            "graphinspect never runs code from a model file",
+        )
+
+
+def run_concerns(path: Path) -> list[str]:
+    """Why running this TorchScript archive would touch more than its inputs: the file
+    ops its code calls (for ``verify``, which runs it only with consent then)."""
+    with open_archive(path) as archive:
+        found = code_concerns(archive, tuple(FILE_OPS))
+    return [f"its code calls {FILE_OPS[token]}" for token in FILE_OPS if token in found]
 
 
 def load_torchscript(path: Path) -> Model:
@@ -96,7 +135,9 @@ def load_torchscript(path: Path) -> Model:
         with open_archive(path) as archive:
             check_no_setstate(path, archive)
             version = _archive_version(archive)
-    except zipfile.BadZipFile as exc:
+    except ArchiveError as exc:
+        raise InputError(path, str(exc)) from exc
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise InputError(path, f"is truncated or corrupted: {exc}") from exc
     try:
         root = torch.jit.load(str(path), map_location="cpu")
@@ -192,8 +233,9 @@ def _constant(value: Any) -> Any:
     return None
 
 
-def _archive_version(archive: zipfile.ZipFile) -> str:
-    for name in archive.namelist():
-        if name.count("/") == 1 and name.endswith("/version"):
-            return archive.read(name).decode("ascii", "replace").strip()
+def _archive_version(archive: Archive) -> str:
+    for info in archive.infolist():
+        name = normalise(info.filename)
+        if name.count("/") == 1 and name.endswith("/version") and info.file_size <= 64:
+            return archive.read(info).decode("ascii", "replace").strip()
     return ""

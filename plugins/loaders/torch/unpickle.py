@@ -24,7 +24,16 @@ file names. Here it never does:
      ``__setstate__``, so the unpickler only does ``instance.__dict__.update(state)``.
      No module code runs, and the model's package need not be installed.
 
-3. ``torch.load(weights_only=True)`` then reads the file inside
+3. Budgets, checked by the same scan before torch allocates anything: every storage the
+   pickle declares (``("storage", torch.FloatStorage, key, location, numel)``) must be
+   exactly as large as its record in the archive (the legacy format: all of them
+   together no larger than the file), and the items the pickle's calls would copy out of
+   containers (``set(items)``, ``frozenset(range(n))``) stay within a few times the
+   pickle's size (:mod:`.pickle_budget`). The archive
+   itself is checked by :func:`~plugins.loaders.torch.zips.open_archive` (zip bombs,
+   entries whose names differ only in case).
+
+4. ``torch.load(weights_only=True)`` then reads the file inside
    ``torch.serialization.safe_globals`` holding exactly those stand-ins. Its unpickler
    only resolves globals it was given (a global the static scan missed is an error, not
    an import), so what the pickle can call is: torch's tensor rebuilders, the stand-ins,
@@ -45,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import InputError
-from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED, global_uses
+from plugins.loaders.torch.pickle_budget import check_archive, check_legacy
+from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED
 
 BLOCKED_MODULES: tuple[str, ...] = (
     "builtins",
@@ -343,14 +353,17 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
     """The object a torch.save file holds, read without running code from it (see above).
 
     Tensors are memory-mapped where the format allows (zip). Raises :class:`InputError`
-    for a refused pickle and for a file torch cannot read.
+    for a refused pickle and for a file torch cannot read, and
+    :class:`~plugins.loaders.torch.zips.ArchiveError` for a refused archive.
     """
     import torch
 
     if not is_zip:
         # The legacy format predates get_unsafe_globals_in_checkpoint: only what the
         # default weights-only unpickler allows (tensors, dicts) can be read from it.
+        check_legacy(path)
         return _torch_load(path, GlobalsPlan(), mmap=False)
+    facts = check_archive(path)
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except (EOFError, zipfile.BadZipFile) as exc:
@@ -364,29 +377,10 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
                 "unpickler does not read (saved with pickle_protocol above 2, or corrupted)",
             ) from exc
         raise InputError(path, f"is truncated or corrupted: its pickle cannot be scanned ({_one_line(exc)})") from exc
-    plan = plan_globals(unsafe, _scan_uses(path))
+    plan = plan_globals(unsafe, facts.uses if facts is not None else None)
     if plan.refused:
         raise refusal(path, plan.refused)
     return _torch_load(path, plan, mmap=True)
-
-
-MAX_PICKLE_BYTES = 256 * 2**20
-"""A data.pkl larger than this is not scanned for how it uses its globals (names decide)."""
-
-
-def _scan_uses(path: Path) -> dict[str, set[str]] | None:
-    """How the archive's data.pkl uses each global, or None when it cannot be told."""
-    from plugins.loaders.torch import zips
-
-    try:
-        with zips.open_archive(path) as archive:
-            entries = [info for info in archive.infolist() if info.filename.lower().endswith("/data.pkl")]
-            if len(entries) != 1 or entries[0].file_size > MAX_PICKLE_BYTES:
-                return None
-            data = archive.read(entries[0])
-        return global_uses(data)
-    except Exception:  # noqa: BLE001 - a pickle that cannot be scanned is judged by names
-        return None
 
 
 def _torch_load(path: Path, plan: GlobalsPlan, mmap: bool) -> Any:

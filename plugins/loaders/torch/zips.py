@@ -1,15 +1,29 @@
-"""Zip archives as torch writes them: which kind an archive is, and its entries as memory.
+"""Zip archives as torch writes them: which kind an archive is, its entries checked and read.
 
 torch.save, torch.jit.save and torch.export.save all write a zip whose entries sit under
 one top folder ("archive/data.pkl", "m/models/model.json"); what the entries are called
 tells the three apart. Entries are stored uncompressed, so a tensor's bytes can be
 memory-mapped straight from the file (:func:`entry_array`).
+
+An archive is untrusted input, so :func:`open_archive` checks it before anything in it is
+read or decompressed:
+
+- names: torch's zip reader (miniz) finds entries ignoring case, so every lookup here
+  does too (:meth:`Archive.find`), names are compared normalised (:func:`normalise`:
+  lower case, "\\" as "/"), and an archive holding two entries of the same normalised
+  name is refused: which of the two a reader picks would decide what runs;
+- sizes: an entry is stored or deflated (nothing else torch reads), a stored entry's data
+  lies inside the file, and the entries' declared sizes together stay within
+  :data:`MAX_EXPANSION` times the file's size plus :data:`EXPANSION_SLACK` bytes. Readers
+  (Python's zipfile, miniz) never produce more than an entry's declared size, so this
+  bounds what a zip bomb can make anyone allocate.
 """
 
 from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,35 +35,141 @@ TORCHSCRIPT = "torchscript"
 TORCH_EXPORT = "torch.export"
 TORCH_EXPORT_LEGACY = "torch.export (legacy)"
 
+MAX_EXPANSION = 16
+"""The entries of an archive may declare at most this many times the file's size ..."""
+EXPANSION_SLACK = 64 * 2**20
+"""... plus this many bytes (torch stores entries uncompressed: a real archive is 1x)."""
+READ_CHUNK = 2**20
+_READABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
-def open_archive(path: Path) -> zipfile.ZipFile:
-    """Open a zip torch wrote; BadZipFile when its directory is missing or not its own.
 
-    torch writes the first entry at offset 0. When the end of a file is cut off, zipfile
-    may find the directory of a zip stored *inside* it (a .pt2 holds a torch.save
-    archive of its example inputs) and read that one instead; an archive whose first
-    entry is not at offset 0 is therefore treated as damaged.
+class ArchiveError(ValueError):
+    """An archive refused before anything in it is read; ``str()`` is the problem, worded
+    to follow the file name in an :class:`~inspector.errors.InputError`."""
+
+
+def normalise(name: str) -> str:
+    """An entry name as torch's zip reader compares it: case folded, "\\" as "/"."""
+    return name.replace("\\", "/").lower()
+
+
+class Archive:
+    """A checked zip archive (see the module docstring); entries are found ignoring case.
+
+    It offers what the loaders used of :class:`zipfile.ZipFile` (``namelist``,
+    ``infolist``, ``getinfo``, ``read``, a context manager), with every lookup by
+    normalised name.
+    """
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
+        self.path = Path(path)
+        self.zip = archive
+        self.infos = archive.infolist()
+        self._by_name = {normalise(info.filename): info for info in self.infos}
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def namelist(self) -> list[str]:
+        return [info.filename for info in self.infos]
+
+    def infolist(self) -> list[zipfile.ZipInfo]:
+        return list(self.infos)
+
+    def find(self, name: str) -> zipfile.ZipInfo | None:
+        """The entry called ``name``, ignoring case (as torch finds it), or None."""
+        return self._by_name.get(normalise(name))
+
+    def getinfo(self, name: str) -> zipfile.ZipInfo:
+        info = self.find(name)
+        if info is None:
+            raise KeyError(f"there is no entry {name!r} in the archive")
+        return info
+
+    def read(self, name: "str | zipfile.ZipInfo") -> bytes:
+        """The whole entry (its size is within the archive's checked budget)."""
+        return self.zip.read(name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name))
+
+    def chunks(self, info: zipfile.ZipInfo, size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The entry's bytes in pieces of at most ``size``, never all of it at once."""
+        with self.zip.open(info) as stream:
+            while chunk := stream.read(size):
+                yield chunk
+
+
+def open_archive(path: Path) -> Archive:
+    """Open and check a zip torch wrote.
+
+    Raises BadZipFile when its directory is missing or not its own, and
+    :class:`ArchiveError` when it breaks a rule of the module docstring. torch writes the
+    first entry at offset 0. When the end of a file is cut off, zipfile may find the
+    directory of a zip stored *inside* it (a .pt2 holds a torch.save archive of its
+    example inputs) and read that one instead; an archive whose first entry is not at
+    offset 0 is therefore treated as damaged.
     """
     archive = zipfile.ZipFile(path)
-    entries = archive.infolist()
-    if entries and min(info.header_offset for info in entries) != 0:
+    try:
+        entries = archive.infolist()
+        if entries and min(info.header_offset for info in entries) != 0:
+            raise zipfile.BadZipFile("the zip directory found is not the file's own (the file is cut short?)")
+        check_entries(entries, Path(path).stat().st_size)
+    except BaseException:
         archive.close()
-        raise zipfile.BadZipFile("the zip directory found is not the file's own (the file is cut short?)")
-    return archive
+        raise
+    return Archive(path, archive)
+
+
+def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
+    """Raise :class:`ArchiveError` for duplicate names, unreadable compression, stored
+    data outside the file, or declared sizes beyond the budget (module docstring)."""
+    seen: dict[str, str] = {}
+    total = 0
+    for info in entries:
+        key = normalise(info.filename)
+        if key in seen:
+            raise ArchiveError(
+                f"holds two entries named {seen[key]!r} and {info.filename!r} (names are compared ignoring case, "
+                "as torch does); which one a reader takes is ambiguous, so the archive is refused"
+            )
+        seen[key] = info.filename
+        if info.compress_type not in _READABLE:
+            raise ArchiveError(
+                f"entry {info.filename!r} uses zip compression method {info.compress_type}, which torch does not read"
+            )
+        if info.compress_type == zipfile.ZIP_STORED and (
+            info.compress_size != info.file_size or info.header_offset + info.compress_size > file_size
+        ):
+            raise ArchiveError(f"is truncated or corrupted: entry {info.filename!r} points past the end of the file")
+        total += info.file_size
+    budget = MAX_EXPANSION * file_size + EXPANSION_SLACK
+    if total > budget:
+        raise ArchiveError(
+            f"is refused: its entries would expand to {total:,} bytes from a {file_size:,}-byte file (a zip bomb?); "
+            f"graphinspect reads at most {MAX_EXPANSION}x the file's size plus {EXPANSION_SLACK // 2**20} MiB"
+        )
 
 
 def zip_names(path: Path) -> list[str] | None:
     """The entry names of the zip at ``path``, or None when its directory cannot be read."""
     try:
-        with open_archive(path) as archive:
-            return archive.namelist()
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if entries and min(info.header_offset for info in entries) != 0:
+                return None
+            return [info.filename for info in entries]
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return None
 
 
 def kind_of_entry(name: str) -> str | None:
     """The writer a single entry name points to, for an archive whose directory is lost."""
-    _, _, rest = name.partition("/")
+    _, _, rest = normalise(name).partition("/")
     if rest.startswith(("data/weights/", "models/", "data/constants/")):
         return TORCH_EXPORT
     if rest == "data.pkl" or rest.startswith(("data/", ".data/", "code/")) or rest in ("byteorder", "version"):
@@ -58,8 +178,9 @@ def kind_of_entry(name: str) -> str | None:
 
 
 def archive_kind(names: list[str]) -> str | None:
-    """Which torch writer made an archive with these entries, or None."""
-    basenames = {name.split("/", 1)[-1] for name in names}
+    """Which torch writer made an archive with these entries (names compared as torch's
+    reader compares them, :func:`normalise`), or None."""
+    basenames = {normalise(name).split("/", 1)[-1] for name in names}
     has_models = any(name.startswith("models/") for name in basenames)
     has_weights = any(name.startswith("data/weights/") for name in basenames)
     if "archive_format" in basenames or (has_models and has_weights):
@@ -82,15 +203,16 @@ def first_entry_name(head: bytes) -> str:
 
 
 def top_folder(names: list[str], marker: str) -> str | None:
-    """The folder prefix ("m/") of the entry whose name after the folder is ``marker``."""
+    """The folder prefix ("m/") of the entry whose name after the folder is ``marker``
+    (compared normalised)."""
     for name in names:
-        folder, _, rest = name.partition("/")
-        if rest == marker:
+        folder, _, rest = name.replace("\\", "/").partition("/")
+        if normalise(rest) == marker:
             return folder + "/"
     return None
 
 
-def entry_array(path: Path, archive: zipfile.ZipFile, name: str, dtype: np.dtype) -> np.ndarray:
+def entry_array(path: Path, archive: Archive, name: str, dtype: np.dtype) -> np.ndarray:
     """A 1-D array over the bytes of entry ``name``: memory-mapped when stored, else read.
 
     Raises ValueError when the entry points past the end of the file or its size is not a

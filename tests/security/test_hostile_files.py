@@ -1,0 +1,377 @@
+"""The malicious-file corpus: no code from a file runs, memory stays bounded, every bad
+file ends in one line naming it and exit 2.
+
+Every file is crafted here (tests/security/corpus.py). A payload that ran would create
+``marker``; each test checks it did not (or, where the user consented, that it did).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from tests.security import corpus
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    return corpus.export_pair(tmp_path_factory.mktemp("pair"))
+
+
+@pytest.fixture
+def marker(tmp_path):
+    return tmp_path / "PAYLOAD_RAN"
+
+
+def one_line_error(code: int, err: str, path, *needles: str) -> str:
+    """Assert exit 2 and one line on stderr naming ``path`` and saying each of ``needles``."""
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"graphinspect: error: {path}"), err
+    for needle in needles:
+        assert needle in lines[0], err
+    assert "internal error" not in lines[0] and "Traceback" not in err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- .pt2: verify runs nothing unchecked
+
+
+def test_pt2_sample_inputs_payload_is_refused_by_verify_and_never_unpickled(cli, pair, tmp_path, marker):
+    evil = corpus.rewrite_zip(
+        pair["pt2"], tmp_path / "evil.pt2", replace={"data/sample_inputs/model.pt": corpus.payload_torch_save(marker)}
+    )
+    code, _, err = cli("verify", str(evil), str(pair["onnx"]))
+    one_line_error(code, err, evil, "refused to run", "sample inputs", "posix.system", "--trust-pickle")
+    assert not marker.exists()
+    # inspect reads only the weights: it works, and runs nothing either.
+    code, out, _ = cli("inspect", str(evil), "--format", "json")
+    assert code == 0 and json.loads(out)["model"]["format"] == "torch-export"
+    assert not marker.exists()
+
+
+def test_pt2_extra_program_is_checked_too(cli, pair, tmp_path, marker):
+    parts = corpus.entries(pair["pt2"])
+    folder = next(iter(parts)).partition("/")[0]
+    evil = corpus.rewrite_zip(
+        pair["pt2"],
+        tmp_path / "extra.pt2",
+        add={
+            "models/second.json": parts[f"{folder}/models/model.json"],
+            "data/sample_inputs/second.pt": corpus.payload_torch_save(marker),
+        },
+    )
+    code, _, err = cli("verify", str(evil), str(pair["onnx"]))
+    one_line_error(code, err, evil, "program 'second'", "posix.system")
+    assert not marker.exists()
+
+
+def test_pt2_opaque_and_custom_objects_need_consent(cli, pair, tmp_path, marker):
+    def with_opaque(data: bytes) -> bytes:
+        config = json.loads(data)
+        config["config"]["evil"] = {"path_name": "opaque_obj_0", "use_pickle": True}
+        return json.dumps(config).encode()
+
+    evil = corpus.rewrite_zip(
+        pair["pt2"],
+        tmp_path / "opaque.pt2",
+        replace={"data/constants/model_constants_config.json": with_opaque},
+        add={"data/constants/opaque_obj_0": corpus.payload_pickle(marker)},
+    )
+    code, _, err = cli("verify", str(evil), str(pair["onnx"]))
+    one_line_error(code, err, evil, "opaque Python object")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="torch.os.system"), "'torch.os.system'"),
+        (
+            lambda p: p["graph_module"]["graph"]["nodes"][0].update(target="torch.ops.aten.from_file.default"),
+            "from_file",
+        ),
+        (lambda p: p.update(guards_code=["__import__('os').system('true')"]), "guards code"),
+        (lambda p: p["range_constraints"].update({"__import__('os').system('true')": {}}), "shape expression"),
+    ],
+    ids=["os.system target", "file op", "guards code", "sympy eval"],
+)
+def test_pt2_program_that_would_run_code_is_refused(cli, pair, tmp_path, change, needle):
+    evil = corpus.edit_program(pair["pt2"], tmp_path / "program.pt2", change)
+    code, _, err = cli("verify", str(evil), str(pair["onnx"]))
+    one_line_error(code, err, evil, "refused to run", needle)
+
+
+def test_pt2_aotinductor_library_is_refused(cli, pair, tmp_path):
+    evil = corpus.rewrite_zip(pair["pt2"], tmp_path / "aoti.pt2", add={"data/aotinductor/model/model.so": b"\x7fELF"})
+    code, _, err = cli("verify", str(evil), str(pair["onnx"]))
+    one_line_error(code, err, evil, "AOTInductor")
+
+
+def test_clean_pt2_still_runs(cli, pair):
+    code, out, err = cli("verify", str(pair["pt2"]), str(pair["onnx"]), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["verdict"] == "same"
+
+
+# ----------------------------------------------------------------------------- .pt2: views and sizes
+
+
+@pytest.mark.parametrize(
+    "meta, needle",
+    [
+        ({"strides": [-27, 9, 3, 1]}, "negative stride"),
+        ({"storage_offset": -8}, "negative storage offset"),
+        ({"sizes": [-4, 3, 3, 3]}, "negative size"),
+        ({"strides": [1, 1, 1, 1], "sizes": [4, 3, 3, 300]}, "past the end"),
+        ({"sizes": [2**40, 3, 3, 3], "strides": [0, 9, 3, 1]}, None),  # broadcast: allowed, read once
+        ({"sizes": [0, 2**62, 2**62, 1]}, "impossible shape"),
+    ],
+    ids=["negative stride", "negative offset", "negative size", "past the end", "broadcast", "huge empty"],
+)
+def test_pt2_views_are_checked_over_the_whole_tensor(cli, pair, tmp_path, meta, needle):
+    crafted = corpus.edit_weight_meta(pair["pt2"], tmp_path / "view.pt2", **meta)
+    code, out, err = cli("inspect", str(crafted), "--format", "json")
+    if needle is None:
+        assert code == 0, err
+        weight = json.loads(out)["layers"][0]["params"][0]
+        assert weight["shape"][0] == 2**40
+        stored = corpus.tiny_net()[0].weight.detach().numpy()[0]  # the broadcast row is weight[0]
+        assert weight["min"] == pytest.approx(float(stored.min()), rel=1e-6)
+        assert weight["max"] == pytest.approx(float(stored.max()), rel=1e-6)
+        return
+    one_line_error(code, err, crafted, needle)
+
+
+def test_pt2_json_larger_than_its_archive_is_refused(cli, pair, tmp_path):
+    padded = corpus.edit_program(
+        pair["pt2"], tmp_path / "padded.pt2", lambda program: program.update(padding=" " * (8 * 2**20))
+    )
+    bomb = corpus.rewrite_zip(padded, tmp_path / "json_bomb.pt2", deflate={"models/model.json"})
+    code, _, err = cli("inspect", str(bomb))
+    one_line_error(code, err, bomb, "more than the whole file")
+
+
+# ----------------------------------------------------------------------------- TorchScript
+
+
+@pytest.fixture(scope="module")
+def setstate_ts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ts")
+    marker = folder / "PAYLOAD_RAN"
+    return corpus.scripted(folder, corpus.SETSTATE_SOURCE, marker, "setstate"), marker
+
+
+@pytest.mark.parametrize(
+    "rename",
+    [
+        lambda name: name,
+        lambda name: name.replace("code/__torch__.py", "code/__torch__.PY"),
+        lambda name: name.replace("/code/", "/CODE/"),
+    ],
+    ids=["as saved", ".PY", "CODE/"],
+)
+@pytest.mark.parametrize("command", ["inspect", "diff", "verify"])
+def test_scripted_setstate_is_refused_whatever_the_case_of_its_name(cli, setstate_ts, pair, tmp_path, rename, command):
+    source, marker = setstate_ts
+    renamed = corpus.rewrite_zip(source, tmp_path / "renamed.pt", rename=rename)
+    args = [str(renamed)] + ([str(pair["onnx"])] if command != "inspect" else [])
+    code, _, err = cli(command, *args)
+    one_line_error(code, err, renamed, "__setstate__")
+    assert not marker.exists()
+
+
+def test_case_only_duplicate_entries_are_refused(cli, setstate_ts, tmp_path):
+    source, _ = setstate_ts
+    code_entry = next(name for name in corpus.entries(source) if name.endswith("code/__torch__.py"))
+    twin = corpus.rewrite_zip(source, tmp_path / "twin.pt", add={code_entry.partition("/")[2].upper(): b"x = 1\n"})
+    code, _, err = cli("inspect", str(twin))
+    one_line_error(code, err, twin, "ignoring case")
+
+
+def test_torchscript_that_writes_files_runs_only_with_consent(cli, pair, tmp_path):
+    marker = tmp_path / "WROTE"
+    writer = corpus.scripted(tmp_path, corpus.FILE_OPS_SOURCE, marker, "writer")
+    code, _, err = cli("inspect", str(writer))
+    assert code == 0, err  # inspecting it runs nothing
+    code, _, err = cli("verify", str(writer), str(pair["onnx"]))
+    one_line_error(code, err, writer, "torch.save", "--trust-pickle")
+    assert not marker.exists()
+    code, out, err = cli("verify", str(writer), str(pair["onnx"]), "--trust-pickle", "--format", "json")
+    assert marker.exists(), err  # the user consented: it ran, as they asked
+    assert any("--trust-pickle" in lint["message"] for lint in json.loads(out)["lint"])
+
+
+# ----------------------------------------------------------------------------- torch.save: memory budgets
+
+
+def test_expanded_tensor_is_read_as_what_it_stores(cli, tmp_path):
+    path = corpus.torch_zip(
+        tmp_path / "expand.pt", corpus.tensor_pickle(1, 0, [2**33], [0]), {"0": b"\x00\x00\x80\x3f"}
+    )
+    code, out, err = cli("inspect", str(path), "--format", "json")
+    assert code == 0, err
+    weight = json.loads(out)["layers"][0]["params"][0]
+    assert weight["shape"] == [2**33]
+    assert weight["min"] == weight["max"] == weight["mean"] == 1.0 and weight["std"] == 0.0
+
+
+def test_torchscript_with_an_expanded_buffer_is_read_as_what_it_stores(cli, tmp_path):
+    class Expanded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("big", torch.full((1,), 2.5).expand(2**30))
+
+        def forward(self, x):
+            return x + self.big[:1]
+
+    path = tmp_path / "expanded_ts.pt"
+    torch.jit.trace(Expanded(), torch.zeros(1)).save(str(path))
+    assert path.stat().st_size < 64 * 1024
+    code, out, err = cli("inspect", str(path), "--format", "json")
+    assert code == 0, err
+    big = json.loads(out)["layers"][0]["params"][0]
+    assert big["shape"] == [2**30] and big["min"] == big["max"] == 2.5 and big["std"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "data_pkl, records, needle",
+    [
+        (corpus.tensor_pickle(2**31, 0, [4], [1]), {"0": b"\0" * 16}, "declares 8,589,934,592 bytes"),
+        (corpus.tensor_pickle(2**21, 0, [2**20, 2**20], [1, 1]), {"0": b"\0" * 2**23}, "more than once"),
+        (corpus.tensor_pickle(4, 0, [4], [-1]), {"0": b"\0" * 16}, ""),
+        (corpus.frozenset_range_pickle(10**11), {}, "would copy 100,000,000,000 items"),
+    ],
+    ids=["storage larger than its record", "self-overlapping view", "negative stride", "frozenset(range(1e11))"],
+)
+def test_crafted_torch_save_is_refused_before_allocating(cli, tmp_path, data_pkl, records, needle):
+    path = corpus.torch_zip(tmp_path / "crafted.pt", data_pkl, records)
+    code, _, err = cli("inspect", str(path))
+    one_line_error(code, err, path, needle)
+
+
+def test_legacy_format_storage_sizes_must_fit_the_file(cli, tmp_path):
+    import io
+    import pickle
+    import struct
+
+    def legacy(numel: int) -> bytes:
+        out = io.BytesIO()
+        sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+        for header in (0x1950A86A20F9469CFC6C, 1001, sys_info):
+            pickle.dump(header, out, protocol=2)
+        storage = corpus.pickle_str("storage") + b"ctorch\nFloatStorage\n" + corpus.pickle_str("0")
+        storage += corpus.pickle_str("cpu") + corpus.pickle_int(numel) + b"N"
+        out.write(
+            b"\x80\x02}" + corpus.pickle_str("w") + b"ctorch._utils\n_rebuild_tensor_v2\n((" + storage + b"tQK\x00"
+            b"(K\x04t(K\x01t\x89ccollections\nOrderedDict\n)RtRs."
+        )
+        pickle.dump(["0"], out, protocol=2)
+        out.write(struct.pack("<q", 4) + b"\0" * 16)
+        return out.getvalue()
+
+    good, bad = tmp_path / "good.pt", tmp_path / "bad.pt"
+    good.write_bytes(legacy(4))
+    bad.write_bytes(legacy(2**31))
+    code, out, err = cli("inspect", str(good), "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["layers"][0]["params"][0]["shape"] == [4]
+    code, _, err = cli("inspect", str(bad))
+    one_line_error(code, err, bad, "declare 8,589,934,592 bytes")
+
+
+BOMB = 80 * 2**20  # deflates to ~80 KB: past 16x the file plus 64 MiB
+
+
+def test_zip_bombs_are_refused_before_decompressing(cli, pair, tmp_path):
+    torch_save = corpus.zip_bomb_entry(
+        tmp_path / "bomb.pt", {"archive/byteorder": b"little", "archive/version": b"3\n"}, "archive/data.pkl", BOMB
+    )
+    ts_entries = corpus.entries(pair["ts"])
+    folder = next(iter(ts_entries)).partition("/")[0]
+    torchscript = corpus.zip_bomb_entry(tmp_path / "bomb_ts.pt", ts_entries, f"{folder}/code/__torch__/x.py", BOMB)
+    pt2_entries = corpus.entries(pair["pt2"])
+    folder = next(iter(pt2_entries)).partition("/")[0]
+    weights = dict(pt2_entries)
+    del weights[f"{folder}/data/weights/weight_0"]
+    pt2 = corpus.zip_bomb_entry(tmp_path / "bomb.pt2", weights, f"{folder}/data/weights/weight_0", BOMB)
+    for path in (torch_save, torchscript, pt2):
+        assert path.stat().st_size < 2**20
+        code, _, err = cli("inspect", str(path))
+        one_line_error(code, err, path, "zip bomb")
+
+
+# ----------------------------------------------------------------------------- safetensors and ONNX
+
+
+@pytest.mark.parametrize(
+    "entry, needle",
+    [
+        ({"dtype": "F32", "shape": [True, 4], "data_offsets": [0, 16]}, "no valid shape"),
+        ({"dtype": "F32", "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}, "impossible shape"),
+        ({"dtype": "F32", "shape": [2**40], "data_offsets": [0, 16]}, "spans 16 bytes"),
+    ],
+    ids=["bool size", "huge empty", "short data"],
+)
+def test_malformed_safetensors_shapes(cli, tmp_path, entry, needle):
+    path = corpus.safetensors_file(tmp_path / "bad.safetensors", {"w": entry}, b"\0" * 16)
+    code, _, err = cli("inspect", str(path))
+    one_line_error(code, err, path, needle)
+
+
+def test_string_typed_onnx_weight_is_not_a_parameter(cli, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("W", TensorProto.STRING, [2], [b"a", b"b"])
+    node = helper.make_node("Conv", ["x", "W"], ["y"], name="conv")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weight],
+    )
+    path = tmp_path / "strings.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    code, out, err = cli("inspect", str(path), "--format", "json", "--all")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["layers"][0]["name"] == "conv" and document["layers"][0]["params"] == []
+    assert document["model"]["parameters"] == 0
+
+
+def test_zip_entry_in_unknown_compression_is_refused(cli, pair, tmp_path):
+    lzma = tmp_path / "lzma.pt"
+    with zipfile.ZipFile(pair["sd"]) as old, zipfile.ZipFile(lzma, "w") as new:
+        for info in old.infolist():
+            method = zipfile.ZIP_LZMA if info.filename.endswith("data.pkl") else zipfile.ZIP_STORED
+            new.writestr(info.filename, old.read(info), compress_type=method)
+    code, _, err = cli("inspect", str(lzma))
+    one_line_error(code, err, lzma, "compression method 14")
+
+
+def test_a_dynamic_shape_program_has_nothing_to_refuse(tmp_path):
+    from plugins.loaders.torch.pt2_safety import is_plain_expression, run_concerns
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = corpus.tiny_net()
+
+        def forward(self, x):
+            return self.net(x).flatten(1).sum(1) * x.shape[0]
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(Flat(), (torch.rand(2, 3, 8, 8),), dynamic_shapes={"x": {0: batch}})
+    path = tmp_path / "dynamic.pt2"
+    torch.export.save(program, str(path))
+    assert run_concerns(path) == []
+    assert is_plain_expression("Mul(Integer(32), Symbol('s77', positive=True, integer=True))")
+    for hostile in ("2**10**10", "Pow(2, 10)", "LShift(1, 99)", "s0.__class__", "lambdify(s0, 1)", "Symbol('a')[0]"):
+        assert not is_plain_expression(hostile), hostile
