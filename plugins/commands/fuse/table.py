@@ -12,8 +12,10 @@ from typing import Any
 
 from inspector.output import fmt_float, fmt_range, make_console
 
-STATUS_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "not_found": "not found"}
-STATUS_STYLES = {"ok": "green", "mismatch": "bold red", "not_found": "yellow"}
+STATUS_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "not_found": "not found", "not_exported": "not exported"}
+STATUS_STYLES = {"ok": "green", "mismatch": "bold red", "not_found": "yellow", "not_exported": "dim"}
+UNFUSED_SHOWN = 8
+"""Unfused groups shown one per line; more are counted by reason."""
 
 LEGEND = (
     "Before: the conv's own tensor (none: it has no bias). After: the fused tensor, "
@@ -40,6 +42,8 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     facts.add_column()
     source = document["source"]
     facts.add_row("Model", Text(f"{source['path']} ({source['format']})"))
+    if document.get("fusion"):
+        facts.add_row("As", Text(document["fusion"]))
     facts.add_row("Fused", Text(_groups_text(groups)))
     console.print(facts)
     console.print()
@@ -74,6 +78,8 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
         console.print(table)
         console.print(Text(LEGEND), style="dim")
 
+    _render_left(console, document.get("unfused") or [], document.get("dropped") or [])
+
     written = document.get("written")
     if written:
         console.print()
@@ -87,6 +93,33 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     against = document.get("against")
     if against:
         _render_against(console, against)
+
+
+def _render_left(console, unfused: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> None:
+    """What was not fused (with why) and what the fusion removes, compactly."""
+    from rich.text import Text
+
+    if unfused:
+        console.print()
+        console.print(Text(f"Not fused: {len(unfused)} group{'s' if len(unfused) != 1 else ''}", style="bold"))
+        if len(unfused) <= UNFUSED_SHOWN:
+            for entry in unfused:
+                console.print(Text(f"  {_unfused_name(entry)}: {entry['reason']}"))
+        else:
+            by_reason: dict[str, list[str]] = {}
+            for entry in unfused:
+                by_reason.setdefault(entry["reason"], []).append(_unfused_name(entry))
+            for reason, names in by_reason.items():
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                console.print(Text(f"  {len(names)} ({shown}): {reason}"))
+    if dropped:
+        console.print()
+        for entry in dropped:
+            console.print(Text(f"Removed {entry['module']} ({entry['tensors']} tensors): {entry['reason']}"))
+
+
+def _unfused_name(entry: dict[str, Any]) -> str:
+    return entry.get("module") or " + ".join(entry["sources"])
 
 
 def _groups_text(groups: list[dict[str, Any]]) -> str:
@@ -146,11 +179,21 @@ def against_sentence(against: dict[str, Any]) -> str:
     if not layers:
         return "No fused group to check."
     missing = [layer["fused_name"] for layer in layers if layer["status"] == "not_found"]
-    differing = [layer["fused_name"] for layer in layers if layer["status"] not in ("ok", "not_found")]
-    if not missing and not differing:
-        found = "The fused group was" if len(layers) == 1 else f"All {len(layers)} fused groups were"
-        return f"{found} found in the export and re-computed within tolerance."
+    unused = [layer["fused_name"] for layer in layers if layer["status"] == "not_exported"]
+    differing = [layer["fused_name"] for layer in layers if layer["status"] not in ("ok", "not_found", "not_exported")]
     sentences = []
+    if unused:
+        shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
+        sentences.append(
+            f"{len(unused)} of {len(layers)} fused groups are not in the export at all (it uses none of their "
+            f"layers): {shown}."
+        )
+    if not missing and not differing:
+        checked = len(layers) - len(unused)
+        found = "The fused group was" if checked == 1 else f"All {checked} fused groups were"
+        if unused:
+            found = "The other fused group was" if checked == 1 else f"The other {checked} fused groups were"
+        return " ".join([*sentences, f"{found} found in the export and re-computed within tolerance."])
     if missing:
         sentences.append(f"{len(missing)} of {len(layers)} fused groups not found in the export: {', '.join(missing)}.")
     if differing:
