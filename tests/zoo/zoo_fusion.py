@@ -11,7 +11,8 @@ graphinspect code involved:
 - anything else (torchvision, hand-built): ``torch.nn.utils.fusion`` on every
   Conv/ConvTranspose/Linear whose output feeds only a BatchNorm, found by tracing the
   forward with ``torch.fx`` (the data flow, not names), the BatchNorm replaced by
-  ``nn.Identity`` as ``torch.ao.quantization.fuse_modules`` does.
+  ``nn.Identity`` as ``torch.ao.quantization.fuse_modules`` does (also what
+  ``--fold-all`` adds to timm's fusion: :func:`fuse_traced_pairs` of its result).
 
 Loading a pickled module runs code from the zoo's own files (trusted: the zoo made them).
 """
@@ -60,8 +61,13 @@ def traced_pairs(model: nn.Module) -> list[tuple[str, str]]:
     and nothing else reads that output, from a ``torch.fx`` trace of the forward."""
     import torch.fx
 
+    class BatchNormLeaves(torch.fx.Tracer):
+        # timm's BatchNormAct2d (a BatchNorm2d subclass) would be traced into otherwise.
+        def is_leaf_module(self, module, name):
+            return isinstance(module, nn.modules.batchnorm._BatchNorm) or super().is_leaf_module(module, name)
+
     modules = dict(model.named_modules())
-    graph = torch.fx.symbolic_trace(model).graph
+    graph = BatchNormLeaves().trace(model)
     foldable = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
     pairs = []
     for node in graph.nodes:
