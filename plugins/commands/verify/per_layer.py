@@ -313,15 +313,17 @@ def settle(plans: list[LayerComparison], layers: list) -> str | None:
         errors = [p.max_rel_err for p in inputs if p.max_rel_err is not None]
         plan.input_error = max(errors) if errors else 0.0
         if plan.status == UNPAIRED:
-            new = set(plan.reordered_by).difference(*(p.reordered_by for p in inputs)) if inputs else set()
-            if new or not inputs:
+            # Blame it only when an input after the same reorderings matched as a set: then
+            # the selection is the same and the difference is this layer's.
+            matched = [p for p in inputs if p.status == SAME and set(p.reordered_by) >= set(plan.reordered_by)]
+            if matched:
+                plan.status = DIFFER
+            else:
                 plan.status = NOT_COMPARABLE
                 plan.reason = (
-                    f"after the data-dependent {', '.join(sorted(new or plan.reordered_by))}: {plan.unpaired_rows} "
-                    "rows have no equal partner, and the selection itself may differ: not compared"
+                    f"after the data-dependent {', '.join(plan.reordered_by)}: {plan.unpaired_rows} rows have no "
+                    "equal partner and its inputs' rows were not matched, so the selection itself may differ"
                 )
-            else:
-                plan.status = DIFFER
         if plan.max_rel_err is not None and plan.input_error and np.isfinite(plan.max_rel_err):
             plan.growth = plan.max_rel_err / plan.input_error
         if first is None and plan.status == DIFFER and is_origin(plan, inputs):
