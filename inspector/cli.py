@@ -2,7 +2,9 @@
 
 Every subcommand (``inspect``, ``plugins``, ``diff``, ...) comes from the
 ``graphinspect_subcommands`` hook, built-in ones included. The front end owns only what
-all commands share: ``--version``, ``--debug`` (show tracebacks), ``--no-color``, and the
+all commands share: ``--version``, ``--debug`` (show tracebacks), ``--color
+auto|always|never`` (``--no-color`` is ``--color never``; see
+:func:`inspector.output.wants_color` for ``NO_COLOR``/``FORCE_COLOR``), and the
 rule that any :class:`~inspector.errors.GraphinspectError` (and any unexpected
 exception) ends the command with one line on stderr and exit status 2.
 
@@ -55,7 +57,14 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     default = argparse.SUPPRESS if suppress else False
     parser.add_argument("--debug", action="store_true", default=default, help="show the traceback of an error")
     parser.add_argument(
-        "--no-color", dest="no_color", action="store_true", default=default, help="plain output, no colours or styles"
+        "--color",
+        choices=("auto", "always", "never"),
+        default=argparse.SUPPRESS if suppress else "auto",
+        help="colour the terminal output: auto (default: on a terminal, unless NO_COLOR is set or FORCE_COLOR is), "
+        "always, never; files written with -o are never coloured",
+    )
+    parser.add_argument(
+        "--no-color", dest="no_color", action="store_true", default=default, help="the same as --color never"
     )
 
 
@@ -83,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         from inspector.manager import get_plugin_manager
+        from inspector.output import set_color_mode
 
         plugins = get_plugin_manager()
         parser = build_parser(plugins)
@@ -90,9 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_TROUBLE
-        if args.no_color:
-            os.environ["NO_COLOR"] = "1"
-        return int(args._run(args, plugins))
+        mode = "never" if args.no_color else args.color
+        args.no_color = mode == "never"  # what commands read
+        set_color_mode(mode)
+        try:
+            return int(args._run(args, plugins))
+        finally:
+            set_color_mode("auto")  # main() may run again in the same process (tests, the API)
     except GraphinspectError as exc:
         if debug:
             traceback.print_exc()

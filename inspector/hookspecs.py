@@ -114,7 +114,7 @@ def graphinspect_subcommands() -> Iterable[Subcommand]:
     Called by :meth:`Plugins.subcommands`, once per command-line run: when
     :func:`inspector.cli.build_parser` builds the parser, before the arguments are
     parsed (so ``graphinspect --help`` calls it too). The order is the order of
-    ``--help``; the built-in commands are inspect, diff, fuse, verify, plugins.
+    ``--help``; the built-in commands are inspect, diff, fuse, verify, report, plugins.
 
     Returns :class:`~inspector.records.Subcommand` records,
     ``Subcommand(name, summary, configure_parser, run)``: ``configure_parser(parser)``

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector import ir
+from inspector import ir, progress
 from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
 from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
@@ -266,19 +266,22 @@ class Matcher:
         result = DiffResult(self.source_model, self.target_model)
         result.transform_phrases = {t.name: t.phrase or t.name for t in self.transforms}
         result.transform_explains = {t.name: t.explains for t in self.transforms if t.explains}
-        for layer in self._targets:
-            self._keep(result, self.explain(layer, must_explain=True))
-            _release(layer)
-        # Other constants: first by their names, then (once every named one has taken its
-        # source) against the parameters still unused, then by equal values.
-        leftovers: list[tuple[Layer, bool]] = []
-        for layer in self._others:
-            diff, derivable = self._explain(layer, must_explain=False)
-            if diff.status == UNMATCHED:
-                leftovers.append((layer, derivable))
-            else:
-                self._keep(result, diff)
-            _release(layer)
+        with progress.step("Matching layers", total=len(self._targets) + len(self._others)) as step:
+            for layer in self._targets:
+                self._keep(result, self.explain(layer, must_explain=True))
+                _release(layer)
+                step.advance()
+            # Other constants: first by their names, then (once every named one has taken
+            # its source) against the parameters still unused, then by equal values.
+            leftovers: list[tuple[Layer, bool]] = []
+            for layer in self._others:
+                diff, derivable = self._explain(layer, must_explain=False)
+                if diff.status == UNMATCHED:
+                    leftovers.append((layer, derivable))
+                else:
+                    self._keep(result, diff)
+                _release(layer)
+                step.advance()
         for layer, derivable in leftovers:
             self._settle(result, layer, derivable)
             _release(layer)
@@ -565,6 +568,16 @@ class Matcher:
             if target_param is not None:
                 self.accounting.compared(target_param, target.op_type)
             origin = attempt.reproduction.origins.get(role)
+            errors = None
+            if not comparison.ok:
+                expected = attempt.reproduction.params.get(role)
+                actual = target_param.array() if target_param is not None else None
+                errors = channel_errors(
+                    actual,
+                    expected,
+                    attempt.reproduction.channel_axes.get(role, 0),
+                    attempt.reproduction.channel_groups.get(role, 1),
+                )
             diff.params.append(
                 ParamDiff(
                     name=role,
@@ -580,6 +593,7 @@ class Matcher:
                     bad_channel_count=len(comparison.bad_channels),
                     channel_axis=attempt.reproduction.channel_axes.get(role, 0),
                     tolerance=tolerance,
+                    channel_errors=errors,
                 )
             )
         return diff
@@ -591,6 +605,43 @@ class Matcher:
                 ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.value_range().range)
             )
         return diff
+
+
+def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> list[float] | None:
+    """The largest error of each output channel relative to the tensor's scale,
+    ``max over the channel |t - e| / max|e|`` (the channel's share of ``max_rel_err``;
+    the largest entry is ``max_rel_err``), for a parameter that differs. Channels are
+    counted as :func:`~inspector.compare.bad_channels` counts them (``groups`` for a
+    grouped ConvTranspose); a 1-D tensor has one channel per element. ``actual`` None is
+    an absent tensor (zeros); None when the shapes cannot be compared."""
+    if expected is None:
+        return None
+    e = np.asarray(expected, dtype=np.float64)
+    t = np.zeros_like(e) if actual is None else np.asarray(actual)
+    if t.size != e.size:
+        return None
+    t = t.reshape(e.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(np.subtract(t, e, dtype=np.float64))
+        err[t == e] = 0.0  # the same infinity on both sides
+        err[np.isnan(t) & np.isnan(e)] = 0.0
+        err[np.isnan(err)] = np.inf
+        finite = np.abs(e[np.isfinite(e)])
+        scale = float(finite.max()) if finite.size else 0.0
+        if err.ndim <= 1:
+            per_channel = err.reshape(-1)
+        else:
+            axis = channel_axis % err.ndim if -err.ndim <= channel_axis < err.ndim else 0
+            if groups > 1 and axis == 1 and err.shape[0] % groups == 0:
+                rows = err.reshape(err.shape[0], err.shape[1], -1).max(axis=2)  # (in, out/groups)
+                per_channel = rows.reshape(groups, -1, err.shape[1]).max(axis=1).reshape(-1)
+            else:
+                per_channel = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1).max(axis=1)
+        if scale > 0:
+            relative = per_channel / scale
+        else:
+            relative = np.where(per_channel == 0, 0.0, np.inf)
+    return [float(value) for value in relative]
 
 
 def _release(layer: Layer) -> None:

@@ -4,7 +4,12 @@ Commands render through :func:`emit`, so every command treats ``--format`` and `
 the same way: the reporter is chosen by name (or by the output file's suffix), the
 document is rendered in memory, and only then written through
 :class:`~inspector.output_file.OutputFile` (atomically for regular files, in place for
-devices, FIFOs and sockets), so a failed command leaves nothing half-written.
+devices, FIFOs and sockets), so a failed command leaves nothing half-written. When the
+report goes to a file, the command's verdict line still goes to the terminal, on stderr.
+
+Consoles come from :func:`make_console`: colour per ``--color`` (:func:`set_color_mode`)
+and ``NO_COLOR``/``FORCE_COLOR`` (:func:`wants_color`), rich markup never read. Text from
+a model goes through :func:`visible` before it reaches a terminal.
 """
 
 from __future__ import annotations
@@ -27,34 +32,98 @@ if TYPE_CHECKING:
 
 DEFAULT_FILE_WIDTH = 160
 
+COLOR_MODES = ("auto", "always", "never")
+_color_mode = "auto"
+
+
+def set_color_mode(mode: str) -> None:
+    """The command line's ``--color`` (``--no-color`` is ``never``), for every console made after."""
+    global _color_mode
+    if mode not in COLOR_MODES:
+        raise ValueError(f"colour mode {mode!r} is not one of {COLOR_MODES}")
+    _color_mode = mode
+
+
+def wants_color(stream: TextIO | None) -> bool:
+    """Whether text for ``stream`` is coloured: ``--color always``/``never`` decide; under
+    ``auto`` a non-empty ``NO_COLOR`` turns colour off, a ``FORCE_COLOR`` other than
+    ""/"0"/"false" turns it on (in pipes too), and otherwise only a terminal gets colour.
+    Files written with ``-o`` are never coloured (:func:`emit`)."""
+    if _color_mode != "auto":
+        return _color_mode == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR", "").strip().lower() not in ("", "0", "false"):
+        return True
+    return bool(getattr(stream, "isatty", lambda: False)())
+
 
 def make_console(stream: TextIO | None = None, *, color: bool | None = None, width: int | None = None) -> "Console":
     """A rich Console on ``stream`` (stdout by default).
 
-    Colour is off when ``color`` is False, when ``NO_COLOR`` is set, or when the stream
-    is not a terminal. The width is ``width``, else ``COLUMNS``, else the terminal's,
-    else :data:`DEFAULT_FILE_WIDTH` for files and pipes (tables are wide).
+    Colour: ``color`` when given, else :func:`wants_color`. The width is ``width``, else
+    ``COLUMNS``, else the terminal's, else :data:`DEFAULT_FILE_WIDTH` for files and pipes
+    (tables are wide). Rich markup and emoji codes are off: text that comes from a model
+    ("[link=...]", "[/]") is printed as it is, never interpreted; control characters in
+    it are the caller's to make :func:`visible`.
     """
     from rich.console import Console
 
     stream = stream if stream is not None else sys.stdout
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
     if color is None:
-        color = is_tty and not os.environ.get("NO_COLOR")
+        color = wants_color(stream)
     if width is None:
         env_width = os.environ.get("COLUMNS", "")
-        width = int(env_width) if env_width.isdigit() else (None if is_tty else DEFAULT_FILE_WIDTH)
-    return Console(
+        width = (
+            int(env_width) if env_width.isdigit() and int(env_width) > 0 else (None if is_tty else DEFAULT_FILE_WIDTH)
+        )
+    console = Console(
         file=stream,
         width=width,
         no_color=not color,
         color_system="auto" if color else None,
         force_terminal=color if color else False,
+        markup=False,
         highlight=False,
         emoji=False,
         soft_wrap=False,
         legacy_windows=False,
     )
+    if color and console.color_system is None:
+        console = Console(  # TERM=dumb or unset, and colour asked for: the 16 standard colours
+            file=stream,
+            width=width,
+            color_system="standard",
+            force_terminal=True,
+            markup=False,
+            highlight=False,
+            emoji=False,
+            soft_wrap=False,
+            legacy_windows=False,
+        )
+    return console
+
+
+def visible(text: str) -> str:
+    """``text`` with every character that is not printable shown as its escape: an ESC
+    as ``\\x1b``, a newline as ``\\n``, a right-to-left override as ``\\u202e``. Names and
+    messages from a model go through it before they reach a terminal, so a model can
+    neither move the cursor, recolour nor erase a line, nor start a new one. Cheap for
+    the usual printable text (one C-level check)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def say(line: str, style: str = "") -> None:
+    """One line on stderr (styled when stderr gets colour): what a command tells the
+    person at the terminal beside its report, such as the verdict when ``-o`` took the
+    report to a file. The line is made :func:`visible`."""
+    from rich.text import Text
+
+    console = make_console(sys.stderr, width=10_000)
+    console.print(Text(visible(line), style=style), soft_wrap=True)
 
 
 def choose_format(
@@ -76,18 +145,29 @@ def choose_format(
 
 
 def emit(
-    document: dict[str, Any], fmt: str, output: OutputFile | None, plugins: "Plugins", options: dict[str, Any]
+    document: dict[str, Any],
+    fmt: str,
+    output: OutputFile | None,
+    plugins: "Plugins",
+    options: dict[str, Any],
+    verdict: tuple[str, str] | None = None,
 ) -> None:
     """Render ``document`` with the reporter ``fmt`` to stdout (``output`` None or ``-``)
-    or, once rendered whole, to ``output``."""
+    or, once rendered whole, to ``output`` (without colour, whatever ``--color`` says).
+
+    ``verdict`` is a command's verdict line and its rich style: when the report goes to
+    a file, that line still goes to the terminal, on stderr (so that stdout stays empty
+    for scripts, and clean when ``-o`` is a file and a pipe reads stdout)."""
     reporter = plugins.reporter(fmt, document["schema"])
     if output is None or output.is_stdout:
         reporter.render(document, sys.stdout, options)
         sys.stdout.flush()
         return
     buffer = io.StringIO()
-    reporter.render(document, buffer, {**options, "to_file": True})
+    reporter.render(document, buffer, {**options, "to_file": True, "color": False})
     output.write_text(buffer.getvalue())
+    if verdict is not None:
+        say(f"{verdict[0]}; report written to {output.given}", verdict[1])
 
 
 def prepare_output(given: str | None, inputs=(), option: str = "-o") -> OutputFile | None:

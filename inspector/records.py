@@ -65,8 +65,9 @@ class Reporter:
     ``render(document, stream, options)`` writes to a text stream; ``options`` holds the
     command's presentation settings, which a reporter reads with ``options.get`` and may
     ignore: ``color`` (False for ``--no-color``, None to decide from the stream) and
-    ``to_file`` (True when the text goes to an ``-o`` file); the built-in tables also
-    honour a ``width`` when one is given. Narrowing (``--only-problems``, ``--layer``)
+    ``to_file`` (True when the text goes to an ``-o`` file; colour is then off); the
+    built-in tables also honour a ``width`` and a ``height`` when given, and the diff
+    table ``all`` (every layer) and ``quiet`` (the verdict line only). Narrowing (``--only-problems``, ``--layer``)
     is done in the document before it is rendered. ``schemas`` lists the document
     schemas it understands, as names or shell-style patterns (``"graphinspect/diff@1"``,
     ``"graphinspect/*"`` for every document); ``suffixes`` the file endings that select

@@ -35,7 +35,9 @@ added, never renamed or removed, within a major version)::
                      "reproduced_range": [lo, hi] | null,
                      "max_abs_err": float | null, "max_rel_err": float | null,
                      "status": "ok" | "mismatch" | "unmatched",
-                     "bad_channels": [int, ...], "bad_channel_count": int}]}
+                     "bad_channels": [int, ...], "bad_channel_count": int,
+                     "channel_errors": null | {"channels": int, "per_entry": int,
+                                               "max_rel_err": [float | null, ...]}}]}
       ],
       "unmatched_source": ["<module path>", ...],
       "constants": [{"tensor", "op", "layer", "elements", "reason"}],   # no parameters, and why
@@ -45,7 +47,12 @@ added, never renamed or removed, within a major version)::
 
 ``max_rel_err`` is ``max|t - e| / max|e|`` (error relative to the tensor's scale);
 ``bad_channels`` holds at most :data:`MAX_LISTED_CHANNELS` channel indices,
-``bad_channel_count`` all of them. Non-finite floats are written as null.
+``bad_channel_count`` all of them. ``channel_errors`` (a parameter that differs only,
+else null) is each output channel's largest error relative to the tensor's scale, in
+channel order: entry ``i`` covers channels ``i * per_entry`` to ``(i + 1) * per_entry - 1``
+(``per_entry`` is 1 up to :data:`MAX_CHANNEL_ERRORS` channels; beyond, neighbouring
+channels share an entry holding their largest error, so the list stays that short).
+Non-finite floats are written as null.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from inspector.results import (
 
 SCHEMA = "graphinspect/diff@1"
 MAX_LISTED_CHANNELS = 20
+MAX_CHANNEL_ERRORS = 1024
 
 
 def build_document(result: DiffResult, rtol: float | None = None, atol: float | None = None) -> dict[str, Any]:
@@ -153,7 +161,17 @@ def _param_entry(param: ParamDiff) -> dict[str, Any]:
         "status": param.status,
         "bad_channels": list(param.bad_channels[:MAX_LISTED_CHANNELS]),
         "bad_channel_count": param.bad_channel_count,
+        "channel_errors": channel_errors_entry(param.channel_errors),
     }
+
+
+def channel_errors_entry(errors: list[float] | None) -> dict[str, Any] | None:
+    """Per-channel errors, at most :data:`MAX_CHANNEL_ERRORS` entries (see the module docstring)."""
+    if errors is None:
+        return None
+    per_entry = max(1, -(-len(errors) // MAX_CHANNEL_ERRORS))
+    entries = [max(errors[start : start + per_entry]) for start in range(0, len(errors), per_entry)]
+    return {"channels": len(errors), "per_entry": per_entry, "max_rel_err": entries}
 
 
 def _pair(value: tuple[float, float] | None) -> list[float] | None:

@@ -72,6 +72,9 @@ class ParamDiff:
     bad_channel_count: int = 0
     channel_axis: int = 0
     tolerance: Tolerance | None = None
+    channel_errors: list[float] | None = None
+    """Per output channel, ``max|t - e| / max|e|`` over the channel; only for a
+    parameter that differs (see :func:`inspector.match.channel_errors`)."""
 
 
 @dataclass(slots=True)

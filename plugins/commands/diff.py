@@ -6,20 +6,27 @@ reporter plugin (``--format``; by default a rich table). Exit status like diff(1
 0 faithful, 1 differs or incomplete, 2 trouble.
 
 ``--only-problems`` and ``--layer GLOB`` narrow the listed layers in every format; the
-summary and verdict always cover the whole model.
+summary and verdict always cover the whole model. The table lists the layers that are
+fine up to a screenful (``--all``: every one); ``--quiet`` prints the verdict line only.
+With ``-o FILE`` the report goes to the file and the verdict line to stderr. Loading and
+matching show progress on stderr when they take more than a moment (a terminal only).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 
+from inspector import progress
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
 from inspector.diff import diff_models
+from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Subcommand
 from inspector.report import SCHEMA, build_document
 from inspector.results import OK
+from plugins.reports._wording import VERDICT_STYLES, verdict_line
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
 
@@ -29,7 +36,11 @@ def configure_parser(parser) -> None:
         "source", help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)"
     )
     parser.add_argument("target", help="its export (.onnx)")
-    parser.add_argument("--format", help="table (default), json, markdown, html, or a reporter plugin's format")
+    parser.add_argument(
+        "--format",
+        help="table (default), json, markdown, html, junit, sarif, github, model-explorer, "
+        "or a reporter plugin's format",
+    )
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE (format from its suffix unless --format)"
     )
@@ -46,18 +57,34 @@ def configure_parser(parser) -> None:
     parser.add_argument(
         "--layer", metavar="GLOB", action="append", help="list only layers whose ONNX or PyTorch name matches GLOB"
     )
+    parser.add_argument(
+        "--all", action="store_true", help="table: list every layer that is fine (by default: up to a screenful)"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print the verdict line only (the exit status says the same); with -o the file still gets the report",
+    )
 
 
 def run(args, plugins) -> int:
     output = prepare_output(args.output, inputs=[args.source, args.target])
     fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
-    source, target = plugins.load_pair(args.source, args.target)
-    if output is not None:
-        output.protect([*source.files, *target.files])
-    result = diff_models(plugins, source, target, rtol=args.rtol, atol=args.atol)
+    to_stdout = output is None or output.is_stdout
+    if args.quiet and to_stdout and fmt != "table":
+        raise UsageError(f"--quiet prints the verdict line only, not a {fmt} report; add -o FILE to write one")
+    with progress.shown(enabled=not args.quiet):
+        with progress.step(f"Loading {os.path.basename(args.source)} and {os.path.basename(args.target)}"):
+            source, target = plugins.load_pair(args.source, args.target)
+        if output is not None:
+            output.protect([*source.files, *target.files])
+        result = diff_models(plugins, source, target, rtol=args.rtol, atol=args.atol)
     document = build_document(result, rtol=args.rtol, atol=args.atol)
     document["layers"] = select_layers(document["layers"], args.only_problems, args.layer)
-    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
+    options = {"color": False if args.no_color else None, "all": args.all, "quiet": args.quiet}
+    verdict = (verdict_line(document), VERDICT_STYLES.get(document["summary"]["verdict"], "bold"))
+    emit(document, fmt, output, plugins, options, verdict=verdict)
     return EXIT_BY_VERDICT[result.verdict]
 
 

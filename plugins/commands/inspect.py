@@ -12,14 +12,17 @@ Builds the ``graphinspect/inspect@1`` document::
 
 and renders it as a rich summary and table (``--format table``, the default) or JSON.
 Statistics are over finite values; NaN/Inf are counted. Only layers with parameters are
-listed unless ``--all`` is given.
+listed unless ``--all`` is given. Loading and reading the statistics show progress on
+stderr when they take more than a moment (a terminal only; see :mod:`inspector.progress`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from typing import Any
 
+from inspector import progress
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer, Model, TensorInfo
 from inspector.output import (
@@ -31,6 +34,7 @@ from inspector.output import (
     fmt_float,
     make_console,
     prepare_output,
+    visible,
 )
 from inspector.records import Reporter, Subcommand
 
@@ -48,10 +52,12 @@ def configure_parser(parser) -> None:
 def run(args, plugins) -> int:
     output = prepare_output(args.output, inputs=[args.model])
     fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
-    model = plugins.load_model(args.model)
-    if output is not None:
-        output.protect(model.files)
-    document = build_document(model, include_all=args.all, globs=args.layer)
+    with progress.shown():
+        with progress.step(f"Loading {os.path.basename(args.model)}"):
+            model = plugins.load_model(args.model)
+        if output is not None:
+            output.protect(model.files)
+        document = build_document(model, include_all=args.all, globs=args.layer)
     emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
     return 0
 
@@ -76,7 +82,11 @@ def build_document(model: Model, include_all: bool = False, globs: list[str] | N
         "metadata": dict(model.metadata),
         "details": _plain(model.details),
     }
-    document["layers"] = [_layer_entry(layer) for layer in layers]
+    with progress.step("Reading parameter statistics", total=len(layers)) as step:
+        document["layers"] = []
+        for layer in layers:
+            document["layers"].append(_layer_entry(layer))
+            step.advance()
     return document
 
 
@@ -128,143 +138,131 @@ def _plain(value: Any) -> Any:
 
 
 def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
-    """The inspect document as a rich summary plus one table row per parameter."""
-    from rich.table import Table
-    from rich.text import Text
+    """The inspect document as text: the model's facts, then one row per parameter.
+
+    One wide table (the layer's name, kind and type on its first parameter row) when it
+    fits the width; else each layer is a heading line over its parameter rows, and when
+    those still do not fit, whole columns are left out (Mean, then Std, then Dtype) and a
+    line says which. Nothing is cropped. Every string from the model is shown
+    :func:`~inspector.output.visible` and never read as markup."""
+    from plugins.reports._columns import Painter, dropped_text, fit, header_lines, measure, row_line, wrap
 
     console = make_console(stream, color=options.get("color"), width=options.get("width"))
+    paint = Painter(console)
+    width = console.width
     model = document["model"]
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
-    summary.add_row("Model", Text(model["path"]))
-    summary.add_row("Format", model["format"])
-    wrapper = model["details"].get("wrapper_key")
-    if wrapper:
-        keys = ", ".join(str(key) for key in model["details"].get("checkpoint_keys", []))
-        summary.add_row("Checkpoint", Text(f"a dict; the model is under {wrapper!r} (keys: {keys})"))
-    if model["producer"]:
-        summary.add_row("Producer", model["producer"])
-    opset = model["details"].get("opset")
-    if isinstance(opset, dict) and opset:
-        summary.add_row("Opset", ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in opset.items()))
-    summary.add_row("Layers", f"{model['layers']} ({model['param_layers']} with parameters)")
-    summary.add_row(
-        "Parameters",
-        f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})",
-    )
-    if model["dtypes"]:
-        summary.add_row(
-            "Dtypes", ", ".join(f"{dtype} {fmt_count(count)}" for dtype, count in sorted(model["dtypes"].items()))
-        )
-    for kind, infos in (("Inputs", model["inputs"]), ("Outputs", model["outputs"])):
-        if infos:
-            summary.add_row(kind, Text(", ".join(_describe_tensor(info) for info in infos)))
-    for key, value in model["metadata"].items():
-        text = str(value)
-        summary.add_row(Text(f"  {key}"), Text(text if len(text) <= 100 else text[:97] + "..."))
-    console.print(summary)
-    console.print()
+    facts = _facts(model)
+    label_width = max(len(label) for label, _ in facts)
+    out: list[str] = []
+    for label, value in facts:
+        out += wrap([(label.ljust(label_width), "bold"), "  " + visible(value)], width, label_width + 2, paint)
+    out.append("")
 
-    rows = [(layer, _param_cells(param)) for layer in document["layers"] for param in layer["params"] or [None]]
-    natural = sum(
-        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) + 2
-        for i, (header, _) in enumerate(_PARAM_HEADERS)
-    ) + sum(
-        max([len(header)] + [len(str(layer[key])) for layer, _ in rows]) + 2
-        for header, key in (("Layer", "name"), ("Kind", "kind"), ("Type", "op_type"))
-    )
-    if natural <= console.width:
-        console.print(_wide_table(rows))
-    else:
-        _print_stacked(console, document["layers"], rows)
-
-
-_PARAM_HEADERS = (
-    ("Param", "left"),
-    ("Shape", "left"),
-    ("Dtype", "left"),
-    ("Min", "right"),
-    ("Max", "right"),
-    ("Mean", "right"),
-    ("Std", "right"),
-    ("NaN/Inf", "right"),
-)
-
-
-def _param_cells(param: dict[str, Any] | None) -> list:
-    from rich.text import Text
-
-    if param is None:
-        return [""] * len(_PARAM_HEADERS)
-    bad = param["nan"] + param["inf"]
-    return [
-        Text(param["name"]),
-        "x".join(str(d) for d in param["shape"]) or "scalar",
-        param["dtype"],
-        fmt_float(param["min"]),
-        fmt_float(param["max"]),
-        fmt_float(param["mean"]),
-        fmt_float(param["std"]),
-        Text(f"{param['nan']}/{param['inf']}", style="red" if bad else ""),
-    ]
-
-
-def _wide_table(rows):
-    """One row per parameter; the layer's columns on its first row only."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header, justify in (("Layer", "left"), ("Kind", "left"), ("Type", "left"), *_PARAM_HEADERS):
-        table.add_column(header, justify=justify, no_wrap=True)
+    layers = document["layers"]
+    rows = [(layer, _param_cells(param)) for layer in layers for param in layer["params"] or [None]]
+    wide_columns = (*_LAYER_COLUMNS, *_PARAM_COLUMNS)
+    wide_rows = []
     previous = None
     for layer, cells in rows:
         first = layer is not previous
         previous = layer
-        table.add_row(
-            Text(layer["name"]) if first else "",
-            layer["kind"] if first else "",
-            Text(layer["op_type"]) if first else "",
-            *cells,
+        names = [visible(layer["name"]), visible(layer["kind"]), visible(layer["op_type"])] if first else ["", "", ""]
+        wide_rows.append([(names[0], "bold"), names[1], (names[2], "dim"), *cells])
+    widths = measure(wide_columns, wide_rows)
+    if sum(widths) + 2 * (len(widths) - 1) <= width:
+        kept = list(range(len(wide_columns)))
+        out += header_lines(wide_columns, widths, kept, paint)
+        out += [row_line(wide_columns, widths, kept, row, paint) for row in wide_rows]
+    else:
+        param_rows = [[("  " + cells[0][0], cells[0][1]), *cells[1:]] for _, cells in rows]
+        widths = measure(_PARAM_COLUMNS, param_rows)
+        kept = fit(_PARAM_COLUMNS, widths, width)
+        if len(kept) < len(_PARAM_COLUMNS):
+            out.append(paint(f"(not shown at {width} columns: {dropped_text(_PARAM_COLUMNS, kept)})", "dim"))
+        out.append(paint("Layer  Kind  Type", "bold"))
+        out += header_lines(_PARAM_COLUMNS, widths, kept, paint)
+        previous = None
+        for (layer, cells), row in zip(rows, param_rows):
+            if layer is not previous:
+                heading = [
+                    (visible(layer["name"]), "bold"),
+                    "  " + visible(layer["kind"]),
+                    ("  " + visible(layer["op_type"]), "dim"),
+                ]
+                out += wrap(heading, width, 2, paint)
+                previous = layer
+            if cells[0][0]:
+                out.append(row_line(_PARAM_COLUMNS, widths, kept, row, paint))
+    stream.write("\n".join(out) + "\n")
+
+
+def _facts(model: dict[str, Any]) -> list[tuple[str, str]]:
+    """The summary above the table: (label, value) pairs, metadata entries indented."""
+    facts = [("Model", model["path"]), ("Format", model["format"])]
+    wrapper = model["details"].get("wrapper_key")
+    if wrapper:
+        keys = ", ".join(str(key) for key in model["details"].get("checkpoint_keys", []))
+        facts.append(("Checkpoint", f"a dict; the model is under {wrapper!r} (keys: {keys})"))
+    if model["producer"]:
+        facts.append(("Producer", model["producer"]))
+    opset = model["details"].get("opset")
+    if isinstance(opset, dict) and opset:
+        facts.append(("Opset", ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in opset.items())))
+    facts.append(("Layers", f"{model['layers']} ({model['param_layers']} with parameters)"))
+    facts.append(
+        (
+            "Parameters",
+            f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})",
         )
-    return table
+    )
+    if model["dtypes"]:
+        facts.append(
+            ("Dtypes", ", ".join(f"{dtype} {fmt_count(count)}" for dtype, count in sorted(model["dtypes"].items())))
+        )
+    for kind, infos in (("Inputs", model["inputs"]), ("Outputs", model["outputs"])):
+        if infos:
+            facts.append((kind, ", ".join(_describe_tensor(info) for info in infos)))
+    for key, value in model["metadata"].items():
+        text = visible(str(value))
+        facts.append((f"  {visible(str(key))}", text if len(text) <= 100 else text[:97] + "..."))
+    return facts
 
 
-def _print_stacked(console, layers, rows) -> None:
-    """For narrow consoles: each layer's name on a line of its own, its parameters under
-    it, every block with the same column widths so the numbers stay aligned."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+def _columns():
+    from plugins.reports._columns import Column
 
-    widths = [
-        max([len(header)] + [len(str(cells[i])) for _, cells in rows]) for i, (header, _) in enumerate(_PARAM_HEADERS)
+    layer = (Column("Layer"), Column("Kind"), Column("Type"))
+    params = (
+        Column("Param"),
+        Column("Shape"),
+        Column("Dtype", drop=1),
+        Column("Min", right=True),
+        Column("Max", right=True),
+        Column("Mean", right=True, drop=3),
+        Column("Std", right=True, drop=2),
+        Column("NaN/Inf", right=True),
+    )
+    return layer, params
+
+
+_LAYER_COLUMNS, _PARAM_COLUMNS = _columns()
+
+
+def _param_cells(param: dict[str, Any] | None) -> list:
+    """A parameter's cells as (text, style); a layer without parameters gets blanks."""
+    if param is None:
+        return [("", "")] * len(_PARAM_COLUMNS)
+    bad = param["nan"] + param["inf"]
+    return [
+        (visible(param["name"]), ""),
+        ("x".join(str(d) for d in param["shape"]) or "scalar", ""),
+        (visible(param["dtype"]), ""),
+        (fmt_float(param["min"]), ""),
+        (fmt_float(param["max"]), ""),
+        (fmt_float(param["mean"]), ""),
+        (fmt_float(param["std"]), ""),
+        (f"{param['nan']}/{param['inf']}", "red" if bad else ""),
     ]
-    widths[0] += 2  # parameters are indented under their layer
-
-    def block(show_header: bool) -> Table:
-        table = Table(
-            header_style="bold",
-            box=box.SIMPLE_HEAD if show_header else None,
-            pad_edge=False,
-            show_header=show_header,
-            show_edge=False,
-        )
-        for (header, justify), width in zip(_PARAM_HEADERS, widths):
-            table.add_column(header, justify=justify, no_wrap=True, min_width=width, max_width=width)
-        return table
-
-    console.print(block(show_header=True))
-    for layer in layers:
-        console.print(Text.assemble((layer["name"], "bold"), "  ", layer["kind"], " ", (layer["op_type"], "dim")))
-        table = block(show_header=False)
-        for owner, cells in rows:
-            if owner is layer and any(str(cell) for cell in cells):
-                table.add_row(Text.assemble("  ", cells[0]), *cells[1:])
-        if table.row_count:
-            console.print(table)
 
 
 def _describe_tensor(info: dict[str, Any]) -> str:

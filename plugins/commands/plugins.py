@@ -15,7 +15,7 @@ from typing import Any
 
 from inspector.hookspecs import hookimpl
 from inspector.manager import DISABLE_AUTOLOAD_ENV
-from inspector.output import choose_format, document_header, emit, make_console, prepare_output
+from inspector.output import choose_format, document_header, emit, make_console, prepare_output, visible
 from inspector.records import Reporter, Subcommand
 
 SCHEMA = "graphinspect/plugins@1"
@@ -37,25 +37,40 @@ def run(args, plugins) -> int:
 
 
 def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
-    from rich.table import Table
-    from rich.text import Text
+    """One row per plugin when the table fits the width; else each plugin on a line of
+    its own with its hooks wrapped under it. Names come from installed packages' entry
+    points: shown :func:`~inspector.output.visible`, never read as markup."""
+    from plugins.reports._columns import Column, Painter, header_lines, measure, row_line, wrap
 
     console = make_console(stream, color=options.get("color"), width=options.get("width"))
-    table = Table(header_style="bold")
-    for header in ("Plugin", "Source", "Distribution", "Version", "Hooks", "Status"):
-        table.add_column(header, overflow="fold")
+    paint = Painter(console)
+    columns = [Column(header) for header in ("Plugin", "Source", "Distribution", "Version", "Status", "Hooks")]
+    rows = []
     for plugin in document["plugins"]:
-        table.add_row(
-            Text(plugin["name"]),
-            plugin["source"],
-            Text(plugin["distribution"] or "-"),
-            Text(plugin["version"] or "-"),
-            ", ".join(hook.removeprefix("graphinspect_") for hook in plugin["hooks"]) or "-",
-            Text(plugin["status"], style="green" if plugin["status"] == "loaded" else "red"),
+        status = visible(plugin["status"])
+        rows.append(
+            [
+                (visible(plugin["name"]), "bold"),
+                visible(plugin["source"]),
+                visible(plugin["distribution"] or "-"),
+                visible(plugin["version"] or "-"),
+                (status, "green" if plugin["status"] == "loaded" else "red"),
+                ", ".join(visible(hook.removeprefix("graphinspect_")) for hook in plugin["hooks"]) or "-",
+            ]
         )
-    console.print(table)
+    widths = measure(columns, rows)
+    out: list[str] = []
+    if sum(widths) + 2 * (len(widths) - 1) <= console.width:
+        kept = list(range(len(columns)))
+        out += header_lines(columns, widths, kept, paint)
+        out += [row_line(columns, widths, kept, row, paint) for row in rows]
+    else:
+        for name, source, distribution, version, status, hooks in rows:
+            out += wrap([name, f"  {source}  {distribution} {version}  ", status], console.width, 4, paint)
+            out += wrap([("    hooks: ", "dim"), hooks], console.width, 4, paint)
     if not document["autoload"]:
-        console.print(f"Third-party plugins were not loaded ({DISABLE_AUTOLOAD_ENV} is set).")
+        out.append(f"Third-party plugins were not loaded ({DISABLE_AUTOLOAD_ENV} is set).")
+    stream.write("\n".join(out) + "\n")
 
 
 @hookimpl

@@ -1,224 +1,304 @@
-"""The ``html`` reporter for the diff document: one self-contained HTML5 page.
+"""The ``html`` reporter for the diff document: one offline page, pictures first.
 
-Renders a ``graphinspect/diff@1`` document (see :mod:`inspector.report`) as a page with
-inline CSS and no external assets or script: a verdict banner coloured by verdict, the
-two models, the summary in words, the counts, the layer table (one ``<tbody>`` per
-layer, classed by status, one row per target parameter), the findings by severity and
-the unused PyTorch layers. Check boxes above the table hide layers by status with CSS
-alone (``:has``); where a browser lacks it, every layer stays shown.
+Renders a ``graphinspect/diff@1`` document (see :mod:`inspector.report`) as one
+self-contained HTML5 page (no network: no URL outside the page, no font, image, style
+sheet or script loaded), top down:
 
-Every string from the document goes through :func:`html.escape`.
+1. the verdict banner with the verdict line and the two models, the summary in words;
+2. the error strip: one bar per layer in graph order, its height the layer's largest
+   relative error on a log scale, with the tolerance line; a mismatch (red) and an
+   unmatched layer (amber, full height) are bands across the strip, named above it;
+3. a card per problem layer: what it is, why (an unmatched layer's reason), the error
+   of each output channel of a mismatched parameter (from ``channel_errors``; the bad
+   channels red and named), and its PyTorch, ONNX and re-computed ranges side by side;
+4. the findings of severity error and warning;
+5. the layer table, sortable (click a header) and filterable (status check boxes, a
+   search field), the errors before the ranges, a small ranges picture on each row and
+   an unmatched layer's reason in its row;
+6. the notes layers share, the info findings, the unused PyTorch layers.
+
+The pictures are inline SVG whose geometry is computed in :mod:`._pictures`; the page is the
+Jinja2 template in :mod:`._html_page`, rendered with autoescaping, so every string
+from the document is escaped (and first made :func:`~inspector.output.visible`).
+Jinja2 is a dependency for this: a well-kept, escaping-by-default template engine is
+smaller and safer than hand-built markup.
 """
 
 from __future__ import annotations
 
-from html import escape
+import math
+import re
+from types import SimpleNamespace
 from typing import Any
 
 from inspector.hookspecs import hookimpl
+from inspector.output import fmt_float, visible
 from inspector.records import Reporter
+from plugins.reports._pictures import STATUS_RANK, channel_bars, layer_error, ranges, strip
 from plugins.reports._wording import (
-    LAYER_HEADERS,
+    PROBLEM_SEVERITIES,
     SCHEMA,
     SEVERITY_TITLES,
     STATUS_LABELS,
     channels_text,
+    counts_text,
     findings_by_severity,
     hidden_layers_text,
+    is_problem,
+    layer_findings,
     layer_param_rows,
+    layer_reasons,
     model_facts,
-    param_cells,
+    note_counts,
+    other_severities,
+    range_text,
+    shared_notes,
+    shown_path,
+    sources_text,
     status_label,
     tolerance_text,
     verdict_label,
+    verdict_line,
 )
 
-STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2328; background: #fff; }
-main { padding: 0 24px 24px; }
-code { font: 12.5px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.verdict { padding: 16px 24px; color: #fff; }
-.verdict h1 { margin: 0 0 4px; font-size: 24px; }
-.verdict p { margin: 0; }
-.verdict code { color: inherit; }
-.verdict.faithful { background: #1a7f37; }
-.verdict.differs { background: #cf222e; }
-.verdict.incomplete { background: #9a6700; }
-.summary { max-width: 110ch; }
-table { border-collapse: collapse; margin: 8px 0 16px; }
-th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.range { white-space: nowrap; font-variant-numeric: tabular-nums; }
-tbody.status-ok td.status { color: #1a7f37; }
-tbody.status-mismatch { background: #ffebe9; }
-tbody.status-mismatch td.status { color: #cf222e; font-weight: bold; }
-tbody.status-unmatched { background: #fff8c5; }
-tbody.status-unmatched td.status { color: #9a6700; }
-tr.param-mismatch td.num { color: #cf222e; font-weight: bold; }
-.where { color: #cf222e; white-space: nowrap; }
-.note { color: #656d76; font-size: 12px; }
-.filter { border: 0; padding: 0; margin: 0; }
-.filter label { margin-right: 12px; }
-body:has(#show-ok:not(:checked)) tbody.status-ok,
-body:has(#show-mismatch:not(:checked)) tbody.status-mismatch,
-body:has(#show-unmatched:not(:checked)) tbody.status-unmatched { display: none; }
-.severity-error { color: #cf222e; }
-.severity-warning { color: #9a6700; }
-.severity-info { color: #0969da; }
-footer { color: #656d76; font-size: 12px; margin-top: 24px; }
-"""
+DEFAULT_RTOL = 1e-4
+"""The tolerance line drawn when the document used the per-dtype defaults: fp32's."""
+
+MAX_CARDS = 12
+"""Problem layers given a card; the others are in the table."""
+
+_template = None
+_BREAKS = re.compile(r"[^/.]*[/.]+|[^/.]+$")
 
 
 def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
     """Write the diff document as one self-contained HTML5 page to ``stream``."""
+    from markupsafe import Markup
+
+    from plugins.reports._html_page import SCRIPT, STYLE
+
     summary = document["summary"]
     verdict = summary["verdict"]
-    source, target = document["source"], document["target"]
-    title = f"graphinspect diff: {verdict_label(verdict)} ({source['path']} vs {target['path']})"
-    out: list[str] = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{STYLE}</style>",
-        "</head>",
-        "<body>",
-        f'<header class="verdict {escape(verdict)}">',
-        f"<h1>graphinspect diff: {escape(verdict_label(verdict))}</h1>",
-        f"<p>{_model(source)} &rarr; {_model(target)}</p>",
-        "</header>",
-        "<main>",
-        "<h2>Summary</h2>",
-        f'<p class="summary">{escape(summary["text"])}</p>',
-    ]
-    out.extend(_counts(document))
-    out.extend(_layer_section(document))
-    out.extend(_findings(document))
-    unmatched = document["unmatched_source"]
-    if unmatched:
-        plural = "s" if len(unmatched) != 1 else ""
-        out.append("<h2>Unmatched PyTorch layers</h2>")
-        out.append(f"<details><summary>{len(unmatched)} PyTorch layer{plural} not used by the export</summary>")
-        out.append("<ul>")
-        out.extend(f"<li><code>{escape(name)}</code></li>" for name in unmatched)
-        out.append("</ul>")
-        out.append("</details>")
-    tool = document["tool"]
-    out.append(
-        f"<footer>Written by {escape(tool['name'])} {escape(tool['version'])} "
-        f"(<code>{escape(document['schema'])}</code>).</footer>"
-    )
-    out.extend(["</main>", "</body>", "</html>"])
-    stream.write("\n".join(out) + "\n")
-
-
-def _model(model: dict[str, Any]) -> str:
-    return f"<code>{escape(model['path'])}</code> {escape(model_facts(model))}"
-
-
-def _counts(document: dict[str, Any]) -> list[str]:
-    summary = document["summary"]
-    rows = [
-        ("matched", summary["matched"]),
-        ("mismatched", summary["mismatched"]),
-        ("unmatched target (ONNX)", summary["unmatched_target"]),
-        ("unmatched source (PyTorch)", summary["unmatched_source"]),
-    ]
-    out = ["<h2>Counts</h2>", '<table class="counts">', "<thead><tr><th></th><th>layers</th></tr></thead>", "<tbody>"]
-    out.extend(f'<tr><td>{escape(label)}</td><td class="num">{count}</td></tr>' for label, count in rows)
-    out.extend(
-        f'<tr><td>by transform: <code>{escape(name)}</code></td><td class="num">{count}</td></tr>'
-        for name, count in summary["by_transform"].items()
-    )
-    out.extend(["</tbody>", "</table>", f"<p>{escape(tolerance_text(document))}</p>"])
-    return out
-
-
-def _layer_section(document: dict[str, Any]) -> list[str]:
-    """The Layers section: the table (or a line saying it is empty) and how many layers
-    the command left out."""
     layers = document["layers"]
-    out = ["<h2>Layers</h2>"]
-    out.extend(_layer_table(layers) if layers else ["<p>No layers to show.</p>"])
-    if hidden_layers_text(document):
-        out.append(f"<p>{escape(hidden_layers_text(document))}.</p>")
-    return out
+    notes = shared_notes(layers)
+    beside = layer_findings(document)
+    problems = [layer for layer in layers if is_problem(layer)]
+    rtol = (document.get("tolerance") or {}).get("rtol")
+    tolerance = (rtol, f"tolerance: rtol {fmt_float(rtol)}") if rtol else (DEFAULT_RTOL, "rtol 1e-4 (fp32 default)")
+    anchors = {id(layer): f"L{index}" for index, layer in enumerate(layers)}
+    source, target = document["source"], document["target"]
+    cwd = options.get("cwd")
+    names = f"{shown_path(source['path'], cwd)} vs {shown_path(target['path'], cwd)}"
+    context = {
+        "title": visible(f"graphinspect diff: {verdict_label(verdict)} ({names})"),
+        "style": Markup(STYLE),
+        "script": Markup(SCRIPT),
+        "verdict": verdict if verdict in ("faithful", "differs", "incomplete") else "differs",
+        "verdict_label": visible(verdict_label(verdict)),
+        "verdict_line": visible(verdict_line(document)),
+        "source": {"path": visible(shown_path(source["path"], cwd)), "facts": model_facts(source)},
+        "target": {"path": visible(shown_path(target["path"], cwd)), "facts": model_facts(target)},
+        "summary": visible(summary["text"]),
+        "counts": visible(counts_text(summary)),
+        "tolerance": tolerance_text(document),
+        "strip": strip(layers, anchors, tolerance) if layers else None,
+        "cards": [
+            _card(layer, anchors[id(layer)], beside.get(layer["target"], []), tolerance)
+            for layer in problems[:MAX_CARDS]
+        ],
+        "problem_count": f"{len(problems)} layer{'s' if len(problems) != 1 else ''}",
+        "more_problems": max(0, len(problems) - MAX_CARDS),
+        "problem_findings": _finding_groups(document, PROBLEM_SEVERITIES),
+        "statuses": [
+            {"name": status, "label": status_label(status), "count": count}
+            for status in STATUS_LABELS
+            if (count := sum(1 for layer in layers if layer["status"] == status))
+        ],
+        "columns": COLUMNS,
+        "rows": [
+            _row(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], []))
+            for index, layer in enumerate(layers)
+        ],
+        "hidden": hidden_layers_text(document),
+        "notes": _notes(layers, notes),
+        "other_findings": _finding_groups(document, other_severities(document)),
+        "unmatched_source": [visible(name) for name in document["unmatched_source"]],
+        "tool": {"name": visible(document["tool"]["name"]), "version": visible(document["tool"]["version"])},
+        "schema": visible(document["schema"]),
+    }
+    stream.write(_page().render(context).lstrip() + "\n")
 
 
-def _layer_table(layers: list[dict[str, Any]]) -> list[str]:
-    """Check boxes by status, then the table: a ``<tbody>`` per layer, so that a layer's
-    rows show or hide together, and one row per parameter."""
-    out = []
-    counts = {status: sum(1 for layer in layers if layer["status"] == status) for status in STATUS_LABELS}
-    out.append('<fieldset class="filter"><legend>Show layers</legend>')
-    for status, count in counts.items():
-        if count:
-            out.append(
-                f'<label><input type="checkbox" id="show-{status}" checked> {escape(status_label(status))} '
-                f"({count})</label>"
+def _page():
+    """The compiled template (compiled once per process)."""
+    global _template
+    if _template is None:
+        from jinja2 import Environment, StrictUndefined
+
+        from plugins.reports._html_page import MACROS, TEMPLATE
+
+        environment = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        _template = environment.from_string(MACROS + TEMPLATE)
+    return _template
+
+
+COLUMNS = [
+    {"title": "#", "sort": "index", "numeric": True},
+    {"title": "Status", "sort": "status", "numeric": True},
+    {"title": "ONNX node", "sort": "name", "numeric": False},
+    {"title": "Op", "sort": "op", "numeric": False},
+    {"title": "Param", "sort": None, "numeric": False},
+    {"title": "max rel err", "sort": "rel", "numeric": True},
+    {"title": "max abs err", "sort": "abs", "numeric": True},
+    {"title": "PyTorch / ONNX / re-computed range", "sort": None, "numeric": False},
+    {"title": "PyTorch module(s)", "sort": None, "numeric": False},
+    {"title": "Transform", "sort": None, "numeric": False},
+]
+"""The layer table's columns; ``sort`` names the ``data-`` attribute a click sorts by."""
+
+
+# ----------------------------------------------------------------- the cards
+
+
+def _breakable(name: str):
+    """A long dotted or slashed name, escaped, with a line break allowed (``<wbr>``)
+    after each "/" and "." and nowhere inside a word."""
+    from markupsafe import Markup, escape
+
+    return Markup("<wbr>").join(escape(part) for part in _BREAKS.findall(name) or [name])
+
+
+def _card(
+    layer: dict[str, Any], anchor: str, findings: list[dict[str, Any]], tolerance: tuple[float, str]
+) -> dict[str, Any]:
+    mismatched = [p for p in layer["params"] if p.get("status") == "mismatch"]
+    sentence = next((f["message"] for f in findings if f["code"] == "mismatch"), "")
+    return {
+        "status": layer["status"],
+        "label": status_label(layer["status"]),
+        "anchor": anchor,
+        "name": visible(layer["target"]),
+        "op": visible(layer["op"]),
+        "sources": visible(sources_text(layer)) if layer["sources"] else "",
+        "transform": visible(layer["transform"] or ""),
+        "reasons": [visible(reason) for reason in layer_reasons(layer, findings)],
+        "sentence": visible(sentence),
+        "channels": [channel_bars(p, tolerance[0]) for p in mismatched if p.get("channel_errors")],
+        "ranges": [ranges(p, 520, 12, 6, labels=True) for p in (mismatched or layer["params"])],
+    }
+
+
+# ----------------------------------------------------------------- the table
+
+_MINI = (120, 8, 5)
+"""A table row's ranges picture: width, bar height, gap."""
+
+
+def _miniranges(param: dict[str, Any]):
+    """The ranges picture of a table row, made here rather than in the template: it is
+    the page's most repeated element (numbers only; the ranges are written beside it)."""
+    from markupsafe import Markup
+
+    picture = ranges(param, *_MINI, labels=False)
+    if picture is None:
+        return ""
+    bars = "".join(
+        f'<rect class="r-{bar["kind"]}" x="{bar["x"]}" y="{bar["y"]}" width="{bar["w"]}" height="{bar["h"]}"/>'
+        for bar in picture["bars"]
+    )
+    width, height, zero = picture["width"], picture["height"], picture["zero"]
+    return Markup(
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-hidden="true">'
+        f'<line class="zero" x1="{zero}" x2="{zero}" y1="0" y2="{height}"/>{bars}</svg>'
+    )
+
+
+def _row(index: int, layer: dict[str, Any], anchor: str, notes: dict[str, int], findings: list[dict[str, Any]]):
+    """One layer of the table, as attributes (the template reads a namespace faster than
+    a dict: this is the page's hot path). Numbers are ours and marked safe as they are."""
+    from markupsafe import Markup
+
+    rel, abs_ = layer_error(layer), layer_error(layer, "max_abs_err")
+    unmatched = layer["status"] == "unmatched"
+    params = []
+    for param in layer_param_rows(layer):
+        if param is None:
+            params.append(
+                SimpleNamespace(
+                    name="", rel="", abs="", source="", target="", reproduced="", ranges="", mismatch=False, where=""
+                )
             )
-    out.append("</fieldset>")
-    out.append('<table class="layers">')
-    out.append("<thead><tr>" + "".join(f"<th>{escape(header)}</th>" for header in LAYER_HEADERS) + "</tr></thead>")
-    for layer in layers:
-        out.append(f'<tbody class="status-{escape(layer["status"])}">')
-        rows = list(layer_param_rows(layer))
-        for position, param in enumerate(rows):
-            mismatched = param is not None and param.get("status") == "mismatch"
-            status = escape(status_label(layer["status"])) if position == 0 else ""
-            if mismatched and channels_text(param):
-                status += f' <span class="where">{escape(channels_text(param))}</span>'
-            cells = [f'<td class="status">{status.strip()}</td>']
-            if position == 0:
-                span = f' rowspan="{len(rows)}"' if len(rows) > 1 else ""
-                sources = "<br>".join(f"<code>{escape(source)}</code>" for source in layer["sources"]) or "-"
-                transform = f"<code>{escape(layer['transform'])}</code>" if layer["transform"] else "-"
-                if layer.get("note"):
-                    transform += f'<br><span class="note">{escape(layer["note"])}</span>'
-                cells += [
-                    f"<td{span}><code>{escape(layer['target'])}</code></td>",
-                    f"<td{span}>{escape(layer['op'])}</td>",
-                    f"<td{span}>{sources}</td>",
-                    f"<td{span}>{transform}</td>",
-                ]
-            if param is None:
-                cells += ["<td>-</td>"] + ["<td></td>"] * 5
-            else:
-                name, *ranges_and_errors = param_cells(param)
-                cells.append(f"<td><code>{escape(name)}</code></td>")
-                cells += [f'<td class="range">{escape(value)}</td>' for value in ranges_and_errors[:3]]
-                cells += [f'<td class="num">{escape(value)}</td>' for value in ranges_and_errors[3:]]
-            row_class = ' class="param-mismatch"' if mismatched else ""
-            out.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
-        out.append("</tbody>")
-    out.append("</table>")
-    return out
+            continue
+        mismatch = param.get("status") == "mismatch"
+        params.append(
+            SimpleNamespace(
+                name=visible(param["name"]),
+                rel=Markup(fmt_float(param.get("max_rel_err"))),
+                abs=Markup(fmt_float(param.get("max_abs_err"))),
+                source=Markup(range_text(param.get("source_range"))),
+                target=Markup(range_text(param.get("target_range"))),
+                reproduced=Markup(range_text(param.get("reproduced_range"))),
+                ranges=_miniranges(param),
+                mismatch=mismatch,
+                where=channels_text(param) if mismatch else "",
+            )
+        )
+    note = layer.get("note") or ""
+    sources = [_breakable(visible(source or "(root module)")) for source in layer["sources"]]
+    return SimpleNamespace(
+        index=index,
+        anchor=anchor,
+        name=visible(layer["target"]),
+        name_html=_breakable(visible(layer["target"])),
+        op=visible(layer["op"]),
+        status=layer["status"] if layer["status"] in STATUS_RANK else "unmatched",
+        status_rank=STATUS_RANK.get(layer["status"], 1),
+        label=visible(status_label(layer["status"])),
+        rel="Infinity" if unmatched else (-1 if rel is None else ("Infinity" if math.isinf(rel) else rel)),
+        abs="Infinity" if unmatched else (-1 if abs_ is None else ("Infinity" if math.isinf(abs_) else abs_)),
+        search=visible(" ".join([layer["target"], layer["op"], *layer["sources"]]).lower()),
+        sources=sources,
+        transform=visible(layer["transform"] or ""),
+        note=visible(note),
+        note_number=notes.get(note),
+        reasons=[visible(reason) for reason in layer_reasons(layer, findings)],
+        span=_rowspan(len(params)),
+        params=params,
+    )
 
 
-def _findings(document: dict[str, Any]) -> list[str]:
-    groups = findings_by_severity(document)
-    if not groups:
-        return []
-    out = ["<h2>Findings</h2>"]
-    for severity, findings in groups:
-        title = SEVERITY_TITLES.get(severity, severity)
-        out.append(f'<h3 class="severity-{escape(severity)}">{escape(title)} ({len(findings)})</h3>')
-        out.append("<ul>")
-        for finding in findings:
-            where = f"<code>{escape(finding['layer'])}</code>: " if finding.get("layer") else ""
-            out.append(f"<li>{where}{escape(finding['message'])} (<code>{escape(finding['code'])}</code>)</li>")
-        out.append("</ul>")
-    return out
+def _rowspan(rows: int):
+    from markupsafe import Markup
+
+    return Markup(f' rowspan="{rows}"') if rows > 1 else ""
+
+
+def _notes(layers: list[dict[str, Any]], notes: dict[str, int]) -> list[dict[str, Any]]:
+    counts = note_counts(layers)
+    return [
+        {"number": number, "text": visible(note), "count": f"{counts[note]} layers"} for note, number in notes.items()
+    ]
+
+
+def _finding_groups(document: dict[str, Any], severities: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "severity": visible(severity),
+            "title": visible(SEVERITY_TITLES.get(severity, severity)),
+            "findings": [
+                {"layer": visible(f["layer"] or ""), "message": visible(f["message"]), "code": visible(f["code"])}
+                for f in findings
+            ],
+        }
+        for severity, findings in findings_by_severity(document, severities, skip_layer_findings=True)
+    ]
 
 
 @hookimpl
 def graphinspect_reporters():
     yield Reporter(
         "html",
-        "One self-contained HTML page: verdict banner, summary, counts, layer table, findings.",
+        "One offline HTML page: verdict, error strip, per-channel errors and ranges of each problem, sortable table.",
         (SCHEMA,),
         render,
         suffixes=(".html", ".htm"),

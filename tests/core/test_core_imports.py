@@ -17,9 +17,12 @@ What counts as an import (decided from what the code does today):
   time): it is how the plugin manager finds the built-ins, and is checked at run time
   below instead.
 
-Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``,
+Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``, ``progress``,
 ``output`` and the package itself) import nothing of the chain, and the front end
-(``manager``, ``hookspecs``, ``cli``, ``__main__``) is imported by no chain module.
+(``manager``, ``hookspecs``, ``cli``, ``__main__``) is imported by no chain module. The
+public Python API on top of everything (``api``, ``testing``, ``pytest_plugin``) may use
+any core module and is imported by none, except the package's lazy ``__getattr__``, which
+loads ``api`` on first use of one of its names.
 
 Known fact, not asserted: ``graphinspect --help`` imports numpy (registering the
 built-in plugins imports ``inspector.ir``, which needs numpy at module level); it does not
@@ -50,8 +53,9 @@ CHAIN = {
     "diff": 5,
     "report": 6,
 }
-HELPERS = {"__init__", "errors", "records", "output_file", "output"}
+HELPERS = {"__init__", "errors", "records", "output_file", "output", "progress"}
 FRONT = {"manager", "hookspecs", "cli", "__main__"}
+API = {"api", "testing", "pytest_plugin"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")
 
 
@@ -171,7 +175,17 @@ def test_the_chain_does_not_know_the_front_end():
 
 
 def test_every_core_module_is_classified():
-    assert set(GRAPH) == set(CHAIN) | HELPERS | FRONT
+    assert set(GRAPH) == set(CHAIN) | HELPERS | FRONT | API
+
+
+def test_only_the_package_reaches_the_api_and_only_lazily():
+    into_api = [
+        (a, b, top)
+        for a, found in GRAPH.items()
+        for module, top, _ in found
+        if module.startswith("inspector.") and (b := module.split(".")[1]) in API and a not in API
+    ]
+    assert into_api == [("__init__", "api", False)]
 
 
 def test_no_core_module_imports_plugins():

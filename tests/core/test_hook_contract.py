@@ -65,7 +65,7 @@ RECORD_TYPES = {
     "Check": Check,
 }
 
-BUILTIN_COMMANDS = ["inspect", "diff", "fuse", "verify", "plugins"]
+BUILTIN_COMMANDS = ["inspect", "diff", "fuse", "verify", "report", "plugins"]
 
 
 @pytest.fixture(autouse=True)

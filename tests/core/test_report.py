@@ -15,7 +15,16 @@ import pytest
 import inspector
 from inspector.ir import BATCHNORM, CONV, IN_OUT, LINEAR, WEIGHT_LAYOUT
 from inspector.output import json_safe
-from inspector.report import MAX_LISTED_CHANNELS, SCHEMA, build_document, describe_mismatch, layer_entry, summary_text
+from inspector.report import (
+    MAX_CHANNEL_ERRORS,
+    MAX_LISTED_CHANNELS,
+    SCHEMA,
+    build_document,
+    channel_errors_entry,
+    describe_mismatch,
+    layer_entry,
+    summary_text,
+)
 from tests.support.layers import bn_stats, diff, layer, per_channel, randn, rng, source, tampered, target
 
 LAYER_FIELDS = {"target", "op", "sources", "transform", "status", "matched_by", "note", "params"}
@@ -31,6 +40,7 @@ PARAM_FIELDS = {
     "status",
     "bad_channels",
     "bad_channel_count",
+    "channel_errors",
 }
 
 
@@ -160,8 +170,17 @@ def test_parameter_entries_carry_ranges_and_errors(case):
     # The conv had no bias: the new bias's source range is the BatchNorm's beta.
     assert (bias["source_tensor"], bias["source_range"]) == ("blk.bn.bias", _range(arrays["bn"]["bias"]))
 
-    fc_weight = document["layers"][1]["params"][0]
+    fc_weight, fc_bias = document["layers"][1]["params"]
     assert (fc_weight["status"], fc_weight["bad_channels"], fc_weight["bad_channel_count"]) == ("mismatch", [2], 1)
+    # Per output channel (axis 1 of the stored (in, out) weight), the largest error over
+    # the channel relative to the whole tensor's scale: channel 2 holds max_rel_err.
+    per_channel_err = np.abs(arrays["stored_fc"].astype(np.float64) - arrays["fc_w"].T).max(axis=0)
+    errors = fc_weight["channel_errors"]
+    assert (errors["channels"], errors["per_entry"]) == (6, 1)
+    assert errors["max_rel_err"] == pytest.approx(list(per_channel_err / np.abs(arrays["fc_w"]).max()), rel=1e-9)
+    assert int(np.argmax(errors["max_rel_err"])) == 2 and max(errors["max_rel_err"]) == fc_weight["max_rel_err"]
+    assert fc_bias["status"] == "ok" and fc_bias["channel_errors"] is None
+    assert weight["channel_errors"] is None  # only a parameter that differs has them
 
     (stray,) = document["layers"][2]["params"]
     assert stray == {
@@ -176,7 +195,21 @@ def test_parameter_entries_carry_ranges_and_errors(case):
         "status": "unmatched",
         "bad_channels": [],
         "bad_channel_count": 0,
+        "channel_errors": None,
     }
+
+
+def test_channel_errors_stay_short_for_wide_layers():
+    """Up to MAX_CHANNEL_ERRORS channels one entry each; beyond, neighbours share an
+    entry holding their largest error, and the list never grows past the limit."""
+    assert channel_errors_entry(None) is None
+    small = [0.1, 0.5, 0.2]
+    assert channel_errors_entry(small) == {"channels": 3, "per_entry": 1, "max_rel_err": small}
+    wide = [float(i % 7) for i in range(3 * MAX_CHANNEL_ERRORS + 1)]
+    entry = channel_errors_entry(wide)
+    per = entry["per_entry"]
+    assert per == 4 and entry["channels"] == len(wide) and len(entry["max_rel_err"]) <= MAX_CHANNEL_ERRORS
+    assert entry["max_rel_err"] == [max(wide[i : i + per]) for i in range(0, len(wide), per)]
 
 
 def test_unused_sources_and_findings(case):
@@ -332,3 +365,32 @@ def test_the_incomplete_sentence():
         "0 of 4 parameter elements re-computed. "
         "The diff is incomplete: some ONNX parameters could not be explained."
     )
+
+
+def test_channel_errors_per_output_channel():
+    """Each channel's largest error over the tensor's scale, channels counted the way
+    bad channels are (a grouped ConvTranspose's along axis 1 across its groups)."""
+    from inspector.compare import bad_channels
+    from inspector.match import channel_errors
+
+    r = rng(3)
+    expected = randn(r, 4, 3, 2, 2).astype(np.float64)
+    actual = expected.copy()
+    actual[2, 1, 0, 0] += 0.5
+    scale = np.abs(expected).max()
+    errors = channel_errors(actual, expected, 0)
+    assert errors == pytest.approx([0.0, 0.0, 0.5 / scale, 0.0], abs=1e-12)
+
+    # groups=2, weight (in=4, out/groups=3, kh, kw): element (3, 1) is output channel 1*3 + 1.
+    assert channel_errors(expected.copy(), expected, 1, 2) == [0.0] * 6
+    moved = expected.copy()
+    moved[3, 1, 1, 0] -= 0.25
+    grouped = channel_errors(moved, expected, 1, 2)
+    assert len(grouped) == 6 and grouped[4] == pytest.approx(0.25 / scale)
+    assert [i for i, value in enumerate(grouped) if value > 0] == bad_channels(moved != expected, 1, 2) == [4]
+
+    # NaN against NaN is no error, NaN against a number is an infinite one; no source: zeros.
+    nan_expected = np.array([1.0, np.nan, 2.0])
+    assert channel_errors(np.array([1.0, np.nan, np.nan]), nan_expected) == [0.0, 0.0, np.inf]
+    assert channel_errors(None, np.array([0.0, 2.0])) == pytest.approx([0.0, 1.0])
+    assert channel_errors(np.zeros(3), np.zeros(4)) is None

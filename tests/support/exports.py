@@ -320,6 +320,7 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
                     "status",
                     "bad_channels",
                     "bad_channel_count",
+                    "channel_errors",
                 },
             )
             assert isinstance(entry["name"], str) and isinstance(entry["target_tensor"], str), at
@@ -333,6 +334,16 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
             assert isinstance(entry["bad_channels"], list) and all(_count(c) for c in entry["bad_channels"]), at
             assert len(entry["bad_channels"]) <= 20 and _count(entry["bad_channel_count"]), at
             assert entry["bad_channel_count"] >= len(entry["bad_channels"]), at
+            errors = entry["channel_errors"]
+            assert errors is None or entry["status"] == "mismatch", at  # only a parameter that differs
+            if errors is not None:
+                _keys(f"{at}.channel_errors", errors, {"channels", "per_entry", "max_rel_err"})
+                values = errors["max_rel_err"]
+                assert _count(errors["channels"]) and _count(errors["per_entry"]) and errors["per_entry"] >= 1, at
+                assert len(values) <= 1024 and len(values) == -(-errors["channels"] // errors["per_entry"]), at
+                assert all(v is None or (_number(v) and v >= 0) for v in values), at
+                if entry["max_rel_err"] is not None and None not in values:
+                    assert max(values) == entry["max_rel_err"], at
             if layer["status"] == "unmatched":
                 assert entry["status"] == "unmatched" and entry["max_abs_err"] is None, at
             else:
