@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from samples import lookalikes  # noqa: E402
+from tests.support.schemas import schema_errors  # noqa: E402
 
 IMAGE = (1, 3, 16, 16)
 
@@ -104,9 +105,12 @@ class TimmNet(nn.Module):
 
 
 def _fuse(cli, *args: str) -> tuple[int, dict]:
+    """Run fuse for its JSON document, which must validate against the shipped schema."""
     code, out, err = cli("fuse", *args, "--format", "json")
     assert code in (0, 1), err
-    return code, json.loads(out)
+    document = json.loads(out)
+    assert schema_errors(document) == []
+    return code, document
 
 
 def _unfused_sources(document: dict) -> list[list[str]]:

@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 
 from samples import lookalikes  # noqa: E402
+from tests.support.schemas import schema_errors  # noqa: E402
 from tests.zoo.zoo_variants import reverse_topk, scale_channel  # noqa: E402
 
 SELECT = textwrap.dedent(
@@ -63,9 +64,12 @@ def _export(model, path: Path, example) -> Path:
 
 
 def _verify(cli, *args: str) -> tuple[int, dict]:
+    """Run verify for its JSON document, which must validate against the shipped schema."""
     code, out, err = cli("verify", *args, "--format", "json")
     assert code in (0, 1), err
-    return code, json.loads(out)
+    document = json.loads(out)
+    assert schema_errors(document) == []
+    return code, document
 
 
 def _scale_matmul_column(source: Path, target: Path, node_name: str, column: int, factor: float) -> None:

@@ -67,9 +67,11 @@ branch conv (the kxk one).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from inspector import progress
 from inspector.diff import diff_models
 from inspector.errors import InputError, UsageError
 from inspector.hookspecs import hookimpl
@@ -129,7 +131,16 @@ def configure_parser(parser) -> None:
 def run(args, plugins) -> int:
     weights, report = _prepare_outputs(args)
     fmt = choose_format(args.format, report, plugins, SCHEMA, default="table")
-    model = plugins.load_model(args.model)
+    with progress.shown():
+        document, ok = _fuse(args, plugins, weights, report)
+    emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
+    return 0 if ok else 1
+
+
+def _fuse(args, plugins, weights: OutputFile | None, report: OutputFile | None) -> tuple[dict[str, Any], bool]:
+    """Load, plan, fuse, write the weights, check against the export: (the document, all ok)."""
+    with progress.step(f"Loading {os.path.basename(args.model)}"):
+        model = plugins.load_model(args.model)
     for output in (weights, report):
         if output is not None:
             output.protect(model.files)
@@ -140,7 +151,8 @@ def run(args, plugins) -> int:
 
     result = None
     if args.against:
-        target = plugins.load_model(args.against)
+        with progress.step(f"Loading {os.path.basename(args.against)}"):
+            target = plugins.load_model(args.against)
         if target.format != "onnx":
             raise InputError(args.against, f"is not an ONNX model ({target.format}); --against takes the export")
         for output in (weights, report):
@@ -162,8 +174,7 @@ def run(args, plugins) -> int:
         written = {"path": args.weights, "format": write_weights(weights, state), "tensors": len(state)}
 
     document = build_document(model, listed, written, against, planned)
-    emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
-    return 0 if against is None or all_ok(against) else 1
+    return document, against is None or all_ok(against)
 
 
 def build_document(

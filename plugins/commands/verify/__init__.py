@@ -63,8 +63,10 @@ Non-finite numbers are written as null.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
+from inspector import progress
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative, positive
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
@@ -165,15 +167,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, plugins: Any) -> int:
+    factory_file = args.model.rpartition(":")[0] if args.model and ".py:" in args.model else None
+    output = prepare_output(args.output, inputs=[args.source, args.target, args.image, args.input, factory_file])
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
+    with progress.shown():
+        document = _verify(args, plugins, output)
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
+    return EXIT_BY_VERDICT[document["verdict"]]
+
+
+def _verify(args: argparse.Namespace, plugins: Any, output: Any) -> dict[str, Any]:
+    """Load, run, compare: the verify document (progress on stderr meanwhile, a terminal only)."""
     from plugins.commands.verify import inputs as input_sources
     from plugins.commands.verify.lint import Lint, check_contract, value_lints
     from plugins.commands.verify.report import build_document
     from plugins.commands.verify.runners import build_torch_runner, onnx_session, run_session
 
-    factory_file = args.model.rpartition(":")[0] if args.model and ".py:" in args.model else None
-    output = prepare_output(args.output, inputs=[args.source, args.target, args.image, args.input, factory_file])
-    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
-    source, target = plugins.load_pair(args.source, args.target)
+    with progress.step(f"Loading {os.path.basename(args.source)} and {os.path.basename(args.target)}"):
+        source, target = plugins.load_pair(args.source, args.target)
     if output is not None:
         output.protect([*source.files, *target.files])
     if target.format != "onnx":
@@ -223,8 +234,6 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
                 "(per-layer needs the model as Python modules: --model FACTORY with its weights, or a .pt2)"
             )
             lints.append(Lint("warning", "per_layer_unavailable", per_layer_note))
-        # ``# PROGRESS``: the per-layer runs are where a progress display on stderr belongs
-        # (a terminal only); no core helper for one exists yet.
         layers = plan_layers(diff(), runner, args.layer) if runner.hookable else []
         # The per-layer runs return the outputs too: each framework runs once.
         layer_run = compare_layers(
@@ -236,9 +245,11 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
             layer_run.torch_outputs,
         )
     if onnx_outputs is None:
-        onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
+        with progress.step("Running the ONNX model in ONNX Runtime"):
+            onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
     if torch_outputs is None:
-        torch_outputs = runner.run(arrays)
+        with progress.step("Running the PyTorch model"):
+            torch_outputs = runner.run(arrays)
 
     if any(tensor.origin != "random" for tensor in tensors):
         lints += value_lints(tensors, _onnx_proto(target.path), target, source, diff)
@@ -251,11 +262,9 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
 
         divergence_reason = per_layer_note or why_none_diverges(layers)
 
-    document = build_document(
+    return build_document(
         source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent, divergence_reason
     )
-    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
-    return EXIT_BY_VERDICT[document["verdict"]]
 
 
 def resolve_tolerances(args: argparse.Namespace, target: Any):

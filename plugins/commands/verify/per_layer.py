@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector import ir
+from inspector import ir, progress
 from inspector.errors import UsageError
 from inspector.results import UNMATCHED, LayerDiff
 from plugins.commands.verify.layer_graph import reorderings, upstream
@@ -428,7 +428,8 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
     (ONNX outputs, PyTorch outputs) of those runs, else None."""
     final = [info.name for info in target.outputs] if with_outputs else []
     names = list(chunk) + [name for name in final if name not in chunk]
-    values = dict(zip(names, run_session(session, feeds, target.path, names)))
+    with progress.step(f"ONNX Runtime: {len(chunk)} intermediate tensors"):
+        values = dict(zip(names, run_session(session, feeds, target.path, names)))
     onnx_values = {name: values[name] for name in chunk}
     by_module: dict[str, list[LayerComparison]] = {}
     for plan in plans:
@@ -445,12 +446,15 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
             if not same_module:
                 return
             _take_activation(same_module[0], output, onnx_values, layer_rtol)
+            if same_module[0].status != NOT_COMPARABLE or same_module[0].reason is not None:
+                step.advance()
 
         return hook
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in by_module]
     try:
-        result = runner.forward(arrays)
+        with progress.step(f"PyTorch: comparing {len(plans)} layers", total=len(plans)) as step:
+            result = runner.forward(arrays)
     finally:
         for handle in handles:
             handle.remove()
