@@ -10,6 +10,10 @@ For a ConvTranspose the output channels are the weight's axis 1 (within each gro
 for a Linear the rows of ``W`` (out, in), stored in whatever layout the target uses
 (:mod:`plugins.transforms._layouts`). Everything is re-computed in float64.
 
+``fuse`` also folds a BatchNorm of a Linear's *input* (timm's NormLinear, a candidate
+with ``norm_first``): ``W' = W * s`` column-wise, ``b' = W (beta - mean * s) + b``.
+Exporters do not do that, so the matcher is never offered it.
+
 ``eps`` comes from the BatchNorm module (Ultralytics sets 1e-3, PyTorch's default is
 1e-5). A bare state_dict does not record it, so both common values are tried and the
 note says which one fitted.
@@ -208,6 +212,8 @@ class FoldBatchNorm(Transform):
     def reproduce(self, target: Layer | None, candidate: Candidate) -> Reproduction:
         conv, bn = candidate.sources
         eps = float(candidate.get("eps"))
+        if candidate.get("norm_first"):
+            return self._reproduce_norm_first(conv, bn, eps)
         weight, bias = self._fold(conv, bn, eps)
         origins = {"weight": conv.params["weight"], "bias": conv.params.get("bias") or bn.params.get("bias")}
         known = bool(candidate.get("eps_known"))
@@ -227,6 +233,22 @@ class FoldBatchNorm(Transform):
             note,
             facts,
             channel_groups={"weight": groups},
+        )
+
+    @staticmethod
+    def _reproduce_norm_first(linear: Layer, bn: Layer, eps: float) -> Reproduction:
+        """A BatchNorm of a Linear's *input* (timm's NormLinear), for ``fuse`` only (never
+        proposed to the matcher): ``W (x s + t) + b = (W s) x + (W t + b)``."""
+        weight = float64(linear.params["weight"])
+        scale, shift = bn_affine(bn, eps)
+        bias = float64(linear.params["bias"]) if "bias" in linear.params else np.zeros(weight.shape[0])
+        origins = {"weight": linear.params["weight"], "bias": linear.params.get("bias") or bn.params.get("bias")}
+        return Reproduction(
+            {"weight": weight * scale[None, :], "bias": weight @ shift + bias},
+            origins,
+            {"weight": 0, "bias": 0},
+            f"eps {eps:g} from the module; the BatchNorm normalises the Linear's input",
+            {"eps": eps, EPS_GUESSED: False},
         )
 
     @staticmethod

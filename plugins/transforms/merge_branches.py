@@ -45,6 +45,7 @@ from plugins.transforms.fold_batchnorm import GUESSED_EPS, bn_affine
 
 REPARAM_CLASSES: dict[str, str] = {
     "RepConv": "conv",  # Ultralytics: fuse_convs() adds .conv
+    "RepVGGDW": "conv",  # Ultralytics (YOLOv10): fuse() keeps .conv, the 7x7 with the 3x3 added
     "RepVGGBlock": "rbr_reparam",  # the original RepVGG
     "RepVggBlock": "reparam_conv",  # timm byobnet
     "MobileOneBlock": "reparam_conv",  # timm fastvit / byobnet

@@ -18,6 +18,7 @@ import pytest
 from inspector.schemas import known_schemas, load_schema, schema_file
 from tests.support import REPO, SAMPLES
 from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run, tamper
+from tests.support.schemas import schema_errors
 
 SHIPPED = ["graphinspect/diff@1", "graphinspect/fuse@1", "graphinspect/inspect@1", "graphinspect/plugins@1"]
 SHIPPED += ["graphinspect/verify@2"]
@@ -54,9 +55,7 @@ def outputs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
         return {name: run(folder, name, *args) for name, args in runs.items()}
 
 
-def validate(document: dict, schema: str | None = None) -> list[str]:
-    validator = jsonschema.Draft202012Validator(load_schema(schema or document["schema"]))
-    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(document)]
+validate = schema_errors
 
 
 def test_every_shipped_schema_is_a_valid_json_schema():

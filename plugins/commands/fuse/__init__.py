@@ -1,11 +1,12 @@
-"""``graphinspect fuse MODEL.pt``: the fused weights an exporter makes, re-computed in PyTorch.
+"""``graphinspect fuse MODEL.pt``: the fused weights of a model, re-computed in float64.
 
-Exporters fold each BatchNorm into the conv before it and merge re-parameterised
-branches (RepConv/RepVGG) into one conv, which is why "the same" conv holds
-[-0.306, 0.345] in the .pt and [-2.926, 3.297] in the .onnx. ``fuse`` does that fusion
-out of place, in float64, with the transform plugins that ``diff`` uses (every
-transform that lists groups with ``Transform.groups``), and shows each fused layer's
-range before and after, and how much fusion scaled it::
+Frameworks fuse a model before deploying it (Ultralytics ``model.fuse()``, timm
+``reparameterize_model``) and exporters fold each BatchNorm into the conv before it,
+which is why "the same" conv holds [-0.306, 0.345] in the .pt and [-2.926, 3.297] in
+the .onnx. ``fuse`` does what the model's own framework does, no more and no less
+(:mod:`plugins.commands.fuse.policy`: which groups, under which names; what is left
+unfused and why), out of place, in float64, with the transform plugins that ``diff``
+uses, and shows each fused layer's range before and after, and how much fusion scaled it::
 
     w' = w * s,   b' = (b - mean) * s + beta,   s = gamma / sqrt(var + eps)   (per channel)
 
@@ -13,8 +14,11 @@ The model is read safely (no code from the file runs). Options:
 
 - ``--layer GLOB``: list only groups whose fused name or a source module matches;
 - ``--weights FILE`` (.pt/.pth/.safetensors): write the fused state_dict, the tensors a
-  ``state_dict()`` of the exporter's fused model holds, named as it names them
-  (:mod:`plugins.commands.fuse.weights`); always the whole model, whatever ``--layer`` lists;
+  ``state_dict()`` of the framework's fused model holds, named as it names them (it loads
+  with ``load_state_dict(strict=True)``; :mod:`plugins.commands.fuse.weights`); always
+  the whole model, whatever ``--layer`` lists;
+- ``--fold-all``: also fold the Conv/Linear + BatchNorm pairs the framework keeps (an
+  exporter folds them next);
 - ``--against MODEL.onnx``: look each listed group up in a diff against the export
   (:mod:`plugins.commands.fuse.against`); where the file does not record BatchNorm eps (a bare
   state_dict) and the export fits another value than the guess, fuse uses that value;
@@ -32,6 +36,8 @@ added, never renamed or removed, within a major version)::
       "schema": "graphinspect/fuse@1",
       "tool": {"name": "graphinspect", "version": "0.1.0"},
       "source": {"path", "format"},
+      "framework": "ultralytics" | "timm" | "torch" | "state_dict",  # whose fusion is reproduced
+      "fusion": "Ultralytics model.fuse()" | ...,                    # the same, in words
       "groups": [                               # the listed groups, in source order
         {"transform": "fold_batchnorm" | "merge_branches" | ...,
          "sources": ["model.0.conv", "model.0.bn"],      # PyTorch module paths
@@ -43,12 +49,14 @@ added, never renamed or removed, within a major version)::
                      "after_range": [lo, hi],
                      "abs_max_ratio": float | null}]}             # max|after| / max|before|
       ],
+      "unfused": [{"sources": [...], "reason": str}],   # groups left as they are, and why
+      "dropped": [{"module", "tensors": n, "reason"}],   # modules the fusion removes (not written)
       "written": {"path", "format": "pytorch-state-dict" | "safetensors", "tensors": n} | null,
       "against": null | {
         "path", "verdict": "faithful" | "differs" | "incomplete",  # of the whole diff
-        "checked": n, "mismatched": n, "not_found": n,
+        "checked": n, "mismatched": n, "not_found": n, "not_exported": n,
         "layers": [{"fused_name", "target": "<ONNX node>" | null,
-                    "status": "ok" | "mismatch" | "not_found",
+                    "status": "ok" | "mismatch" | "not_found" | "not_exported",
                     "max_rel_err": float | null, "note": ""}]}
     }
 
@@ -59,9 +67,11 @@ branch conv (the kxk one).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from inspector import progress
 from inspector.diff import diff_models
 from inspector.errors import InputError, UsageError
 from inspector.hookspecs import hookimpl
@@ -71,7 +81,8 @@ from inspector.output_file import OutputFile
 from inspector.records import Reporter, Subcommand
 from inspector.transforms import SourceIndex
 from plugins.commands.fuse.against import adopt_export_eps, against_entry, all_ok
-from plugins.commands.fuse.groups import FusedGroup, abs_max_ratio, collect_groups, fuse_group, value_range
+from plugins.commands.fuse.groups import FusedGroup, abs_max_ratio, fuse_group, value_range
+from plugins.commands.fuse.policy import Plan, plan
 from plugins.commands.fuse.table import render_table
 from plugins.commands.fuse.weights import WEIGHT_FORMATS, fused_state_dict, weight_format, write_weights
 
@@ -97,6 +108,12 @@ def configure_parser(parser) -> None:
         "stored dtype. Always the whole model, whatever --layer lists",
     )
     parser.add_argument(
+        "--fold-all",
+        action="store_true",
+        help="also fold the Conv/Linear + BatchNorm pairs the model's framework keeps when it fuses "
+        "(what an ONNX exporter folds next), e.g. those outside timm's re-parameterisable blocks",
+    )
+    parser.add_argument(
         "--against",
         metavar="MODEL.onnx",
         help="check the fused groups against this export (exit 1 if one is not found or differs)",
@@ -114,7 +131,16 @@ def configure_parser(parser) -> None:
 def run(args, plugins) -> int:
     weights, report = _prepare_outputs(args)
     fmt = choose_format(args.format, report, plugins, SCHEMA, default="table")
-    model = plugins.load_model(args.model)
+    with progress.shown():
+        document, ok = _fuse(args, plugins, weights, report)
+    emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
+    return 0 if ok else 1
+
+
+def _fuse(args, plugins, weights: OutputFile | None, report: OutputFile | None) -> tuple[dict[str, Any], bool]:
+    """Load, plan, fuse, write the weights, check against the export: (the document, all ok)."""
+    with progress.step(f"Loading {os.path.basename(args.model)}"):
+        model = plugins.load_model(args.model)
     for output in (weights, report):
         if output is not None:
             output.protect(model.files)
@@ -122,18 +148,21 @@ def run(args, plugins) -> int:
         raise InputError(args.model, "is an ONNX model; fuse reads the PyTorch model (give the export with --against)")
     index = SourceIndex(model)
     transforms = plugins.transforms()
-    groups = [fuse_group(transform, candidate) for transform, candidate in collect_groups(transforms, index)]
 
     result = None
     if args.against:
-        target = plugins.load_model(args.against)
+        with progress.step(f"Loading {os.path.basename(args.against)}"):
+            target = plugins.load_model(args.against)
         if target.format != "onnx":
             raise InputError(args.against, f"is not an ONNX model ({target.format}); --against takes the export")
         for output in (weights, report):
             if output is not None:
                 output.protect(target.files)
         result = diff_models(plugins, model, target)
-        groups = adopt_export_eps(groups, result, target, index, transforms)
+    planned = plan(index, transforms, fold_all=args.fold_all, diff=result)
+    groups = [fuse_group(p.transform, p.candidate, name=p.fused_name, note=p.note) for p in planned.groups]
+    if result is not None:
+        groups = adopt_export_eps(groups, result, result.target, index, transforms)
     listed = [group for group in groups if group.matches(args.layer)] if args.layer else groups
     if args.layer and not listed:
         print(f"graphinspect: note: --layer matches none of the {len(groups)} fused groups", file=sys.stderr)
@@ -141,21 +170,28 @@ def run(args, plugins) -> int:
 
     written = None
     if weights is not None:
-        state = fused_state_dict(model, groups)
+        state = fused_state_dict(model, groups, [name for drop in planned.dropped for name in drop.tensors])
         written = {"path": args.weights, "format": write_weights(weights, state), "tensors": len(state)}
 
-    document = build_document(model, listed, written, against)
-    emit(document, fmt, report, plugins, {"color": False if args.no_color else None})
-    return 0 if against is None or all_ok(against) else 1
+    document = build_document(model, listed, written, against, planned)
+    return document, against is None or all_ok(against)
 
 
 def build_document(
-    model: Model, groups: list[FusedGroup], written: dict | None, against: dict | None
+    model: Model,
+    groups: list[FusedGroup],
+    written: dict | None,
+    against: dict | None,
+    planned: Plan | None = None,
 ) -> dict[str, Any]:
     """The fuse document (see the module docstring for the contract)."""
     document = document_header(SCHEMA)
     document["source"] = {"path": model.path, "format": model.format}
+    document["framework"] = planned.framework if planned is not None else None
+    document["fusion"] = planned.fusion if planned is not None else None
     document["groups"] = [_group_entry(group) for group in groups]
+    document["unfused"] = [entry.entry() for entry in planned.unfused] if planned is not None else []
+    document["dropped"] = [entry.entry() for entry in planned.dropped] if planned is not None else []
     document["written"] = written
     document["against"] = against
     return document

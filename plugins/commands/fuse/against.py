@@ -4,7 +4,10 @@
 fused group, finds the ONNX layer whose sources are exactly that group's layers,
 explained by the group's transform. The group is "ok" when that layer was re-computed
 within tolerance, "mismatch" when it was not, and "not_found" when no ONNX layer comes
-from those layers by that transform (the export fused them differently, or not at all).
+from those layers by that transform (the export fused them differently, or not at all),
+and "not_exported" when the export uses none of its layers at all while every ONNX layer
+was traced to the model (a training-only branch such as YOLOv10's one-to-one head, which
+the exported model does not run; not a failure).
 
 A bare state_dict does not record BatchNorm eps, so ``fuse`` guesses one (1e-5) while
 the diff tries the common values (1e-5, 1e-3). When the export fits another value,
@@ -18,11 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 from inspector.ir import Model
-from inspector.results import MISMATCH, OK, DiffResult, LayerDiff
+from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff
 from inspector.transforms import SourceIndex, Transform
 from plugins.commands.fuse.groups import FusedGroup, fuse_group
 
 NOT_FOUND = "not_found"
+NOT_EXPORTED = "not_exported"
 
 
 def export_layer(result: DiffResult, group: FusedGroup) -> LayerDiff | None:
@@ -60,7 +64,7 @@ def adopt_export_eps(
         if fitting is None:
             adopted.append(group)
             continue
-        refitted = fuse_group(transform, fitting)
+        refitted = fuse_group(transform, fitting, name=group.fused_name)
         refitted.note = f"{refitted.note}; the export fits it, not {guessed}"
         adopted.append(refitted)
     return adopted
@@ -68,23 +72,39 @@ def adopt_export_eps(
 
 def against_entry(result: DiffResult, groups: list[FusedGroup]) -> dict[str, Any]:
     """The ``against`` entry of the fuse document (see :mod:`plugins.commands.fuse`)."""
-    layers = [_group_entry(group, export_layer(result, group)) for group in groups]
+    # Layers the export does not use are a training-only branch only when every ONNX
+    # layer was traced to this model (an unrelated export uses none of them either).
+    traced = bool(result.layers) and result.count(UNMATCHED) == 0
+    unused = set(result.unmatched_source) if traced else set()
+    layers = [_group_entry(group, export_layer(result, group), unused) for group in groups]
     return {
         "path": result.target.path,
         "verdict": result.verdict,
         "checked": len(layers),
         "mismatched": sum(1 for layer in layers if layer["status"] == MISMATCH),
         "not_found": sum(1 for layer in layers if layer["status"] == NOT_FOUND),
+        "not_exported": sum(1 for layer in layers if layer["status"] == NOT_EXPORTED),
         "layers": layers,
     }
 
 
 def all_ok(against: dict[str, Any]) -> bool:
-    return all(layer["status"] == OK for layer in against["layers"])
+    """Every group found and re-computed (a group the export does not use at all cannot
+    contradict it: a training-only branch)."""
+    return all(layer["status"] in (OK, NOT_EXPORTED) for layer in against["layers"])
 
 
-def _group_entry(group: FusedGroup, layer: LayerDiff | None) -> dict[str, Any]:
+def _group_entry(group: FusedGroup, layer: LayerDiff | None, unused: set[str]) -> dict[str, Any]:
     if layer is None:
+        if unused.issuperset(group.sources):
+            note = "the export uses none of its layers (a branch the exported model does not run)"
+            return {
+                "fused_name": group.fused_name,
+                "target": None,
+                "status": NOT_EXPORTED,
+                "max_rel_err": None,
+                "note": note,
+            }
         return {"fused_name": group.fused_name, "target": None, "status": NOT_FOUND, "max_rel_err": None, "note": ""}
     errors = [param.max_rel_err for param in layer.params if param.max_rel_err is not None]
     status, note = layer.status, ""

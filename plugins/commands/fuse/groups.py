@@ -1,15 +1,11 @@
-"""Which groups of source layers fuse into one exported layer, and what they fuse into.
+"""A group of source layers fused into one layer: its values and the name it gets.
 
-Every transform may list the groups it fuses in a source model (``Transform.groups``:
-today ``fold_batchnorm``'s Conv+BN pairs and ``merge_branches``' RepConv/RepVGG blocks).
-A block's conv+BN branches are also Conv+BN pairs, so the groups overlap; a tensor can
-be fused only once, so :func:`collect_groups` keeps the larger group and drops every
-group that shares a layer with one already kept.
-
-``Transform.reproduce(None, candidate)`` then gives the fused parameters in the PyTorch
-layout, in float64. A :class:`FusedGroup` holds them with the name an exporter gives the
-fused layer (:func:`fused_name`) and the conv whose weight the fused weight replaces
-(its ranges are the "before" of the report).
+Which groups a model has is :mod:`plugins.commands.fuse.policy`'s business (what the
+model's framework fuses). ``Transform.reproduce(None, candidate)`` gives the fused
+parameters in the PyTorch layout, in float64. A :class:`FusedGroup` holds them with the
+name the fused layer has in the framework's fused model (:func:`fused_name`, unless the
+policy names it) and the layer whose weight the fused weight replaces (its ranges are
+the "before" of the report).
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector.ir import Layer, Param
-from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import Candidate, Reproduction, Transform
 
 FUSED_ROLES = ("weight", "bias")
 """The parameters of a fused layer, in the order they are reported and written."""
@@ -68,23 +64,6 @@ class FusedGroup:
         return any(fnmatch.fnmatchcase(name, glob) for glob in globs for name in names)
 
 
-def collect_groups(transforms: list[Transform], source: SourceIndex) -> list[tuple[Transform, Candidate]]:
-    """Every transform's groups, overlaps resolved in favour of the larger group, in
-    source order (by each group's first layer)."""
-    found = [(transform, candidate) for transform in transforms for candidate in transform.groups(source)]
-    taken: set[str] = set()
-    kept = []
-    # sorted() is stable: among groups of one size, the transform tried first wins.
-    for transform, candidate in sorted(found, key=lambda item: -len(item[1].sources)):
-        names = set(candidate.names)
-        if names & taken:
-            continue
-        taken |= names
-        kept.append((transform, candidate))
-    kept.sort(key=lambda item: min(source.position(layer) for layer in item[1].sources))
-    return kept
-
-
 def fused_name(transform: Transform, candidate: Candidate) -> str:
     """The module path an exporter gives the fused layer.
 
@@ -102,8 +81,9 @@ def fused_name(transform: Transform, candidate: Candidate) -> str:
     return candidate.sources[0].name
 
 
-def fuse_group(transform: Transform, candidate: Candidate) -> FusedGroup:
-    """Reproduce one group's fused parameters (float64, PyTorch layout)."""
+def fuse_group(transform: Transform, candidate: Candidate, name: str | None = None, note: str = "") -> FusedGroup:
+    """Reproduce one group's fused parameters (float64, PyTorch layout); ``name``: where
+    the fused layer goes when not where :func:`fused_name` puts it; ``note``: added."""
     reproduction = transform.reproduce(None, candidate)
     params = {
         role: np.asarray(reproduction.params[role], dtype=np.float64)
@@ -113,10 +93,10 @@ def fuse_group(transform: Transform, candidate: Candidate) -> FusedGroup:
     return FusedGroup(
         transform=transform.name,
         candidate=candidate,
-        fused_name=fused_name(transform, candidate),
+        fused_name=name or fused_name(transform, candidate),
         conv=_replaced_conv(candidate, reproduction),
         params=params,
-        note=reproduction.note,
+        note=f"{reproduction.note}; {note}" if note else reproduction.note,
     )
 
 

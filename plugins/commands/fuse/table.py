@@ -5,7 +5,8 @@ its note) over one row per fused parameter (weight, bias): the range before, aft
 the abs-max ratio. A note several groups share is said once below ("[1] eps 0.001 from
 the module (5 groups)"). Then the file written, if any; then the check against an
 export, if any, ending with one sentence that names the groups that were not found or
-differ. Nothing is cropped at any width: headings wrap between words and rows are
+differ. Groups left unfused (with why) and modules the fusion removes come after the
+groups. Nothing is cropped at any width: headings wrap between words and rows are
 formatted by :mod:`plugins.reports._columns`; names are shown
 :func:`~inspector.output.visible`, never read as markup. It shows only what the document
 holds.
@@ -17,8 +18,10 @@ from typing import Any
 
 from inspector.output import fmt_float, fmt_range, make_console, visible
 
-STATUS_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "not_found": "not found"}
-STATUS_STYLES = {"ok": "green", "mismatch": "bold red", "not_found": "yellow"}
+STATUS_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "not_found": "not found", "not_exported": "not exported"}
+STATUS_STYLES = {"ok": "green", "mismatch": "bold red", "not_found": "yellow", "not_exported": "dim"}
+UNFUSED_SHOWN = 8
+"""Groups left unfused shown one per line; more are counted by reason."""
 
 LEGEND = (
     "Before: the conv's own tensor (none: it has no bias). After: the fused tensor, "
@@ -37,6 +40,8 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     source = document["source"]
     out: list[str] = []
     out += wrap([("Model  ", "bold"), visible(f"{source['path']} ({source['format']})")], width, 7, paint)
+    if document.get("fusion"):
+        out += wrap([("As     ", "bold"), visible(document["fusion"])], width, 7, paint)
     out += wrap([("Fused  ", "bold"), visible(_groups_text(groups))], width, 7, paint)
 
     if groups:
@@ -66,6 +71,8 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
                 out += wrap([f"[{number}] {visible(note)}", (f" ({counts[note]} groups)", "dim")], width, 4, paint)
         out += wrap([(LEGEND, "dim")], width, 0, paint)
 
+    out += _render_left(document.get("unfused") or [], document.get("dropped") or [], width, paint)
+
     written = document.get("written")
     if written:
         out.append("")
@@ -83,6 +90,36 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
     if against:
         out += _render_against(against, width, paint)
     stream.write("\n".join(out) + "\n")
+
+
+def _render_left(unfused: list[dict[str, Any]], dropped: list[dict[str, Any]], width: int, paint) -> list[str]:
+    """What was not fused (and why) and what the fusion removes, compactly: one line per
+    group up to :data:`UNFUSED_SHOWN`, else one per reason with a count."""
+    from plugins.reports._columns import wrap
+
+    out: list[str] = []
+    if unfused:
+        out += ["", paint(f"Not fused: {len(unfused)} group{'s' if len(unfused) != 1 else ''}", "bold")]
+        if len(unfused) <= UNFUSED_SHOWN:
+            for entry in unfused:
+                out += wrap([(visible(_unfused_name(entry)), "bold"), ": " + visible(entry["reason"])], width, 4, paint)
+        else:
+            by_reason: dict[str, list[str]] = {}
+            for entry in unfused:
+                by_reason.setdefault(entry["reason"], []).append(_unfused_name(entry))
+            for reason, names in by_reason.items():
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                out += wrap([(f"{len(names)} ({visible(shown)})", "bold"), ": " + visible(reason)], width, 4, paint)
+    if dropped:
+        out.append("")
+        for entry in dropped:
+            text = f"Removed {entry['module']} ({entry['tensors']} tensors): {entry['reason']}"
+            out += wrap([visible(text)], width, 4, paint)
+    return out
+
+
+def _unfused_name(entry: dict[str, Any]) -> str:
+    return entry.get("module") or " + ".join(entry["sources"])
 
 
 def _groups_text(groups: list[dict[str, Any]]) -> str:
@@ -150,11 +187,21 @@ def against_sentence(against: dict[str, Any]) -> str:
     if not layers:
         return "No fused group to check."
     missing = [layer["fused_name"] for layer in layers if layer["status"] == "not_found"]
-    differing = [layer["fused_name"] for layer in layers if layer["status"] not in ("ok", "not_found")]
-    if not missing and not differing:
-        found = "The fused group was" if len(layers) == 1 else f"All {len(layers)} fused groups were"
-        return f"{found} found in the export and re-computed within tolerance."
+    unused = [layer["fused_name"] for layer in layers if layer["status"] == "not_exported"]
+    differing = [layer["fused_name"] for layer in layers if layer["status"] not in ("ok", "not_found", "not_exported")]
     sentences = []
+    if unused:
+        shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
+        sentences.append(
+            f"{len(unused)} of {len(layers)} fused groups are not in the export at all (it uses none of their "
+            f"layers): {shown}."
+        )
+    if not missing and not differing:
+        checked = len(layers) - len(unused)
+        found = "The fused group was" if checked == 1 else f"All {checked} fused groups were"
+        if unused:
+            found = "The other fused group was" if checked == 1 else f"The other {checked} fused groups were"
+        return " ".join([*sentences, f"{found} found in the export and re-computed within tolerance."])
     if missing:
         sentences.append(f"{len(missing)} of {len(layers)} fused groups not found in the export: {', '.join(missing)}.")
     if differing:

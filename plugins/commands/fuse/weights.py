@@ -3,7 +3,8 @@
 :func:`fused_state_dict` is what ``state_dict()`` of the exporter's fused model holds:
 every source tensor in its stored dtype, except those a fused layer replaces (the conv's
 weight and bias, the BatchNorm's weight, bias, running_mean, running_var and
-num_batches_tracked, a merged block's branch convs), plus ``<fused_name>.weight`` and
+num_batches_tracked, a merged block's branch convs) and those of modules the fusion
+removes (an Ultralytics head's unused branch), plus ``<fused_name>.weight`` and
 ``<fused_name>.bias`` in float32 at the place of the first tensor they replace.
 
 Written as:
@@ -27,6 +28,7 @@ import io
 import json
 import struct
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -73,12 +75,16 @@ def weight_format(output: OutputFile) -> str:
     return WEIGHT_FORMATS[suffix]
 
 
-def fused_state_dict(model: Model, groups: list[FusedGroup]) -> dict[str, np.ndarray]:
-    """The state_dict of ``model`` with every group fused (see the module docstring)."""
+def fused_state_dict(model: Model, groups: list[FusedGroup], dropped: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """The state_dict of ``model`` with every group fused and the ``dropped`` tensors
+    (of modules the framework's fusion removes) left out (see the module docstring)."""
     replaced_by = {tensor: group for group in groups for tensor in group.consumed_tensors()}
+    left_out = set(dropped)
     state: dict[str, np.ndarray] = {}
     kept: set[str] = set()
-    for _, param in model.params():
+    for layer, param in model.params():
+        if param.tensor_name in left_out or param.name in _non_persistent(layer):
+            continue
         group = replaced_by.get(param.tensor_name)
         if group is None:
             if param.tensor_name in state:
@@ -96,6 +102,11 @@ def fused_state_dict(model: Model, groups: list[FusedGroup]) -> dict[str, np.nda
                 )
             state.setdefault(name, values)
     return state
+
+
+def _non_persistent(layer) -> set[str]:
+    """Buffers a ``state_dict()`` leaves out (LeViT's attention_bias_idxs)."""
+    return set(filter(None, str(layer.metadata.get("non_persistent_buffers", "")).split(",")))
 
 
 def write_weights(output: OutputFile, state: dict[str, np.ndarray]) -> str:
@@ -160,7 +171,8 @@ def safetensors_bytes(state: dict[str, np.ndarray], metadata: dict[str, str] | N
 
 
 def _little_endian(values: np.ndarray) -> np.ndarray:
-    values = np.ascontiguousarray(values)
+    # ascontiguousarray makes a 0-d array 1-d: a BatchNorm's num_batches_tracked is 0-d.
+    values = np.ascontiguousarray(values).reshape(np.shape(values))
     if values.dtype.byteorder == ">":
         values = values.astype(values.dtype.newbyteorder("<"))
     return values

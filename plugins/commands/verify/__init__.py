@@ -9,9 +9,10 @@ FACTORY``; a pickled module with ``--model`` or, executing code from the file,
 ``--trust-pickle``), the ONNX model in ONNX Runtime on CPU. Each ONNX output is compared
 with the PyTorch output paired with it (:mod:`.metrics`); with ``--per-layer`` every
 layer the diff matched is compared too, in execution order, and the first divergent
-one named (:mod:`.per_layer`).
+one named (:mod:`.per_layer`). An output that cannot be paired with a PyTorch output
+(an export with NMS built in) makes the verdict "incomplete": nothing was compared.
 
-Exit status: 0 same, 1 differs, 2 trouble (bad input or usage).
+Exit status: 0 same, 1 differs or incomplete, 2 trouble (bad input or usage).
 
 The document (``"schema": "graphinspect/verify@2"``; version 2: the verdict and
 status word "differ" became "differs", as in every other document; fields are only ever added within
@@ -31,29 +32,41 @@ a major version)::
                    "max_abs_err", "max_rel_err", "mean_abs_err", "median_abs_err",
                    "cosine", "top1_agreement": float | null,
                    "topk_agreement": float | null, "topk": int | null,
-                   "sorted_rows": bool, "status": "same" | "differs"}],
-      "verdict": "same" | "differs",
+                   "sorted_rows": bool,               # the same rows in another order
+                   "unpaired_rows": int | null,       # rows without an equal partner
+                   "status": "same" | "differs" | "incomplete",
+                   "reason": str | null}],            # why an output could not be compared
+      "verdict": "same" | "differs" | "incomplete",
+      "verdict_reason": str | null,
       "layers": [                                   # only with --per-layer
         {"target": "<ONNX node>", "op", "tensor": "<ONNX tensor compared>",
          "module": "<PyTorch module>" | "<a> + <b>" | null, "sources": [...],
          "transform", "diff_status": "ok" | "mismatch" | "unmatched",
          "status": "same" | "differs" | "not_comparable", "reason": str | null,
          "shape", "max_abs_err", "max_rel_err", "mean_abs_err", "cosine",
-         "growth": float | null}
+         "worst_channel": int | null, "growth": float | null,
+         "input_error": float | null, "inputs": ["<ONNX node>", ...],
+         "suspects": ["<ONNX node>", ...], "reordered_by": ["TopK <node>", ...],
+         "rows_reordered": bool, "unpaired_rows": int | null}
       ],
-      "first_divergent": "<ONNX node>" | null
+      "first_divergent": "<ONNX node>" | null,
+      "divergence_reason": str | null              # outputs differ, no layer named: why
     }
 
-``max_rel_err`` is ``max|onnx - torch| / max|torch|`` (relative to the tensor's scale);
-``growth`` the ratio of a layer's ``max_rel_err`` to the previous compared layer's.
+``max_rel_err`` of an output is ``max|onnx - torch| / max|torch|`` (relative to the
+tensor's scale); of a layer, the largest of its output channels' errors, each relative to
+its channel's scale (:mod:`.per_layer`). ``growth`` is a layer's ``max_rel_err`` over
+``input_error``, the largest error of the compared layers it reads from.
 Non-finite numbers are written as null.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
+from inspector import progress
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative, positive
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
@@ -62,7 +75,7 @@ from inspector.records import Reporter, Subcommand
 from plugins.commands.verify.metrics import ERROR_STATS
 from plugins.commands.verify.report import SCHEMA, render_table
 
-EXIT_BY_VERDICT = {"same": EXIT_OK, "differs": EXIT_DIFFERS}
+EXIT_BY_VERDICT = {"same": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
 DEFAULT_CHUNK_MB = 1024
 
 
@@ -154,15 +167,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, plugins: Any) -> int:
+    factory_file = args.model.rpartition(":")[0] if args.model and ".py:" in args.model else None
+    output = prepare_output(args.output, inputs=[args.source, args.target, args.image, args.input, factory_file])
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
+    with progress.shown():
+        document = _verify(args, plugins, output)
+    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
+    return EXIT_BY_VERDICT[document["verdict"]]
+
+
+def _verify(args: argparse.Namespace, plugins: Any, output: Any) -> dict[str, Any]:
+    """Load, run, compare: the verify document (progress on stderr meanwhile, a terminal only)."""
     from plugins.commands.verify import inputs as input_sources
     from plugins.commands.verify.lint import Lint, check_contract, value_lints
     from plugins.commands.verify.report import build_document
     from plugins.commands.verify.runners import build_torch_runner, onnx_session, run_session
 
-    factory_file = args.model.rpartition(":")[0] if args.model and ".py:" in args.model else None
-    output = prepare_output(args.output, inputs=[args.source, args.target, args.image, args.input, factory_file])
-    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
-    source, target = plugins.load_pair(args.source, args.target)
+    with progress.step(f"Loading {os.path.basename(args.source)} and {os.path.basename(args.target)}"):
+        source, target = plugins.load_pair(args.source, args.target)
     if output is not None:
         output.protect([*source.files, *target.files])
     if target.format != "onnx":
@@ -201,20 +223,18 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
 
     layers = None
     first_divergent = None
+    per_layer_note = None  # why per-layer compared nothing, said once
     onnx_outputs = torch_outputs = None
     if args.per_layer or args.layer:
         from plugins.commands.verify.per_layer import compare_layers, plan_layers
 
         if not runner.hookable:
-            lints.append(
-                Lint(
-                    "warning",
-                    "per_layer_unavailable",
-                    f"{source.path} runs as {runner.runner}, whose modules cannot be hooked: per-layer needs "
-                    "the model as Python modules (--model FACTORY with its weights, or a .pt2)",
-                )
+            per_layer_note = (
+                f"{source.path} runs as {runner.runner}, whose submodules cannot be hooked: no layer is compared "
+                "(per-layer needs the model as Python modules: --model FACTORY with its weights, or a .pt2)"
             )
-        layers = plan_layers(diff(), runner, args.layer)
+            lints.append(Lint("warning", "per_layer_unavailable", per_layer_note))
+        layers = plan_layers(diff(), runner, args.layer) if runner.hookable else []
         # The per-layer runs return the outputs too: each framework runs once.
         layer_run = compare_layers(
             layers, runner, target, arrays, feeds, tolerances.layer_rtol, int(args.chunk_mb * 2**20)
@@ -225,20 +245,26 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
             layer_run.torch_outputs,
         )
     if onnx_outputs is None:
-        onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
+        with progress.step("Running the ONNX model in ONNX Runtime"):
+            onnx_outputs = run_session(onnx_session(target.path, target.path), feeds, target.path)
     if torch_outputs is None:
-        torch_outputs = runner.run(arrays)
+        with progress.step("Running the PyTorch model"):
+            torch_outputs = runner.run(arrays)
 
     if any(tensor.origin != "random" for tensor in tensors):
         lints += value_lints(tensors, _onnx_proto(target.path), target, source, diff)
     outputs, output_lints = compare_outputs(target, onnx_outputs, torch_outputs, tolerances)
     lints += output_lints
 
-    document = build_document(
-        source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent
+    divergence_reason = None
+    if layers is not None and first_divergent is None and any(output.status != "same" for output in outputs):
+        from plugins.commands.verify.per_layer import why_none_diverges
+
+        divergence_reason = per_layer_note or why_none_diverges(layers)
+
+    return build_document(
+        source, runner.runner, target, tensors, lints, tolerances, outputs, layers, first_divergent, divergence_reason
     )
-    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
-    return EXIT_BY_VERDICT[document["verdict"]]
 
 
 def resolve_tolerances(args: argparse.Namespace, target: Any):
@@ -258,59 +284,55 @@ def resolve_tolerances(args: argparse.Namespace, target: Any):
 
 def compare_outputs(target: Any, onnx_outputs: list, torch_outputs: list, tolerances: Any) -> tuple[list, list]:
     """One comparison per ONNX output (paired by :func:`~plugins.commands.verify.metrics.pair_outputs`)
-    and the lint the pairing calls for."""
+    and the lint the pairing calls for. An output that cannot be paired (no PyTorch output
+    of its size) is "incomplete", with the reason: nothing was compared."""
     from plugins.commands.verify.lint import Lint
-    from plugins.commands.verify.metrics import OutputComparison, compare_output, pair_outputs
+    from plugins.commands.verify.metrics import INCOMPLETE, OutputComparison, compare_output, pair_outputs
 
     lints = []
     names = [info.name for info in target.outputs]
+    torch_shapes = [list(array.shape) for array in torch_outputs]
     pairs, note = pair_outputs([array.shape for array in onnx_outputs], [array.shape for array in torch_outputs])
     if note:
-        lints.append(Lint("warning", "output_pairing", note))
+        lints.append(Lint("info" if all(index is not None for index in pairs) else "warning", "output_pairing", note))
     comparisons = []
     for name, actual, index in zip(names, onnx_outputs, pairs):
-        if index is None:
-            comparisons.append(OutputComparison(name, list(actual.shape)))
-            lints.append(
-                Lint(
-                    "warning",
-                    "unpaired_output",
-                    f"ONNX output {name!r} {list(actual.shape)} has no PyTorch output of its shape",
-                )
+        expected = torch_outputs[index] if index is not None else None
+        if expected is None or expected.size != actual.size:
+            comparison = OutputComparison(
+                name, list(actual.shape), index, None if expected is None else torch_shapes[index]
             )
+            comparison.status = INCOMPLETE
+            returned = ", ".join("x".join(str(d) for d in shape) or "scalar" for shape in torch_shapes) or "nothing"
+            comparison.reason = (
+                f"no PyTorch output of its size to compare it with (the PyTorch model returns {returned}): the "
+                "export computes another output (post-processing such as NMS built in?)"
+                if expected is None
+                else f"it has shape {list(actual.shape)}, the PyTorch output paired with it "
+                f"{torch_shapes[index]}: they cannot be compared"
+            )
+            comparisons.append(comparison)
             continue
-        expected = torch_outputs[index]
-        if expected.size != actual.size:
-            comparison = OutputComparison(name, list(actual.shape), index, list(expected.shape))
+        if expected.shape != actual.shape:
             lints.append(
                 Lint(
-                    "error",
-                    "shape_mismatch",
-                    f"ONNX output {name!r} has shape {list(actual.shape)}, PyTorch output {index} "
-                    f"{list(expected.shape)}",
+                    "info",
+                    "reshaped",
+                    f"ONNX output {name!r} {list(actual.shape)} compared with PyTorch output {index} "
+                    f"{list(expected.shape)} reshaped",
                 )
             )
-        else:
-            if expected.shape != actual.shape:
-                lints.append(
-                    Lint(
-                        "info",
-                        "reshaped",
-                        f"ONNX output {name!r} {list(actual.shape)} compared with PyTorch output {index} "
-                        f"{list(expected.shape)} reshaped",
-                    )
+        comparison = compare_output(name, actual, expected, tolerances)
+        comparison.source_index = index
+        if comparison.sorted_rows:
+            lints.append(
+                Lint(
+                    "info",
+                    "sorted_rows",
+                    f"ONNX output {name!r}: the same rows as PyTorch's in another order (ties, as TopK over "
+                    "equal scores gives); each row was compared with its equal partner",
                 )
-            comparison = compare_output(name, actual, expected, tolerances)
-            comparison.source_index = index
-            if comparison.sorted_rows:
-                lints.append(
-                    Lint(
-                        "info",
-                        "sorted_rows",
-                        f"ONNX output {name!r}: the rows come in another order than PyTorch's (ties, as TopK "
-                        "over equal scores gives); compared sorted, they match",
-                    )
-                )
+            )
         comparisons.append(comparison)
     return comparisons, lints
 

@@ -5,7 +5,9 @@ input's shape or dtype is not what the ONNX model declares (symbolic dimensions 
 any size). :func:`value_lints` then looks at the value range of float inputs the user
 gave (``--input``, ``--image``), because the classic export bugs live there:
 
-- ``scaled_by_225``: max ≈ 1.133 = 255/225, the image was divided by 225, not 255;
+- ``scaled_by_225``: the image was divided by 225, not 255 (:func:`divided_by_225`): its
+  values sit on the k/225 grid (a dark image too), or its max is above 1 and at most
+  255/225 = 1.133 (a resized image, off the grid);
 - ``not_scaled``: values above 1.5 and up to 255, no 1/255 scaling was applied
   (unless the graph divides by 255 itself: :func:`graph_input_scaling` says so);
 - ``normalised_input``: negative values, a mean/std normalisation was applied; if the
@@ -95,12 +97,13 @@ def value_lints(
         lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
         scaling = graph_input_scaling(proto, tensor.name)
         label = f"input {tensor.name!r} (min {lo:.4g}, max {hi:.4g})"
-        if lo >= 0 and abs(hi - RATIO_225) < 0.01:
+        evidence = divided_by_225(array)
+        if evidence:
             lints.append(
                 Lint(
                     "warning",
                     "scaled_by_225",
-                    f"{label}: its max is 255/225 = 1.133; the image was probably divided by 225 instead of 255",
+                    f"{label}: {evidence}; the image was probably divided by 225 instead of 255",
                 )
             )
         elif lo >= 0 and 1.5 < hi <= 255.5:
@@ -146,6 +149,38 @@ def value_lints(
         elif scaling and "normalises" in scaling:
             lints.append(Lint("info", "normalisation_in_graph", f"{label}: {scaling}, so it takes 0..1 input as given"))
     return lints
+
+
+def divided_by_225(array: np.ndarray, sample: int = 200_000) -> str | None:
+    """What shows a float image was divided by 225 instead of 255, or None.
+
+    Pixels are integers 0..255, so ``x = k / 225``: ``225 x`` is an integer for (nearly)
+    every value while ``255 x`` is not (``k/225 = m/255`` only when 15 divides k). That
+    holds for a dark image whose max is below 1 too. A resized or filtered image leaves
+    the grid; then a max above 1 and at most 255/225 is the sign. ``sample``: values
+    looked at (evenly spaced) on a large input.
+    """
+    values = np.asarray(array, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 or hi > RATIO_225 * (1 + 1e-4):
+        return None
+    if hi > 1 + 1e-4:
+        return f"its max {hi:.4g} is above 1 and at most 255/225 = 1.133"
+    values = values[:: max(1, values.size // sample)]
+    on_225, on_255 = _on_grid(values, 225), _on_grid(values, 255)
+    distinct = np.unique(np.round(values * 225)).size
+    if distinct >= 8 and on_225 >= 0.999 and on_255 < 0.9:
+        return "its values sit on the k/225 grid (k = 0..255), not on k/255"
+    return None
+
+
+def _on_grid(values: np.ndarray, divisor: int) -> float:
+    """The fraction of ``values`` within float32 noise of a multiple of 1/divisor."""
+    scaled = values * divisor
+    return float(np.mean(np.abs(scaled - np.round(scaled)) < 1e-3))
 
 
 # ----------------------------------------------------------------------------- the graph

@@ -16,11 +16,17 @@ The verdict of one output, by ``check_error_stat`` (like Polygraphy's):
 NaN equals NaN and equal infinities are equal; any other non-finite difference fails.
 
 Rows in another order: when the comparison fails for an output of 2 or more dims, the
-rows (vectors along the last axis, per index of the axes before the row axis) of both
-sides are sorted lexicographically and compared again. If that passes, the output is
-"same" with ``sorted_rows`` true: the two hold the same rows in a different order, as a
-TopK over tied scores (detection heads) produces. The metrics are then those of the
-sorted comparison.
+rows (vectors along the last axis, per index of the axes before the row axis) of the
+ONNX output are paired each with an equal row of the PyTorch output
+(:func:`plugins.commands.verify.rows.match_rows`). When every row has an equal partner,
+the output is "same" with ``sorted_rows`` true ("same (rows reordered)"): the two hold
+the same rows in another order, as a TopK over tied scores (detection heads) produces,
+and the metrics are those of the paired rows. When some row has none, it "differs" and
+``unpaired_rows`` says how many.
+
+An ONNX output with no PyTorch output to pair it with (another count and no output of
+its size: an export with NMS built in) is "incomplete": nothing was compared, and
+``reason`` says why.
 
 Class scores: for float outputs of 2 or 3 dims whose last axis has at least 2 entries,
 ``top1_agreement`` is the fraction of rows (all leading indices) whose ONNX arg-max is
@@ -39,6 +45,7 @@ from inspector.compare import least_precise
 
 SAME = "same"
 DIFFER = "differs"
+INCOMPLETE = "incomplete"
 ERROR_STATS = ("max", "mean", "median")
 
 
@@ -87,7 +94,9 @@ class OutputComparison:
     topk_agreement: float | None = None
     topk: int | None = None
     sorted_rows: bool = False
+    unpaired_rows: int | None = None
     status: str = DIFFER
+    reason: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def entry(self) -> dict:
@@ -105,7 +114,9 @@ class OutputComparison:
             "topk_agreement": self.topk_agreement,
             "topk": self.topk,
             "sorted_rows": self.sorted_rows,
+            "unpaired_rows": self.unpaired_rows,
             "status": self.status,
+            "reason": self.reason,
         }
 
 
@@ -144,12 +155,15 @@ def compare_output(name: str, actual: np.ndarray, expected: np.ndarray, toleranc
         expected = expected.reshape(actual.shape)
     err = abs_errors(actual, expected)
     ok = within(err, expected, tolerances)
-    if not ok and actual.ndim >= 2 and actual.shape[-2] > 1:
-        sorted_actual, sorted_expected = sort_rows(actual), sort_rows(expected)
-        sorted_err = abs_errors(sorted_actual, sorted_expected)
-        if within(sorted_err, sorted_expected, tolerances):
-            ok, err, expected, actual = True, sorted_err, sorted_expected, sorted_actual
-            result.sorted_rows = True
+    if not ok and actual.ndim >= 2 and actual.shape[-2] > 1 and actual.dtype.kind in "fiub":
+        paired, unpaired = pair_rows(actual, expected, tolerances)
+        if paired is not None:
+            paired_err = abs_errors(actual, paired)
+            if within(paired_err, paired, tolerances):
+                ok, err, expected = True, paired_err, paired
+                result.sorted_rows = True
+        else:
+            result.unpaired_rows = unpaired
     _fill_errors(result, err, actual, expected)
     result.status = SAME if ok else DIFFER
     if actual.dtype.kind == "f" and actual.ndim in (2, 3) and actual.shape[-1] >= 2:
@@ -192,16 +206,22 @@ def cosine(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.dot(a, e) / np.sqrt(norm_a * norm_e))
 
 
-def sort_rows(array: np.ndarray) -> np.ndarray:
-    """``array`` with the rows (last-axis vectors) of each leading index sorted
-    lexicographically (first column first)."""
-    rows = array.reshape(-1, array.shape[-2], array.shape[-1])
-    ordered = np.empty_like(rows)
-    for index, block in enumerate(rows):
-        # lexsort sorts by its last key first: reverse the columns for "first column first".
-        order = np.lexsort(block.T[::-1])
-        ordered[index] = block[order]
-    return ordered.reshape(array.shape)
+def pair_rows(actual: np.ndarray, expected: np.ndarray, tolerances: Tolerances) -> tuple[np.ndarray | None, int]:
+    """``expected`` with the rows of each leading index put in the order of the equal rows
+    of ``actual`` (None when a row has no equal partner), and the count of rows without one."""
+    from plugins.commands.verify.rows import match_rows
+
+    blocks_a = actual.reshape(-1, actual.shape[-2], actual.shape[-1])
+    blocks_e = expected.reshape(-1, expected.shape[-2], expected.shape[-1])
+    paired = np.empty_like(blocks_e)
+    unpaired = 0
+    for index, (block_a, block_e) in enumerate(zip(blocks_a, blocks_e)):
+        match = match_rows(block_a, block_e, tolerances.atol, tolerances.rtol)
+        if match.permutation is None:
+            unpaired += match.unpaired
+        else:
+            paired[index] = block_e[match.permutation]
+    return (None if unpaired else paired.reshape(expected.shape)), unpaired
 
 
 def class_agreement(

@@ -16,17 +16,36 @@ order), the PyTorch activation is compared with the ONNX intermediate tensor:
   nodes matched to it, in order. Each activation is compared as soon as its hook fires
   (before any in-place op can change it) and dropped.
 
-Per layer: ``max_abs_err = max|t - e|``, ``max_rel_err = max|t - e| / max|e|`` (relative to
-the activation's scale: activations near zero do not inflate it), ``mean_abs_err``,
-``cosine``, and ``growth``, the ratio of ``max_rel_err`` to that of the previous compared
-layer. A layer "differs" when ``max_rel_err > layer_rtol`` (or an error is not finite);
-the first one, in execution order, is ``first_divergent``.
+Per layer, *per output channel* ``c`` (axis 1 of a conv or norm activation, the last
+axis of a Linear's): ``rel_c = max|t - e|_c / max(max|e|_c, 1e-3 max|e|)`` (relative to
+the channel's own scale, so one changed channel among 256 is not diluted; the floor keeps
+a near-silent channel from inflating noise), ``max_rel_err = max_c rel_c`` and
+``worst_channel`` its channel; ``max_abs_err``, ``mean_abs_err`` and ``cosine`` over the
+whole tensor. A layer "differs" when ``max_rel_err > layer_rtol`` (or an error is not
+finite).
+
+After a data-dependent reordering (TopK, NonZero, NMS: :mod:`.layer_graph`), a layer's
+rows (vectors along its channel axis) may come in another order on the two sides; they
+are compared as a set, each ONNX row with an equal PyTorch row
+(:func:`plugins.commands.verify.rows.match_rows`, per-channel tolerance
+``layer_rtol x scale_c``). When some row has no partner right after the reordering, the
+selection itself may differ: the layer is not comparable, with that reason, and never
+blamed.
+
+Where they part: ``input_error`` is the largest ``max_rel_err`` of the nearest compared
+layers the node reads from in the ONNX graph (0 when it reads the model's inputs), and
+``growth = max_rel_err / input_error``. The *first divergent* layer is the first, in
+execution order, that differs while none of its inputs does and whose error exceeds
+what its inputs' explains (``growth > GROWTH_LIMIT``). When the outputs differ and no
+layer is named, :func:`why_none_diverges` says why (nothing comparable, every compared
+layer within tolerance, an error that grows gradually, a reordering).
 
 Not comparable (with the reason): layers the diff could not match, attention internals
 (q/k/v slices of an in_proj), ONNX nodes that only hold a constant of a module (not its
 output), modules that are never called (a parent uses their weights directly), outputs
-that are not one tensor, shapes that differ (beyond size-1 axes), and every layer of a
-TorchScript model (its submodules run inside TorchScript, where hooks cannot reach).
+that are not one tensor, shapes that differ (beyond size-1 axes). A TorchScript model
+is not compared per layer at all (its submodules run inside TorchScript, where hooks
+cannot reach): the caller says so once.
 """
 
 from __future__ import annotations
@@ -38,10 +57,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector import ir
+from inspector import ir, progress
 from inspector.errors import UsageError
 from inspector.results import UNMATCHED, LayerDiff
-from plugins.commands.verify.metrics import DIFFER, SAME, relative
+from plugins.commands.verify.layer_graph import reorderings, upstream
+from plugins.commands.verify.metrics import DIFFER, SAME
+from plugins.commands.verify.rows import match_rows, row_errors
 from plugins.commands.verify.runners import onnx_session, run_session
 
 if TYPE_CHECKING:
@@ -50,6 +71,18 @@ if TYPE_CHECKING:
     from plugins.commands.verify.runners import TorchRunner
 
 NOT_COMPARABLE = "not_comparable"
+UNPAIRED = "unpaired"
+"""Internal: rows without a partner after a reordering; settled once the inputs are known."""
+
+GROWTH_LIMIT = 10.0
+"""A divergent layer is where the models part when its error is more than this many
+times its inputs' (a changed weight: x1e4 and more; float noise: x1 to x3 a layer)."""
+
+CHANNEL_FLOOR = 1e-3
+"""A channel's scale is at least this fraction of the tensor's (near-silent channels)."""
+
+CHANNEL_FIRST = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.BATCHNORM, ir.GROUPNORM, ir.INSTANCENORM, "prelu"})
+"""Kinds whose activation has its channels on axis 1 (NC...); the others on the last axis."""
 
 COMPARABLE_KINDS = frozenset(
     {
@@ -80,6 +113,7 @@ class LayerComparison:
     transform: str | None
     diff_status: str
     tensor: str | None = None
+    kind: str = ""
     modules: list[str] = field(default_factory=list)
     status: str = NOT_COMPARABLE
     reason: str | None = None
@@ -89,6 +123,13 @@ class LayerComparison:
     mean_abs_err: float | None = None
     cosine: float | None = None
     growth: float | None = None
+    worst_channel: int | None = None
+    reordered_by: list[str] = field(default_factory=list)
+    rows_reordered: bool = False
+    unpaired_rows: int | None = None
+    input_error: float | None = None
+    inputs: list[str] = field(default_factory=list)
+    suspects: list[str] = field(default_factory=list)
     # Filled while the PyTorch model runs: partial sums of merged branches.
     _partial: Any = None
     _parts: int = 0
@@ -114,6 +155,13 @@ class LayerComparison:
             "mean_abs_err": self.mean_abs_err,
             "cosine": self.cosine,
             "growth": self.growth,
+            "worst_channel": self.worst_channel,
+            "input_error": self.input_error,
+            "inputs": list(self.inputs),
+            "suspects": list(self.suspects),
+            "reordered_by": list(self.reordered_by),
+            "rows_reordered": self.rows_reordered,
+            "unpaired_rows": self.unpaired_rows,
         }
 
 
@@ -123,10 +171,12 @@ class LayerComparison:
 def plan_layers(diff: "DiffResult", runner: "TorchRunner", globs: list[str] | None) -> list[LayerComparison]:
     """One :class:`LayerComparison` per diffed layer (narrowed by ``globs``), with the
     ONNX tensor and PyTorch modules to compare, or the reason it cannot be compared."""
+    if not runner.hookable:
+        return []  # said once by the caller, not once per layer
     target = diff.target
     output_of = {layer.name: layer.outputs[0] for layer in target.layers if layer.outputs}
     kinds = {layer.name: layer.kind for layer in diff.source.layers}
-    modules = runner.named_modules() if runner.hookable else {}
+    modules = runner.named_modules()
     plans = []
     for layer in diff.layers:
         if globs and not any(
@@ -140,6 +190,7 @@ def plan_layers(diff: "DiffResult", runner: "TorchRunner", globs: list[str] | No
             layer.transform,
             layer.status,
             tensor=output_of.get(layer.target),
+            kind=layer.kind,
         )
         plan.modules = hooked_modules(layer, kinds)
         plan.reason = _why_not_comparable(layer, plan, modules, runner)
@@ -179,8 +230,6 @@ def _why_not_comparable(
         return f"the ONNX {layer.op} only holds a constant of {layer.sources[-1]}, not its output"
     if plan.tensor is None:
         return "the ONNX node has no output"
-    if not runner.hookable:
-        return f"a {runner.runner} model cannot be hooked"
     missing = [name for name in plan.modules if name not in modules]
     if missing:
         return f"the running PyTorch model has no module {missing[0]!r}"
@@ -219,6 +268,9 @@ def compare_layers(
     comparable plans' tensors (the benchmark reuses one); by default one is created.
     """
     comparable = [plan for plan in plans if plan.comparable]
+    reordered = reorderings(target.layers)
+    for plan in comparable:
+        plan.reordered_by = sorted(reordered.get(plan.tensor or "", ()))
     run = LayerRun(None)
     if comparable:
         tensors = list(dict.fromkeys(plan.tensor for plan in comparable))
@@ -240,16 +292,80 @@ def compare_layers(
             )
             if outputs is not None:
                 run.onnx_outputs, run.torch_outputs = outputs
-    previous = None
-    for plan in plans:
-        if plan.max_rel_err is None:
-            continue
-        if previous is not None and previous > 0 and np.isfinite(plan.max_rel_err):
-            plan.growth = plan.max_rel_err / previous
-        previous = plan.max_rel_err
-        if plan.status == DIFFER and run.first_divergent is None:
-            run.first_divergent = plan.target
+    run.first_divergent = settle(plans, target.layers)
     return run
+
+
+def settle(plans: list[LayerComparison], layers: list) -> str | None:
+    """Each plan's inputs, input error and growth from the graph; rows without a partner
+    after a reordering settled; returns the first divergent layer (module docstring)."""
+    by_target = {plan.target: plan for plan in plans}
+    graph = upstream(layers, plans)
+    first = None
+    for plan in plans:
+        found = graph.get(plan.target)
+        if found is None:
+            if plan.status == UNPAIRED:
+                plan.status, plan.reason = NOT_COMPARABLE, "its rows have no equal partner after a reordering"
+            continue
+        inputs = [by_target[name] for name in found.compared if name in by_target]
+        plan.inputs, plan.suspects = [p.target for p in inputs], list(found.suspects)
+        errors = [p.max_rel_err for p in inputs if p.max_rel_err is not None]
+        plan.input_error = max(errors) if errors else 0.0
+        if plan.status == UNPAIRED:
+            # Blame it only when an input after the same reorderings matched as a set: then
+            # the selection is the same and the difference is this layer's.
+            matched = [p for p in inputs if p.status == SAME and set(p.reordered_by) >= set(plan.reordered_by)]
+            if matched:
+                plan.status = DIFFER
+            else:
+                plan.status = NOT_COMPARABLE
+                plan.reason = (
+                    f"after the data-dependent {', '.join(plan.reordered_by)}: {plan.unpaired_rows} rows have no "
+                    "equal partner and its inputs' rows were not matched, so the selection itself may differ"
+                )
+        if plan.max_rel_err is not None and plan.input_error and np.isfinite(plan.max_rel_err):
+            plan.growth = plan.max_rel_err / plan.input_error
+        if first is None and plan.status == DIFFER and is_origin(plan, inputs):
+            first = plan.target
+    return first
+
+
+def is_origin(plan: LayerComparison, inputs: list[LayerComparison]) -> bool:
+    """Whether a differing layer is where the difference starts: no input differs, and its
+    error is more than :data:`GROWTH_LIMIT` times its inputs'."""
+    if any(p.status == DIFFER for p in inputs):
+        return False
+    if plan.max_rel_err is None or not plan.input_error or not np.isfinite(plan.max_rel_err):
+        return True
+    return plan.max_rel_err > GROWTH_LIMIT * plan.input_error
+
+
+def why_none_diverges(plans: list[LayerComparison]) -> str:
+    """Why no first divergent layer can be named although the outputs differ."""
+    compared = [plan for plan in plans if plan.max_rel_err is not None or plan.status == DIFFER]
+    if not plans:
+        return "no layer was matched for a per-layer comparison"
+    if not compared:
+        reasons = sorted({plan.reason for plan in plans if plan.reason})
+        return f"no layer could be compared ({'; '.join(reasons[:3])})"
+    differing = [plan for plan in compared if plan.status == DIFFER]
+    if differing:
+        plan = differing[0]
+        growth = f"x{plan.growth:.3g} its inputs' error" if plan.growth is not None else "with its inputs unknown"
+        return (
+            f"the error grows gradually: the first layer beyond tolerance, {plan.target}, is at {plan.max_rel_err:.3g} "
+            f"({growth}), and no single layer explains it"
+        )
+    reordered = [plan for plan in plans if plan.status == NOT_COMPARABLE and plan.reordered_by and plan.reason]
+    if reordered:
+        return f"every compared layer is within tolerance; {reordered[0].target} is {reordered[0].reason}"
+    uncompared = [plan for plan in plans if plan.status == NOT_COMPARABLE]
+    where = f" or in the {len(uncompared)} layers that could not be compared" if uncompared else ""
+    return (
+        f"every compared layer is within tolerance: the outputs part after the last compared layer (post-processing"
+        f"{where})"
+    )
 
 
 def extra_outputs_model(target: "Model", tensors: list[str]) -> bytes:
@@ -312,7 +428,8 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
     (ONNX outputs, PyTorch outputs) of those runs, else None."""
     final = [info.name for info in target.outputs] if with_outputs else []
     names = list(chunk) + [name for name in final if name not in chunk]
-    values = dict(zip(names, run_session(session, feeds, target.path, names)))
+    with progress.step(f"ONNX Runtime: {len(chunk)} intermediate tensors"):
+        values = dict(zip(names, run_session(session, feeds, target.path, names)))
     onnx_values = {name: values[name] for name in chunk}
     by_module: dict[str, list[LayerComparison]] = {}
     for plan in plans:
@@ -329,12 +446,15 @@ def _run_chunk(plans, chunk, session, runner, target, arrays, feeds, layer_rtol,
             if not same_module:
                 return
             _take_activation(same_module[0], output, onnx_values, layer_rtol)
+            if same_module[0].status != NOT_COMPARABLE or same_module[0].reason is not None:
+                step.advance()
 
         return hook
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in by_module]
     try:
-        result = runner.forward(arrays)
+        with progress.step(f"PyTorch: comparing {len(plans)} layers", total=len(plans)) as step:
+            result = runner.forward(arrays)
     finally:
         for handle in handles:
             handle.remove()
@@ -372,8 +492,10 @@ def _take_activation(plan: LayerComparison, output: Any, onnx_values: dict[str, 
 
 
 def _compare(plan: LayerComparison, actual: np.ndarray, expected: np.ndarray, layer_rtol: float) -> None:
-    """Errors of one activation, in float32 with float64 sums (activations are large)."""
+    """Errors of one activation, per output channel (module docstring); float32 arithmetic
+    with float64 sums (activations are large)."""
     actual = actual.astype(np.float32, copy=False)
+    expected = np.asarray(expected).astype(np.float32, copy=False)
     plan.shape = list(actual.shape)
     if actual.shape != expected.shape:
         if tuple(d for d in actual.shape if d != 1) != tuple(d for d in expected.shape if d != 1):
@@ -385,17 +507,54 @@ def _compare(plan: LayerComparison, actual: np.ndarray, expected: np.ndarray, la
         plan.cosine = 1.0
         plan.status = SAME
         return
-    err = np.subtract(actual, expected)
-    np.abs(err, out=err)
+    axis = channel_axis(plan.kind, actual.ndim)
+    # Rows: one per position, its channels along the last axis.
+    rows_a = np.moveaxis(actual, axis, -1).reshape(-1, actual.shape[axis])
+    rows_e = np.moveaxis(expected, axis, -1).reshape(-1, actual.shape[axis])
+    scale = _channel_scale(rows_e)
+    if plan.reordered_by:
+        match = match_rows(rows_a, rows_e, layer_rtol * scale, 0.0)
+        if match.permutation is None:
+            plan.unpaired_rows = match.unpaired
+            plan.status = UNPAIRED
+            return
+        plan.rows_reordered = bool((match.permutation != np.arange(len(match.permutation))).any())
+        rows_e = rows_e[match.permutation]
+    err = row_errors(rows_a, rows_e) if not (np.isfinite(rows_a).all() and np.isfinite(rows_e).all()) else None
+    if err is None:
+        err = np.subtract(rows_a, rows_e)
+        np.abs(err, out=err)
+    per_channel = err.max(axis=0) / scale
+    plan.worst_channel = int(np.argmax(per_channel))
+    plan.max_rel_err = float(per_channel[plan.worst_channel])
     plan.max_abs_err = float(err.max())
     plan.mean_abs_err = float(err.mean(dtype=np.float64))
-    scale = float(max(expected.max(), -expected.min()))
-    plan.max_rel_err = relative(plan.max_abs_err, scale)
-    a, e = actual.ravel(), expected.ravel()
-    norm_a, norm_e = float(np.dot(a, a)), float(np.dot(e, e))
-    if norm_a == 0 or norm_e == 0:
-        plan.cosine = 1.0 if norm_a == norm_e else 0.0
-    else:
-        plan.cosine = float(np.dot(a, e)) / float(np.sqrt(norm_a) * np.sqrt(norm_e))
+    plan.cosine = _cosine(rows_a, rows_e)
     ok = np.isfinite(plan.max_rel_err) and plan.max_rel_err <= layer_rtol
     plan.status = SAME if ok else DIFFER
+
+
+def channel_axis(kind: str, ndim: int) -> int:
+    """The output-channel axis of an activation of a layer of ``kind``."""
+    return 1 if kind in CHANNEL_FIRST and ndim >= 2 else ndim - 1
+
+
+def _channel_scale(rows: np.ndarray) -> np.ndarray:
+    """max|e| per channel (column), at least :data:`CHANNEL_FLOOR` of the largest; 1 when
+    the whole tensor is zero (then any error counts in full)."""
+    magnitude = np.abs(rows)
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
+    scale = magnitude.max(axis=0).astype(np.float64)
+    top = float(scale.max()) if scale.size else 0.0
+    if top == 0:
+        return np.ones_like(scale)
+    return np.maximum(scale, CHANNEL_FLOOR * top)
+
+
+def _cosine(a: np.ndarray, e: np.ndarray) -> float:
+    a, e = a.ravel(), e.ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm_a, norm_e = float(np.dot(a, a)), float(np.dot(e, e))
+        if norm_a == 0 or norm_e == 0:
+            return 1.0 if norm_a == norm_e else 0.0
+        return float(np.dot(a, e)) / float(np.sqrt(norm_a) * np.sqrt(norm_e))
