@@ -364,7 +364,9 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
                 "unpickler does not read (saved with pickle_protocol above 2, or corrupted)",
             ) from exc
         raise InputError(path, f"is truncated or corrupted: its pickle cannot be scanned ({_one_line(exc)})") from exc
-    plan = plan_globals(unsafe, _scan_uses(path))
+    # How the pickle uses its globals matters only for those it names beyond torch's
+    # defaults (a state_dict names none): the scan reads every opcode of data.pkl.
+    plan = plan_globals(unsafe, _scan_uses(path) if unsafe else None)
     if plan.refused:
         raise refusal(path, plan.refused)
     return _torch_load(path, plan, mmap=True)

@@ -8,9 +8,12 @@ memory-mapped straight from the file (:func:`entry_array`).
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,8 +25,9 @@ TORCH_EXPORT = "torch.export"
 TORCH_EXPORT_LEGACY = "torch.export (legacy)"
 
 
-def open_archive(path: Path) -> zipfile.ZipFile:
-    """Open a zip torch wrote; BadZipFile when its directory is missing or not its own.
+def open_archive(path: Path | BinaryIO) -> zipfile.ZipFile:
+    """Open a zip torch wrote (a path or a binary file); BadZipFile when its directory is
+    missing or not its own.
 
     torch writes the first entry at offset 0. When the end of a file is cut off, zipfile
     may find the directory of a zip stored *inside* it (a .pt2 holds a torch.save
@@ -39,12 +43,43 @@ def open_archive(path: Path) -> zipfile.ZipFile:
 
 
 def zip_names(path: Path) -> list[str] | None:
-    """The entry names of the zip at ``path``, or None when its directory cannot be read."""
+    """The entry names of the zip at ``path``, or None when its directory cannot be read.
+
+    Each of the three torch sniffers and then the loader ask for them; the directory of
+    a large state_dict (three entries per tensor) is parsed once, not four times. A
+    parse is reused only for the same file (device, inode, size, modification time)
+    whose directory bytes are unchanged (their CRC), so a file rewritten in place is
+    read again.
+    """
     try:
-        with open_archive(path) as archive:
-            return archive.namelist()
+        with open(path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            known = _DIRECTORIES.get(key)
+            if known is not None and _crc_from(stream, known[0]) == known[1]:
+                return list(known[2])
+            with open_archive(stream) as archive:
+                names = archive.namelist()
+                start = archive.start_dir
+            _DIRECTORIES[key] = (start, _crc_from(stream, start), tuple(names))
+            while len(_DIRECTORIES) > 4:
+                del _DIRECTORIES[next(iter(_DIRECTORIES))]
+            return names
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return None
+
+
+_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, tuple[str, ...]]] = {}
+"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, names)."""
+
+
+def _crc_from(stream, offset: int) -> int:
+    """CRC-32 of the bytes from ``offset`` to the end: the directory, its end record and comment."""
+    stream.seek(offset)
+    crc = 0
+    while chunk := stream.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def kind_of_entry(name: str) -> str | None:
