@@ -9,6 +9,7 @@ tensor's scale) and where (which output channels).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,10 +62,78 @@ class Comparison:
     bad_channels: list[int]
     expected_range: tuple[float, float]
     approximate: bool = False  # measured on a probe of PROBE_SIZE elements only
+    located: bool = True  # False: bad_channels not listed (compare(locate=False))
 
 
 PROBE_SIZE = 4096
 """Elements a probe compares before a full comparison."""
+
+SCREEN_SIZE = 64
+"""Elements :func:`screen` compares."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _sample(size: int, count: int) -> np.ndarray:
+    """``count`` pseudo-random flat indices into ``size`` elements, the same every run
+    (seeded by the size; kept, since many tensors of a model share a size)."""
+    index = np.random.default_rng(size).integers(0, size, count)
+    index.flags.writeable = False
+    return index
+
+
+def _take(array: np.ndarray, flat_index: np.ndarray) -> np.ndarray:
+    """``array``'s elements at C-order flat positions, without copying the whole array."""
+    if array.flags.c_contiguous:
+        return array.reshape(-1)[flat_index]
+    return array[np.unravel_index(flat_index, array.shape)]
+
+
+def screen(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bool:
+    """Whether ``target`` may be within ``tolerance`` of ``expected``: False only when
+    :func:`compare` is sure to find a bad element, because one of a pseudo-random sample
+    of :data:`SCREEN_SIZE` elements (all of a smaller tensor) is one, with exactly the
+    tolerance compare gives it. True proves nothing (compare decides); non-finite
+    expected values are left to compare.
+
+    A few microseconds for a tensor of any size, where a comparison that fails costs a
+    hundred times that. The tolerance depends on the whole tensor's scale (``max|e|``),
+    and grows with it: a sample that passes with its own scale (no larger than the
+    tensor's) passes with the tensor's, so the scale is computed only to confirm a
+    failure.
+    """
+    try:
+        e = np.asarray(expected, dtype=np.float64)
+        t = np.asarray(target)
+        if e.size == 0 or t.size != e.size:
+            return True
+        if e.size > SCREEN_SIZE:
+            index = _sample(e.size, SCREEN_SIZE)
+            t, e_sample = _take(t, index), _take(e, index)
+        else:
+            e_sample = e.reshape(-1)
+            t = t.reshape(-1)
+        if t.dtype.kind != "f":
+            t = t.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            err = np.abs(np.subtract(t, e_sample, dtype=np.float64))
+            magnitude = np.abs(e_sample)
+            if _within(err, magnitude, tolerance, float(magnitude.max())):
+                return True
+            if e_sample.size == e.size:
+                return False  # the sample is the tensor: its scale is the tensor's
+            return _within(err, magnitude, tolerance, max(abs(float(e.min())), abs(float(e.max()))))
+    except Exception:  # noqa: BLE001 - a screen proves failures only; compare reports the rest
+        return True
+
+
+def _within(err: np.ndarray, magnitude: np.ndarray, tolerance: Tolerance, scale: float) -> bool:
+    """Whether every ``err`` is within the tolerance :func:`compare` gives an expected value
+    of that ``magnitude`` in a tensor of that ``scale`` (True when the scale is not finite:
+    compare treats such tensors element by element)."""
+    if not np.isfinite(scale):
+        return True
+    limit = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
+    return bool(np.all(err <= limit))
 
 
 def compare(
@@ -74,6 +143,7 @@ def compare(
     channel_axis: int = 0,
     probe_first: bool = False,
     groups: int = 1,
+    locate: bool = True,
 ) -> Comparison:
     """Compare elementwise: ``|t - e| <= atol' + rtol * max(|e|, SMALL_FRACTION * scale)``
     with ``scale = max|e|`` and ``atol' = atol * min(1, scale)`` (a tensor of tiny values,
@@ -85,7 +155,8 @@ def compare(
 
     Bad channels are located along ``channel_axis``; with ``groups`` > 1 and axis 1 (a
     grouped ConvTranspose weight, (in, out/groups, k...)), an element at (i, j) belongs
-    to output channel ``(i // (in/groups)) * (out/groups) + j``.
+    to output channel ``(i // (in/groups)) * (out/groups) + j``. Without ``locate``
+    they are not listed (``located`` False): a candidate that is not the one reported.
 
     With ``probe_first``, a pseudo-random sample of :data:`PROBE_SIZE` elements is
     compared first, with exactly the tolerance the full comparison gives them (the scale
@@ -108,8 +179,8 @@ def compare(
         lo, hi = float(e.min()), float(e.max())
         scale = max(abs(lo), abs(hi))
         if probe_first and e.size > PROBE_SIZE and np.isfinite(scale):
-            index = np.unravel_index(np.random.default_rng(e.size).integers(0, e.size, PROBE_SIZE), e.shape)
-            sample = _compare_slowly(t[index].astype(np.float64), e[index], None, tolerance, 0, 1, scale)
+            index = _sample(e.size, PROBE_SIZE)
+            sample = _compare_slowly(_take(t, index).astype(np.float64), _take(e, index), None, tolerance, 0, 1, scale)
             if not sample.ok:
                 sample.approximate = True
                 sample.bad_channels = []
@@ -126,7 +197,7 @@ def compare(
             rel = max_abs / scale if scale > 0 else 0.0
             violation = max_abs / floor if floor > 0 else 0.0
             return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
-        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis, groups)
+        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis, groups, locate=locate)
 
 
 def effective_atol(tolerance: Tolerance, scale: float) -> float:
@@ -137,10 +208,11 @@ def effective_atol(tolerance: Tolerance, scale: float) -> float:
 
 
 def _compare_slowly(
-    t, e, err, tolerance: Tolerance, channel_axis: int, groups: int = 1, scale: float | None = None
+    t, e, err, tolerance: Tolerance, channel_axis: int, groups: int = 1, scale: float | None = None, locate=True
 ) -> Comparison:
-    """Every element's own tolerance, the error's size and where it sits. ``scale`` is
-    the tensor's (for a sample of it); ``err`` is ``|t - e|`` when already computed."""
+    """Every element's own tolerance, the error's size and where it sits (unless not
+    ``locate``). ``scale`` is the tensor's (for a sample of it); ``err`` is ``|t - e|``
+    when already computed."""
     magnitude = np.abs(e)
     finite = np.isfinite(e)
     if scale is None:
@@ -160,11 +232,12 @@ def _compare_slowly(
     max_abs = float(err.max())
     violation = float((err / tolerance_elem).max()) if tolerance_elem.min() > 0 else (0.0 if max_abs == 0 else np.inf)
     bad_count = int(bad.sum())
-    channels = bad_channels(bad, channel_axis, groups) if bad_count else []
+    channels = bad_channels(bad, channel_axis, groups) if bad_count and locate else []
     lo = float(e[finite].min()) if finite.any() else float("nan")
     hi = float(e[finite].max()) if finite.any() else float("nan")
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi))
+    located = locate or not bad_count
+    return Comparison(bad_count == 0, max_abs, rel, bad_count / e.size, violation, channels, (lo, hi), located=located)
 
 
 def bad_channels(bad: np.ndarray, channel_axis: int, groups: int = 1) -> list[int]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector import ir, progress
-from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range
+from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen
 from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
 from inspector.records import Finding
@@ -45,6 +45,11 @@ SEARCH_LIMIT = 8
 
 RECONCILE_LIMIT = 64
 """How many unused source layers a constant no name explains is tried against."""
+
+KEEP_REPRODUCTION = 1 << 16
+"""A candidate screened out (:func:`inspector.compare.screen`) keeps its reproduction for
+the ranking when it holds at most this many elements; a larger one is re-computed if
+the ranking is needed (a constant tried against 64 unused tables must not hold them all)."""
 
 STRUCTURAL = frozenset({"name", "scope", "alignment", "search", "reconciled"})
 """How a candidate was found when its fitting the target says the target is a parameter
@@ -205,6 +210,17 @@ def align(source_layers: list[Layer], target_layers: list[Layer]) -> dict[str, L
 
 
 @dataclass(slots=True)
+class _Screened:
+    """A candidate :func:`~inspector.compare.screen` showed not to fit: compared in full
+    only if no candidate fits and the closest must be named."""
+
+    candidate: Candidate
+    transform: Transform
+    matched_by: str
+    reproduction: Reproduction | None
+
+
+@dataclass(slots=True)
 class _Attempt:
     candidate: Candidate
     transform: Transform
@@ -212,6 +228,11 @@ class _Attempt:
     comparisons: dict[str, tuple[Comparison, Tolerance]]
     matched_by: str
     approximate: bool = False
+
+    @property
+    def located(self) -> bool:
+        """Whether every comparison lists its bad channels (see ``compare(locate=...)``)."""
+        return all(comparison.located for comparison, _ in self.comparisons.values())
 
     @property
     def ok(self) -> bool:
@@ -257,6 +278,11 @@ class Matcher:
         self.used_params: set[tuple[str, str]] = set()
         """(layer, role) of the source parameters some target layer came from, so far."""
         self._uses: dict[str, list[tuple[str, str]]] = {}
+        self._unused = {layer.name: layer for layer in self.source.layers if self._unused_floats(layer)}
+        """The source layers holding a float parameter nothing used yet, in order."""
+        self._by_signature: dict[tuple | None, list[Layer]] | None = None
+        self._by_kind: dict[str, list[Layer]] = {}
+        self._by_numel: dict[int, list[Layer]] | None = None
         self.accounting = Accounting()
 
     # -- public ---------------------------------------------------------------------
@@ -309,7 +335,12 @@ class Matcher:
     def _keep(self, result: DiffResult, diff: LayerDiff) -> None:
         result.layers.append(diff)
         self.used.update(diff.sources)
-        self.used_params.update(self._uses.pop(diff.target, ()))
+        uses = self._uses.pop(diff.target, ())
+        self.used_params.update(uses)
+        for name, _ in uses:
+            layer = self._unused.get(name)
+            if layer is not None and not self._unused_floats(layer):
+                del self._unused[name]
 
     def _unused_floats(self, layer: Layer) -> bool:
         """Whether ``layer`` holds a float parameter (more than a scalar) nothing used."""
@@ -354,7 +385,7 @@ class Matcher:
 
         ``anchors`` replaces the usual ones (:meth:`anchors`); ``only_ok`` accepts a
         candidate only when it reproduces the layer (never as a mismatch)."""
-        best: _Attempt | None = None
+        failed: list[_Attempt | _Screened] = []
         derivable = False
         reasons: list[str] = []
         tried: set[tuple[str, tuple[str, ...], str]] = set()
@@ -373,18 +404,30 @@ class Matcher:
                         if reason is not None:
                             reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
                             continue
-                        attempt = self._attempt(target, transform, candidate, matched_by)
-                        if attempt.ok:
-                            return self._layer_diff(target, attempt, OK), derivable
+                        reproduction = transform.reproduce(target, candidate)
+                        if self._fits(target, candidate, reproduction):
+                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction)
+                            if attempt.ok:
+                                return self._layer_diff(target, attempt, OK), derivable
+                            failed.append(attempt)
+                        else:
+                            kept = reproduction if _elements(reproduction) <= KEEP_REPRODUCTION else None
+                            failed.append(_Screened(candidate, transform, matched_by, kept))
                         derivable = derivable or (
                             matched_by in STRUCTURAL and transform.proves_origin and not candidate.get("weak")
                         )
-                        if best is None or attempt.violation < best.violation:
-                            best = attempt
                 except Exception as exc:  # noqa: BLE001 - one broken transform must not end the diff
                     error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                     self.transform_errors.setdefault(transform.name, (target.name, error))
                     reasons.append(f"{transform.name} failed: {error}")
+        # Nothing fits. The closest candidate (the first of the least violation) is named
+        # in the reasons or reported as a mismatch; screened-out candidates are compared
+        # now, as the others were, for that ranking alone.
+        best: _Attempt | None = None
+        for item in failed if not only_ok else ():
+            attempt = item if isinstance(item, _Attempt) else self._compare_screened(target, item, reasons)
+            if attempt is not None and (best is None or attempt.violation < best.violation):
+                best = attempt
         # A weight layer must come from somewhere: its closest candidate is credible when
         # named or mostly right. Another constant may be made at export (a position
         # table that happens to have a parameter's size): credible when named, or found
@@ -399,8 +442,10 @@ class Matcher:
             )
         )
         if credible:
-            if best.approximate:
-                best = self._attempt(target, best.transform, best.candidate, best.matched_by, full=True)
+            if best.approximate or not best.located:
+                best = self._attempt(
+                    target, best.transform, best.candidate, best.matched_by, best.reproduction, full=True
+                )
                 if best.ok:  # cannot happen (a failed probe is a real difference); be safe
                     return self._layer_diff(target, best, OK), derivable
             return self._layer_diff(target, best, MISMATCH), derivable
@@ -429,15 +474,19 @@ class Matcher:
         """Source layers nearest ``target``'s relative position first: those no layer has
         used yet (``unused``, any shape: a transform may broadcast, slice or gather), or
         any holding a tensor of one of the target's sizes."""
-        sizes = {param.numel for param in target.params.values()}
         relative = target.index / max(len(self.target_model.layers), 1)
+        if unused:
+            layers: Iterable[Layer] = self._unused.values()
+        else:
+            if self._by_numel is None:
+                self._by_numel = {}
+                for layer in self.source.layers:
+                    for numel in dict.fromkeys(param.numel for param in layer.params.values()):
+                        self._by_numel.setdefault(numel, []).append(layer)
+            sizes = {param.numel for param in target.params.values()}
+            layers = {id(layer): layer for size in sizes for layer in self._by_numel.get(size, ())}.values()
         found = []
-        for layer in self.source.layers:
-            if unused:
-                if not self._unused_floats(layer):
-                    continue
-            elif not sizes & {param.numel for param in layer.params.values()}:
-                continue
+        for layer in layers:
             distance = abs(self.source.position(layer) / max(len(self.source.layers), 1) - relative)
             found.append((distance, layer.name))
         found.sort()
@@ -483,26 +532,77 @@ class Matcher:
         wanted = signature(target)
         shapes = {p.shape for p in target.params.values()}
         relative = target.index / max(len(self.target_model.layers), 1)
+        if self._by_signature is None:  # indexed once: a search per target must not scan the model
+            self._by_signature, self._by_kind = {}, {}
+            for layer in self.source.layers:
+                self._by_signature.setdefault(signature(layer), []).append(layer)
+                self._by_kind.setdefault(layer.kind, []).append(layer)
         found = []
-        for layer in self.source.layers:
-            if wanted is not None:
-                if signature(layer) != wanted:
-                    continue
-            elif layer.kind != target.kind or (
-                target.kind != ir.RECURRENT and not shapes & {p.shape for p in layer.params.values()}
-            ):
-                continue  # a recurrent node stacks its directions: no shape in common, few of them
+        if wanted is not None:
+            layers = self._by_signature.get(wanted, [])
+        else:  # a recurrent node stacks its directions: no shape in common, few of them
+            layers = [
+                layer
+                for layer in self._by_kind.get(target.kind, [])
+                if target.kind == ir.RECURRENT or shapes & {p.shape for p in layer.params.values()}
+            ]
+        for layer in layers:
             distance = abs(self.source.position(layer) / max(len(self.source.layers), 1) - relative)
             found.append((distance, layer))
         found.sort(key=lambda item: item[0])
         return [layer for _, layer in found[:SEARCH_LIMIT]]
 
+    def _fits(self, target: Layer, candidate: Candidate, reproduction: Reproduction) -> bool:
+        """False when :meth:`_attempt` is sure to fail: a parameter it would compare is
+        screened out (:func:`~inspector.compare.screen`), or cannot be compared at all.
+        Rejecting a candidate then costs a few microseconds instead of a comparison."""
+        source_dtypes = None
+        for role in dict.fromkeys([*target.params, *reproduction.params]):
+            target_param = target.params.get(role)
+            expected = reproduction.params.get(role)
+            if target_param is None and role != "bias":
+                continue
+            if target_param is not None and expected is None and not is_float(target_param):
+                continue
+            if expected is None or target_param is None:
+                continue  # a missing bias is compared with zeros: left to the comparison
+            if target_param.numel != expected.size:
+                return False
+            if source_dtypes is None:
+                source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
+            tolerance = self._tolerance(source_dtypes | {target_param.dtype})
+            if not screen(target_param.array(), expected, tolerance):
+                return False
+        return True
+
+    def _compare_screened(self, target: Layer, screened: _Screened, reasons: list[str]) -> _Attempt | None:
+        """The attempt of a screened-out candidate, as :meth:`_attempt` makes any other
+        (None, with the reason, if re-computing it fails)."""
+        transform = screened.transform
+        try:
+            reproduction = screened.reproduction
+            if reproduction is None:
+                reproduction = transform.reproduce(target, screened.candidate)
+            return self._attempt(target, transform, screened.candidate, screened.matched_by, reproduction)
+        except Exception as exc:  # noqa: BLE001 - as in _explain: one broken transform must not end the diff
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.transform_errors.setdefault(transform.name, (target.name, error))
+            reasons.append(f"{transform.name} failed: {error}")
+            return None
+
     def _attempt(
-        self, target: Layer, transform: Transform, candidate: Candidate, matched_by: str, full: bool = False
+        self,
+        target: Layer,
+        transform: Transform,
+        candidate: Candidate,
+        matched_by: str,
+        reproduction: Reproduction,
+        full: bool = False,
     ) -> _Attempt:
-        """Reproduce and compare. Unless ``full``, a parameter whose probe fails ends the
-        attempt early (its comparison then covers the probe only, ``approximate``)."""
-        reproduction = transform.reproduce(target, candidate)
+        """Compare ``reproduction`` with the target. Unless ``full``, a parameter whose
+        probe fails ends the attempt early (its comparison then covers the probe only,
+        ``approximate``) and bad channels are not listed (only the reported attempt needs
+        them: ``located``)."""
         comparisons: dict[str, tuple[Comparison, Tolerance]] = {}
         source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
         roles = list(dict.fromkeys([*target.params, *reproduction.params]))
@@ -534,6 +634,7 @@ class Matcher:
                 reproduction.channel_axes.get(role, 0),
                 probe_first=not full,
                 groups=reproduction.channel_groups.get(role, 1),
+                locate=full,
             )
             comparisons[role] = (comparison, tolerance)
             if comparison.approximate:
@@ -642,6 +743,10 @@ def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> 
         else:
             relative = np.where(per_channel == 0, 0.0, np.inf)
     return [float(value) for value in relative]
+
+
+def _elements(reproduction: Reproduction) -> int:
+    return sum(int(np.size(array)) for array in reproduction.params.values())
 
 
 def _release(layer: Layer) -> None:

@@ -182,6 +182,11 @@ class SourceIndex:
         for layer in self.layers:
             for param in layer.params.values():
                 self._by_tensor.setdefault(param.tensor_name, (layer, param))
+        self._below: dict[str, list[Layer]] = {}
+        """Module path -> the layers strictly below it, in order (see :meth:`under`)."""
+        for layer in self.layers:
+            for ancestor in _ancestors(layer.name):
+                self._below.setdefault(ancestor, []).append(layer)
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -206,14 +211,11 @@ class SourceIndex:
 
     def under(self, path: str, depth: int | None = None) -> list[Layer]:
         """Layers strictly below module ``path`` (all of them, or ``depth`` levels down)."""
-        prefix = f"{path}." if path else ""
-        found = []
-        for layer in self.layers:
-            if layer.name.startswith(prefix) and layer.name != path:
-                rest = layer.name[len(prefix) :]
-                if depth is None or rest.count(".") < depth:
-                    found.append(layer)
-        return found
+        below = self._below.get(path, [])
+        if depth is None:
+            return list(below)
+        start = len(path) + 1 if path else 0
+        return [layer for layer in below if layer.name.count(".", start) < depth]
 
     def siblings(self, layer: Layer) -> list[Layer]:
         """Layers with the same parent module, in order (``layer`` included)."""
@@ -228,6 +230,18 @@ class SourceIndex:
         """The layers before ``layer``, nearest first (lazily)."""
         layers = self.layers
         return (layers[i] for i in range(self._position[layer.name] - 1, -1, -1))
+
+
+def _ancestors(name: str) -> list[str]:
+    """The module paths ``name`` is strictly below: "" (the root) and every prefix that
+    ends before a "." ("a", "a.b" for "a.b.c"); none for the root's own name ""."""
+    found = [""] if name else []
+    position = name.find(".")
+    while position != -1:
+        if position:
+            found.append(name[:position])
+        position = name.find(".", position + 1)
+    return found
 
 
 def _with_kind(layer: Layer, kind: str) -> Layer:

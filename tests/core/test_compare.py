@@ -11,7 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from inspector.compare import PROBE_SIZE, compare, default_tolerance, least_precise
+from inspector.compare import PROBE_SIZE, SCREEN_SIZE, compare, default_tolerance, least_precise, screen
 from inspector.results import Tolerance
 
 FP32 = Tolerance(rtol=1e-4, atol=1e-6)
@@ -276,6 +276,79 @@ def test_the_probe_repeats():
     first = compare(target, expected, FP32, probe_first=True)
     second = compare(target, expected, FP32, probe_first=True)
     assert first.approximate and (first.max_abs_err, first.bad_fraction) == (second.max_abs_err, second.bad_fraction)
+
+
+# ----------------------------------------------------------------------------- the screen
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_screen_is_never_wrong_about_failing(seed):
+    # Tensors of many sizes (below, at and above the sample), some elements off by a bit
+    # or a lot, one huge element setting the scale, NaN/Inf targets; a "no" from the
+    # screen must always be a "no" from the comparison.
+    generator = np.random.default_rng(100 + seed)
+    size = [1, 7, SCREEN_SIZE, SCREEN_SIZE + 1, 300, 5000][seed % 6]
+    expected = generator.standard_normal(size) * generator.choice([1e-6, 1.0, 1e4])
+    if seed % 4 == 0:
+        expected[generator.integers(size)] = 1000.0
+    fraction = [0.0, 0.01, 0.3, 1.0][seed % 4]
+    target = expected.copy()
+    off = generator.random(size) < fraction
+    target[off] *= 1.0 + generator.choice([-1, 1], off.sum()) * generator.uniform(1e-6, 0.05, off.sum())
+    if seed % 5 == 0:
+        target[generator.integers(size)] = generator.choice([np.nan, np.inf])
+    full = compare(target, expected, FP32)
+    if not screen(target, expected, FP32):
+        assert not full.ok
+    if full.ok:
+        assert screen(target, expected, FP32)
+
+
+def test_the_screen_rejects_a_widely_wrong_tensor_of_any_size():
+    generator = np.random.default_rng(7)
+    for shape in [(3,), (16, 16, 3, 3), (64, 64, 3, 3)]:
+        expected = generator.standard_normal(shape)
+        assert not screen(expected * 1.5, expected, FP32)
+        assert screen(expected.astype(np.float32), expected, FP32)  # the rounding of fp32 is within fp32's tolerance
+
+
+def test_the_screen_uses_the_whole_tensors_scale():
+    # One element of 1e5, which the sample almost surely misses, sets the scale: every
+    # element is then allowed 0.01 * 1e5 * rtol = 0.1. Judged by its own scale (1e-3) the
+    # sample would fail an error of 0.05; the screen must look at the whole tensor first.
+    generator = np.random.default_rng(8)
+    expected = generator.uniform(-1e-3, 1e-3, SCREEN_SIZE * 50)
+    expected[3] = 1e5
+    target = expected + 0.5 * (1e-4 * 0.01 * 1e5)  # within the tolerance every element gets
+    assert compare(target, expected, FP32).ok and screen(target, expected, FP32)
+    target = expected + 3 * (1e-4 * 0.01 * 1e5)  # beyond it, everywhere
+    assert not compare(target, expected, FP32).ok and not screen(target, expected, FP32)
+
+
+def test_the_screen_leaves_non_finite_and_odd_inputs_to_compare():
+    expected = np.array([1.0, np.nan, 2.0, np.inf])
+    assert screen(expected + 5, expected, FP32)  # a NaN or Inf expected: compare decides
+    assert screen(np.zeros(3), np.zeros(4), FP32)  # sizes differ: the matcher fails it outright
+    assert screen(np.zeros(0), np.zeros(0), FP32)
+    assert not screen(np.arange(6, dtype=np.int64)[::-1].copy(), np.arange(6.0), FP32)  # integers are compared too
+    wide = np.linspace(-1, 1, 200)
+    assert screen(wide.astype(ml_dtypes.bfloat16), wide, default_tolerance({"bfloat16"}))
+
+
+def test_comparing_without_locating_lists_no_channels():
+    expected = np.random.default_rng(9).standard_normal((8, 4))
+    target = expected.copy()
+    target[5] *= 1.5
+    unlocated = compare(target, expected, FP32, locate=False)
+    located = compare(target, expected, FP32)
+    assert not unlocated.ok and not unlocated.located and unlocated.bad_channels == []
+    assert located.located and located.bad_channels == [5]
+    assert (unlocated.max_abs_err, unlocated.violation, unlocated.bad_fraction) == (
+        located.max_abs_err,
+        located.violation,
+        located.bad_fraction,
+    )
+    assert compare(expected, expected, FP32, locate=False).located  # nothing to locate
 
 
 # ----------------------------------------------------------------------------- channels

@@ -237,6 +237,20 @@ def test_a_layer_found_by_search_with_few_elements_off_is_a_mismatch():
     assert param_diff(entry, "weight").bad_channels == [7]
 
 
+def test_the_closest_of_several_failing_candidates_is_reported_and_located():
+    # Both named sources fail, "a" everywhere, "b" in one channel: candidates the cheap
+    # screen rejects are still ranked by their full comparison, so "b" is the mismatch,
+    # with its channel, whichever order the hints come in.
+    r = rng(40)
+    a, b = randn(r, 6, 4, 3, 3), randn(r, 6, 4, 3, 3)
+    src = source(layer("a", CONV, "Conv2d", weight=a), layer("b", CONV, "Conv2d", weight=b))
+    for hints in (("a", "b"), ("b", "a")):
+        entry = layer_diff(match(src, target(layer("n", CONV, "Conv", hints=hints, weight=tampered(b, 4)))), "n")
+        weight = param_diff(entry, "weight")
+        assert (entry.status, entry.sources, weight.bad_channels) == (MISMATCH, ["b"], [4]), hints
+        assert weight.max_abs_err == pytest.approx(np.abs(b[4].astype(np.float64) * 0.02).max(), rel=1e-5)
+
+
 def test_unmatched_reasons_say_why_each_candidate_was_rejected():
     r = rng(9)
     src = source(layer("c", CONV, "Conv2d", weight=randn(r, 8, 3, 1, 1)))

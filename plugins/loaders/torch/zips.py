@@ -21,8 +21,10 @@ read or decompressed:
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,15 +158,46 @@ def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
 
 
 def zip_names(path: Path) -> list[str] | None:
-    """The entry names of the zip at ``path``, or None when its directory cannot be read."""
+    """The entry names of the zip at ``path``, or None when its directory cannot be read.
+
+    Each of the three torch sniffers and then the loader ask for them; the directory of
+    a large state_dict (three entries per tensor) is parsed once, not four times. A
+    parse is reused only for the same file (device, inode, size, modification time)
+    whose directory bytes are unchanged (their CRC), so a file rewritten in place is
+    read again.
+    """
     try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-            if entries and min(info.header_offset for info in entries) != 0:
-                return None
-            return [info.filename for info in entries]
+        with open(path, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+            known = _DIRECTORIES.get(key)
+            if known is not None and _crc_from(stream, known[0]) == known[1]:
+                return list(known[2])
+            with zipfile.ZipFile(stream) as archive:
+                entries = archive.infolist()
+                if entries and min(info.header_offset for info in entries) != 0:
+                    return None  # not the file's own directory (see open_archive)
+                names = [info.filename for info in entries]
+                start = archive.start_dir
+            _DIRECTORIES[key] = (start, _crc_from(stream, start), tuple(names))
+            while len(_DIRECTORIES) > 4:
+                del _DIRECTORIES[next(iter(_DIRECTORIES))]
+            return names
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return None
+
+
+_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, tuple[str, ...]]] = {}
+"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, names)."""
+
+
+def _crc_from(stream, offset: int) -> int:
+    """CRC-32 of the bytes from ``offset`` to the end: the directory, its end record and comment."""
+    stream.seek(offset)
+    crc = 0
+    while chunk := stream.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def kind_of_entry(name: str) -> str | None:
