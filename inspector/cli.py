@@ -112,7 +112,10 @@ def _main(argv: list[str]) -> int:
         from inspector.manager import get_plugin_manager
         from inspector.output import set_color_mode
 
-        plugins = get_plugin_manager()
+        # The overview (no subcommand: --help, --version, nothing) lists the subcommands
+        # only, so it registers no built-in loader, transform, check or reporter.
+        overview = all(arg.startswith("-") for arg in argv)
+        plugins = get_plugin_manager(builtin_kinds=("commands",) if overview else None)
         parser = build_parser(plugins)
         args = parser.parse_args(argv)
         if args.command is None:

@@ -4,7 +4,10 @@
 built-in plugins (listed by kind in the ``plugins`` package), the plugins named in
 ``GRAPHINSPECT_PLUGINS`` (comma-separated module names), then every entry point of the
 group ``graphinspect`` (unless ``GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD`` is set), and
-finally checks that every hook implementation matches a specification.
+finally checks that every hook implementation matches a specification. Asked for some
+kinds only (``builtin_kinds``), it registers only those built-ins: the overview of
+``graphinspect --help`` needs the subcommands alone, and so imports neither the loaders
+nor numpy.
 
 A third-party plugin that fails to import is named in a one-line warning on stderr and
 skipped; the failure is kept in :attr:`Plugins.failures` for ``graphinspect plugins``.
@@ -66,11 +69,15 @@ class _Registry:
     failures: list[PluginFailure] = field(default_factory=list)
 
 
-def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
+def get_plugin_manager(
+    autoload: bool | None = None, warn=None, builtin_kinds: Iterable[str] | None = None
+) -> "Plugins":
     """Build the plugin manager and return it wrapped in the :class:`Plugins` facade.
 
     ``autoload`` overrides the ``GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD`` switch; ``warn``
-    receives one line per plugin that failed to load (default: print to stderr).
+    receives one line per plugin that failed to load (default: print to stderr);
+    ``builtin_kinds`` (``"commands"``, ``"loaders"``, ...) limits the built-in plugins
+    registered to those kinds (default: all). Third-party plugins are always registered.
     """
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
@@ -79,7 +86,7 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     registry = _Registry()
-    for module_name in builtin_plugins():
+    for module_name in builtin_plugins(builtin_kinds):
         module = importlib.import_module(module_name)
         pm.register(module, name=module_name)
         registry.origins[module_name] = PluginOrigin(module_name, "builtin", PROJECT_NAME, __version__)
@@ -98,10 +105,13 @@ def get_plugin_manager(autoload: bool | None = None, warn=None) -> "Plugins":
     return Plugins(pm, registry, warn)
 
 
-def builtin_plugins() -> tuple[str, ...]:
+def builtin_plugins(kinds: Iterable[str] | None = None) -> tuple[str, ...]:
     """Module names of the built-in plugins, in registration order (the map and the lists
-    are in the ``plugins`` package)."""
-    return importlib.import_module("plugins").BUILTIN_PLUGINS
+    are in the ``plugins`` package); only those of ``kinds`` when given."""
+    package = importlib.import_module("plugins")
+    if kinds is None:
+        return package.BUILTIN_PLUGINS
+    return tuple(name for name in package.BUILTIN_PLUGINS if name.split(".")[1] in set(kinds))
 
 
 def _load_entry_points(pm: pluggy.PluginManager, registry: _Registry, warn) -> None:

@@ -19,13 +19,10 @@ import os
 
 from inspector import progress
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
-from inspector.diff import diff_models
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Subcommand
-from inspector.report import SCHEMA, build_document
-from inspector.results import OK
 from plugins.reports._wording import VERDICT_STYLES, verdict_line
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
@@ -69,6 +66,9 @@ def configure_parser(parser) -> None:
 
 
 def run(args, plugins) -> int:
+    from inspector.diff import diff_models  # numpy and the matching machinery: not for --help
+    from inspector.report import SCHEMA, build_document
+
     output = prepare_output(args.output, inputs=[args.source, args.target])
     fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     to_stdout = output is None or output.is_stdout
@@ -90,6 +90,8 @@ def run(args, plugins) -> int:
 
 def select_layers(layers: list[dict], only_problems: bool, globs: list[str] | None) -> list[dict]:
     """The document's layers narrowed by ``--only-problems`` and ``--layer``."""
+    from inspector.results import OK
+
     selected = [layer for layer in layers if not only_problems or layer["status"] != OK]
     if globs:
         selected = [

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspector import progress
 from inspector.hookspecs import hookimpl
-from inspector.ir import Layer, Model, TensorInfo
 from inspector.output import (
     choose_format,
     document_header,
@@ -37,6 +36,9 @@ from inspector.output import (
     visible,
 )
 from inspector.records import Reporter, Subcommand
+
+if TYPE_CHECKING:
+    from inspector.ir import Layer, Model, TensorInfo
 
 SCHEMA = "graphinspect/inspect@1"
 

@@ -24,9 +24,10 @@ chain module. The public Python API on top of everything (``api``, ``testing``,
 ``pytest_plugin``) may use any core module and is imported by none, except the package's lazy ``__getattr__``, which
 loads ``api`` on first use of one of its names.
 
-Known fact, not asserted: ``graphinspect --help`` imports numpy (registering the
-built-in plugins imports ``inspector.ir``, which needs numpy at module level); it does not
-import torch, onnx or onnxruntime, and ``import inspector.cli`` imports none of them.
+At run time: ``import inspector.cli`` imports none of numpy, torch, onnx or onnxruntime;
+the overview ``graphinspect --help`` registers the built-in commands only and imports
+none of them either (the commands import their machinery when they run); a command's
+own ``--help`` registers every plugin and imports numpy, but not torch or onnx.
 """
 
 from __future__ import annotations
@@ -250,6 +251,50 @@ def test_importing_every_core_module_loads_no_plugin_torch_or_onnx(loaded_module
 
 
 def test_help_loads_neither_torch_nor_onnx(loaded_modules):
-    # numpy is loaded (a known fact, see the module docstring); the plugins are registered.
     assert not {"torch", "onnx", "onnxruntime"} & set(loaded_modules["help"])
     assert "plugins" in loaded_modules["help"]
+
+
+_HELP_PROBE = """
+import json, sys
+from inspector.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(name for name in sys.modules if name.split(".")[0] in ("numpy", "torch", "onnx", "plugins"))))
+"""
+
+
+def _modules_after(*argv: str) -> tuple[str, list[str]]:
+    """(stdout before the probe's line, the numpy/torch/onnx/plugins modules loaded) after
+    ``main(argv)`` in a fresh interpreter."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GRAPHINSPECT_")}
+    env.update(GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONPATH=str(REPO))
+    run = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, *argv], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    *shown, last = run.stdout.splitlines()
+    return "\n".join(shown), json.loads(last)
+
+
+def test_the_overview_imports_no_numpy_and_registers_only_the_commands():
+    shown, modules = _modules_after("--help")
+    assert not {"numpy", "torch", "onnx"} & {name.split(".")[0] for name in modules}
+    # Below the kind packages (which only list their modules): commands, and the tables'
+    # private column helpers, which the commands' table reporters share.
+    kinds = {name.split(".")[1] for name in modules if name.count(".") >= 2}
+    assert kinds == {"commands", "reports"}
+    assert {name for name in modules if name.startswith("plugins.reports.")} <= {
+        "plugins.reports._columns",
+        "plugins.reports._wording",
+    }
+    for command in ("inspect", "diff", "fuse", "verify", "report", "plugins"):
+        assert f"    {command} " in shown
+
+
+def test_a_commands_help_registers_every_plugin():
+    shown, modules = _modules_after("diff", "--help")
+    assert "--rtol" in shown
+    assert "plugins.loaders.onnx" in modules and "plugins.transforms.fold_batchnorm" in modules
+    assert not {"torch", "onnx"} & {name.split(".")[0] for name in modules}

@@ -669,3 +669,30 @@ def test_a_check_that_raises_becomes_one_warning_finding():
     assert result.verdict == "faithful"
     (finding,) = [f for f in result.findings if f.code == "check_error"]
     assert finding.severity == "warning" and "'broken'" in finding.message and "RuntimeError: boom" in finding.message
+
+
+def test_the_overview_lists_a_third_party_command_and_registers_only_the_builtin_commands(cli, tmp_path, monkeypatch):
+    (tmp_path / "gi_contract_hello.py").write_text(
+        textwrap.dedent("""
+        from inspector.hookspecs import hookimpl
+        from inspector.records import Subcommand
+
+        @hookimpl
+        def graphinspect_subcommands():
+            yield Subcommand("hello", "Say hello.", lambda parser: None, lambda args, plugins: 0)
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("GRAPHINSPECT_PLUGINS", "gi_contract_hello")
+    try:
+        code, out, err = cli("--help")
+        assert code == 0, err
+        assert re.findall(r"^    (\w+)  ", out, re.M) == [*BUILTIN_COMMANDS, "hello"]
+        assert cli("hello")[0] == 0
+        overview = get_plugin_manager(autoload=False, builtin_kinds=("commands",))
+        registered = [record["name"] for record in overview.describe()]
+        assert registered == [name for name in BUILTIN_PLUGINS if name.startswith("plugins.commands.")] + [
+            "gi_contract_hello"
+        ]
+    finally:
+        sys.modules.pop("gi_contract_hello", None)

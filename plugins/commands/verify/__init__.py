@@ -72,16 +72,14 @@ from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
-from plugins.commands.verify.metrics import ERROR_STATS
 from plugins.commands.verify.report import SCHEMA, render_table
+from plugins.commands.verify.words import ERROR_STATS, TRUST_PICKLE_HELP
 
 EXIT_BY_VERDICT = {"same": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
 DEFAULT_CHUNK_MB = 1024
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from plugins.commands.verify.runners import TRUST_PICKLE_HELP
-
     parser.add_argument(
         "source", help="the PyTorch model: TorchScript, .pt2, a state_dict (with --model) or a pickled module"
     )

@@ -42,11 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inspector.compare import least_precise
-
-SAME = "same"
-DIFFER = "differs"
-INCOMPLETE = "incomplete"
-ERROR_STATS = ("max", "mean", "median")
+from plugins.commands.verify.words import DIFFER, ERROR_STATS, INCOMPLETE, SAME  # noqa: F401 - the words, re-exported
 
 
 @dataclass(frozen=True, slots=True)

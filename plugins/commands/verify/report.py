@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from inspector.ir import Model
 from inspector.output import document_header, fmt_float, make_console
-from plugins.commands.verify.metrics import DIFFER, INCOMPLETE, SAME
+from plugins.commands.verify.words import DIFFER, INCOMPLETE, SAME
 
 if TYPE_CHECKING:
+    from inspector.ir import Model
     from plugins.commands.verify.inputs import InputTensor
     from plugins.commands.verify.lint import Lint
     from plugins.commands.verify.metrics import OutputComparison, Tolerances

@@ -51,13 +51,7 @@ import numpy as np
 
 from inspector.errors import GraphinspectError, InputError, UsageError
 from inspector.ir import Model
-
-TRUST_PICKLE_HELP = (
-    "run a whole pickled module or checkpoint (torch.save(model)) by unpickling it with "
-    "torch.load(weights_only=False), or a TorchScript/.pt2 file that the safety checks refuse: "
-    "THIS EXECUTES CODE FROM THE FILE; use it only for files you trust (prefer --model)"
-)
-CONSENT = "pass --trust-pickle to run it anyway, which executes code from the file"
+from plugins.commands.verify.words import CONSENT
 
 
 @dataclass
