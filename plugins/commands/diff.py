@@ -23,9 +23,11 @@ from inspector.diff import diff_models
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
-from inspector.records import Subcommand
+from inspector.records import Reporter, Subcommand
 from inspector.report import SCHEMA, build_document
 from inspector.results import OK
+from plugins.commands import _batch_table
+from plugins.commands._batch import jobs_option, run_batch
 from plugins.reports._wording import VERDICT_STYLES, verdict_line
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
@@ -33,9 +35,11 @@ EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": E
 
 def configure_parser(parser) -> None:
     parser.add_argument(
-        "source", help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)"
+        "source",
+        nargs="?",
+        help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)",
     )
-    parser.add_argument("target", help="its export (.onnx)")
+    parser.add_argument("target", nargs="?", help="its export (.onnx)")
     parser.add_argument(
         "--format",
         help="table (default), json, markdown, html, junit, sarif, github, model-explorer, "
@@ -66,9 +70,34 @@ def configure_parser(parser) -> None:
         action="store_true",
         help="print the verdict line only (the exit status says the same); with -o the file still gets the report",
     )
+    batch = parser.add_argument_group("batch audits (instead of SOURCE TARGET)")
+    batch.add_argument(
+        "--pairs",
+        metavar="MANIFEST",
+        help="diff every pair MANIFEST lists, one 'SOURCE TARGET' a line (paths relative to its folder; - for stdin); "
+        "prints a summary table",
+    )
+    batch.add_argument(
+        "--jobs",
+        metavar="N",
+        type=jobs_option,
+        help="with --pairs: pairs run in N worker processes (default 1; auto: one per CPU)",
+    )
+    batch.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="with --pairs: write each pair's JSON report (NNN-<name>.json) and summary.json into DIR",
+    )
 
 
 def run(args, plugins) -> int:
+    if args.pairs is not None:
+        return run_batch(args, plugins)
+    if args.source is None or args.target is None:
+        raise UsageError("diff needs SOURCE and TARGET (or --pairs MANIFEST)")
+    for option, value in (("--out-dir", args.out_dir), ("--jobs", args.jobs)):
+        if value is not None:
+            raise UsageError(f"{option} goes with --pairs MANIFEST, not with SOURCE TARGET")
     output = prepare_output(args.output, inputs=[args.source, args.target])
     fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     to_stdout = output is None or output.is_stdout
@@ -107,4 +136,11 @@ def graphinspect_subcommands():
         "Match every ONNX layer to its PyTorch origin, re-compute each transform, and report what differs.",
         configure_parser,
         run,
+    )
+
+
+@hookimpl
+def graphinspect_reporters():
+    yield Reporter(
+        "table", "The batch summary as a table.", (_batch_table.SCHEMA,), _batch_table.render, suffixes=(".txt",)
     )
