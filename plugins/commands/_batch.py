@@ -19,11 +19,11 @@ The manifest
 
 Options
     ``--rtol``, ``--atol``, ``--only-problems`` and ``--layer`` apply to every pair
-    (:data:`PAIR_OPTIONS`). ``--format`` chooses what stdout gets: the summary table
-    (default) or the summary document as JSON. ``--quiet`` prints the total line only.
-    ``-o`` is refused with ``--pairs``: ``-o`` names one file, written like ``cp`` (and a
-    folder is refused there on purpose), so the reports' folder has its own option,
-    ``--out-dir DIR``.
+    (:data:`PAIR_OPTIONS`). The command's own report is the summary: ``--format``
+    ``table`` (default) or ``json``, ``-o FILE`` writes it to FILE (format from the
+    suffix) with the total line on stderr, ``--quiet`` prints the total line only. The
+    per-pair reports need a folder, and ``-o`` names one file (written like ``cp``; a
+    folder is refused there on purpose), so the folder has its own option, ``--out-dir``.
 
 ``--out-dir DIR``
     Created if missing (its parent must exist). Pair ``i`` gets ``DIR/NNN-<target
@@ -329,15 +329,21 @@ def _error_of(stderr: str, status: int) -> str:
 def run_batch(args, plugins) -> int:
     """``graphinspect diff --pairs MANIFEST ...``: the contract is the module docstring."""
     from inspector import progress
-    from inspector.output import choose_format, emit
+    from inspector.output import choose_format, emit, prepare_output
+    from plugins.commands._batch_table import STYLES, total_line, verdict_of
     from plugins.commands._workers import run_in_workers
 
     if args.source is not None or args.target is not None:
         raise UsageError("--pairs MANIFEST replaces SOURCE TARGET; give one or the other")
-    if args.output is not None:
-        raise UsageError("-o names one file; with --pairs the reports go to --out-dir DIR")
-    fmt = choose_format(args.format, None, plugins, SCHEMA, default="table")
     pairs = read_manifest(args.pairs)
+    inputs = [
+        args.pairs if args.pairs != STDIN else None,
+        *(path for pair in pairs for path in (pair.source, pair.target)),
+    ]
+    output = prepare_output(args.output, inputs=inputs)
+    fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
+    if args.quiet and (output is None or output.is_stdout) and fmt != "table":
+        raise UsageError(f"--quiet prints the total line only, not a {fmt} summary; add -o FILE to write one")
     jobs = min(default_jobs() if args.jobs == 0 else args.jobs or 1, len(pairs))
     outputs = prepare_out_dir(args.out_dir, pairs, args.pairs) if args.out_dir is not None else {}
     reports = {index: str(output.given) for index, output in outputs.items() if index}
@@ -361,8 +367,8 @@ def run_batch(args, plugins) -> int:
         buffer = io.StringIO()
         plugins.reporter("json", SCHEMA).render(document, buffer, {"to_file": True})
         outputs[0].write_text(buffer.getvalue())
-    options = {"color": False if args.no_color else None, "quiet": args.quiet, "out_dir": args.out_dir}
-    emit(document, fmt, None, plugins, options)
+    options = {"color": False if args.no_color else None, "quiet": args.quiet}
+    emit(document, fmt, output, plugins, options, verdict=(total_line(document), STYLES[verdict_of(document)]))
     return document["exit_status"]
 
 

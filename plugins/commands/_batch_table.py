@@ -33,6 +33,7 @@ from plugins.reports._wording import VERDICT_STYLES
 
 SCHEMA = "graphinspect/batch@1"
 STYLES = {**VERDICT_STYLES, "trouble": "bold magenta"}
+VERDICTS = ("faithful", "differs", "incomplete", "trouble")
 COLUMNS = (
     Column("#", right=True),
     Column("Verdict"),
@@ -131,7 +132,7 @@ def _total(document: dict[str, Any], paint: Painter) -> list:
     """The one-line total: counts by verdict, jobs, time, where the reports are."""
     totals = document["totals"]
     parts: list = [f"{totals['pairs']} pair{'s' if totals['pairs'] != 1 else ''}: "]
-    for i, word in enumerate(("faithful", "differs", "incomplete", "trouble")):
+    for i, word in enumerate(VERDICTS):
         text = f"{totals[word]} {word}"
         parts += [", " if i else "", (text, STYLES[word]) if totals[word] else text]
     jobs = document["jobs"]
@@ -139,3 +140,16 @@ def _total(document: dict[str, Any], paint: Painter) -> list:
     if document.get("out_dir"):
         parts.append(f"; reports in {visible(document['out_dir'])}")
     return parts
+
+
+def total_line(document: dict[str, Any]) -> str:
+    """The total line as plain text (what goes to stderr when ``-o`` takes the table)."""
+    return "".join(
+        part[0] if isinstance(part, tuple) else part for part in _total(document, lambda text, style="": text)
+    )
+
+
+def verdict_of(document: dict[str, Any]) -> str:
+    """The worst verdict of the batch: trouble, differs, incomplete, else faithful."""
+    totals = document["totals"]
+    return next((word for word in ("trouble", "differs", "incomplete") if totals[word]), "faithful")

@@ -10,6 +10,11 @@ summary and verdict always cover the whole model. The table lists the layers tha
 fine up to a screenful (``--all``: every one); ``--quiet`` prints the verdict line only.
 With ``-o FILE`` the report goes to the file and the verdict line to stderr. Loading and
 matching show progress on stderr when they take more than a moment (a terminal only).
+
+``--pairs MANIFEST`` (instead of SOURCE TARGET) audits many pairs, in ``--jobs N``
+worker processes, each pair exactly as this command would, with one JSON report per pair
+in ``--out-dir DIR`` and a summary table; a bad pair does not stop the others. The
+contract is in :mod:`plugins.commands._batch`, the table in :mod:`._batch_table`.
 """
 
 from __future__ import annotations
