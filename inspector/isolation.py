@@ -31,7 +31,8 @@ import sys
 from collections.abc import Callable, Iterator
 
 NO_SUPERVISOR_ENV = "GRAPHINSPECT_NO_SUPERVISOR"
-_SLOT_BYTES = 4096
+SLOT_BYTES = 4096
+"""Bytes of the shared announcement buffer."""
 _slot = None  # the shared mapping, in the supervised child
 _QUIET_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGPIPE: 141}
 
@@ -48,6 +49,21 @@ def reading(path: str | os.PathLike, what: str = "reading it") -> Iterator[None]
         _write_slot(previous)
 
 
+def announce_into(slot) -> None:
+    """Make :func:`reading` write its announcements into ``slot``, a buffer of
+    :data:`SLOT_BYTES` shared with a supervising process that is not :func:`supervise`
+    (an ``mmap``, a ``multiprocessing`` ``RawArray('c', SLOT_BYTES)``: the worker
+    processes of ``diff --pairs``). The supervisor reads it with :func:`announced` after
+    the worker died and passes it to :func:`crash_message`."""
+    global _slot
+    _slot = slot
+
+
+def announced(slot) -> str:
+    """What the process writing into ``slot`` last announced ("path\\0what", or "")."""
+    return _read(slot)
+
+
 def supervise(run: Callable[[], int]) -> int:
     """Run ``run`` in a forked child and return its exit status; when the child dies by
     a signal, print the one-line error and return 2 (see the module docstring).
@@ -60,7 +76,7 @@ def supervise(run: Callable[[], int]) -> int:
         return run()
     import mmap
 
-    _slot = mmap.mmap(-1, _SLOT_BYTES)
+    _slot = mmap.mmap(-1, SLOT_BYTES)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -122,7 +138,7 @@ def _die_with_parent() -> None:
 def _write_slot(text: str) -> None:
     if _slot is None:
         return
-    data = text.encode("utf-8", "surrogateescape")[: _SLOT_BYTES - 4]
+    data = text.encode("utf-8", "surrogateescape")[: SLOT_BYTES - 4]
     _slot[4 : 4 + len(data)] = data
     _slot[0:4] = len(data).to_bytes(4, "little")
 
@@ -134,5 +150,5 @@ def _read_slot() -> str:
 def _read(slot) -> str:
     if slot is None:
         return ""
-    length = min(int.from_bytes(slot[0:4], "little"), _SLOT_BYTES - 4)
+    length = min(int.from_bytes(slot[0:4], "little"), SLOT_BYTES - 4)
     return slot[4 : 4 + length].decode("utf-8", "surrogateescape")

@@ -10,6 +10,11 @@ summary and verdict always cover the whole model. The table lists the layers tha
 fine up to a screenful (``--all``: every one); ``--quiet`` prints the verdict line only.
 With ``-o FILE`` the report goes to the file and the verdict line to stderr. Loading and
 matching show progress on stderr when they take more than a moment (a terminal only).
+
+``--pairs MANIFEST`` (instead of SOURCE TARGET) audits many pairs, in ``--jobs N``
+worker processes, each pair exactly as this command would, with one JSON report per pair
+in ``--out-dir DIR`` and a summary table; a bad pair does not stop the others. The
+contract is in :mod:`plugins.commands._batch`, the table in :mod:`._batch_table`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
-from inspector.records import Subcommand
+from inspector.records import Reporter, Subcommand
+from plugins.commands import _batch_table
+from plugins.commands._batch import jobs_option, run_batch
 from plugins.reports._wording import VERDICT_STYLES, verdict_line
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
@@ -30,9 +37,11 @@ EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": E
 
 def configure_parser(parser) -> None:
     parser.add_argument(
-        "source", help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)"
+        "source",
+        nargs="?",
+        help="the PyTorch model (.pt/.pth checkpoint, state_dict, TorchScript, .pt2, safetensors)",
     )
-    parser.add_argument("target", help="its export (.onnx)")
+    parser.add_argument("target", nargs="?", help="its export (.onnx)")
     parser.add_argument(
         "--format",
         help="table (default), json, markdown, html, junit, sarif, github, model-explorer, "
@@ -63,9 +72,34 @@ def configure_parser(parser) -> None:
         action="store_true",
         help="print the verdict line only (the exit status says the same); with -o the file still gets the report",
     )
+    batch = parser.add_argument_group("batch audits (instead of SOURCE TARGET)")
+    batch.add_argument(
+        "--pairs",
+        metavar="MANIFEST",
+        help="diff every pair MANIFEST lists, one 'SOURCE TARGET' a line (paths relative to its folder; - for stdin); "
+        "prints a summary table",
+    )
+    batch.add_argument(
+        "--jobs",
+        metavar="N",
+        type=jobs_option,
+        help="with --pairs: pairs run in N worker processes (default 1; auto: one per CPU)",
+    )
+    batch.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="with --pairs: write each pair's JSON report (NNN-<name>.json) and summary.json into DIR",
+    )
 
 
 def run(args, plugins) -> int:
+    if args.pairs is not None:
+        return run_batch(args, plugins)
+    if args.source is None or args.target is None:
+        raise UsageError("diff needs SOURCE and TARGET (or --pairs MANIFEST)")
+    for option, value in (("--out-dir", args.out_dir), ("--jobs", args.jobs)):
+        if value is not None:
+            raise UsageError(f"{option} goes with --pairs MANIFEST, not with SOURCE TARGET")
     from inspector.diff import diff_models  # numpy and the matching machinery: not for --help
     from inspector.report import SCHEMA, build_document
 
@@ -109,4 +143,11 @@ def graphinspect_subcommands():
         "Match every ONNX layer to its PyTorch origin, re-compute each transform, and report what differs.",
         configure_parser,
         run,
+    )
+
+
+@hookimpl
+def graphinspect_reporters():
+    yield Reporter(
+        "table", "The batch summary as a table.", (_batch_table.SCHEMA,), _batch_table.render, suffixes=(".txt",)
     )

@@ -20,7 +20,13 @@ from tests.support import REPO, SAMPLES
 from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run, tamper
 from tests.support.schemas import schema_errors
 
-SHIPPED = ["graphinspect/diff@1", "graphinspect/fuse@1", "graphinspect/inspect@1", "graphinspect/plugins@1"]
+SHIPPED = [
+    "graphinspect/batch@1",
+    "graphinspect/diff@1",
+    "graphinspect/fuse@1",
+    "graphinspect/inspect@1",
+    "graphinspect/plugins@1",
+]
 SHIPPED += ["graphinspect/verify@2"]
 
 
@@ -48,7 +54,9 @@ def outputs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
         "verify_per_layer": ("verify", str(STEM_STATE_DICT), str(STEM_ONNX), "--model", STEM_FACTORY, "--per-layer"),
         "verify_tampered": ("verify", str(STEM_STATE_DICT), str(tampered), "--model", STEM_FACTORY, "--per-layer"),
         "plugins": ("plugins",),
+        "diff_batch": ("diff", "--pairs", str(folder / "pairs.txt"), "--out-dir", str(folder / "batch")),
     }
+    (folder / "pairs.txt").write_text(f"{STEM_PT} {STEM_ONNX}\n{STEM_PT} missing.onnx\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
         patch.chdir(REPO)  # --model samples.lookalikes:... is imported from the repository root
@@ -85,6 +93,10 @@ def test_the_runs_cover_every_verdict_and_every_schema(outputs):
     assert verdicts == {"faithful", "differs", "incomplete"}
     assert outputs["verify_tampered"][1]["first_divergent"] == TAMPERED_NODE
     assert outputs["fuse"][1]["written"]["format"] == "safetensors"
+    assert codes["diff_batch"] == 2 and [p["verdict"] for p in outputs["diff_batch"][1]["pairs"]] == [
+        "faithful",
+        "trouble",
+    ]
     assert {document["schema"] for _, document in outputs.values()} == set(SHIPPED)
 
 
@@ -107,6 +119,7 @@ def test_the_runs_cover_every_verdict_and_every_schema(outputs):
         "verify_per_layer",
         "verify_tampered",
         "plugins",
+        "diff_batch",
     ],
 )
 def test_real_output_validates(outputs, name):
