@@ -147,7 +147,20 @@ def scan_pickle(data) -> PickleFacts:
 
     for opcode, arg, _ in pickletools.genops(data):
         name = opcode.name
-        if name == "GLOBAL":
+        # The most frequent opcodes of a torch.save pickle first: the memo, marks, ints.
+        if name in _PUT_OPS:
+            if not stack:
+                raise ValueError("PUT on an empty stack")
+            memo[int(arg)] = stack[-1]
+        elif name in _GET_OPS:
+            if int(arg) not in memo:
+                raise ValueError(f"memo key {arg} was never stored")
+            stack.append(memo[int(arg)])
+        elif name == "MARK":
+            stack.append(_MARK)
+        elif name in _INT_OPS and isinstance(arg, int) and not isinstance(arg, bool):
+            stack.append(arg)
+        elif name == "GLOBAL":
             module, _, qualname = str(arg).partition(" ")
             stack.append(_Global(f"{module}.{qualname}"))
             uses.setdefault(f"{module}.{qualname}", set())
@@ -207,22 +220,10 @@ def scan_pickle(data) -> PickleFacts:
                 raise ValueError("OBJ without a class")
             use(items[-1], CALLED)  # the class sits right after the mark
             stack.append(_UNKNOWN)
-        elif name in _PUT_OPS:
-            if not stack:
-                raise ValueError("PUT on an empty stack")
-            memo[int(arg)] = stack[-1]
         elif name == "MEMOIZE":
             if not stack:
                 raise ValueError("MEMOIZE on an empty stack")
             memo[len(memo)] = stack[-1]
-        elif name in _GET_OPS:
-            if int(arg) not in memo:
-                raise ValueError(f"memo key {arg} was never stored")
-            stack.append(memo[int(arg)])
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name in _INT_OPS and isinstance(arg, int) and not isinstance(arg, bool):
-            stack.append(arg)
         elif name == "TUPLE" or name in _TUPLE_SIZES:
             items = pop_to_mark() if name == "TUPLE" else [pop() for _ in range(_TUPLE_SIZES[name])]
             for item in items:
