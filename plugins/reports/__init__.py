@@ -14,6 +14,7 @@ PLUGINS = (
     "plugins.reports.table",
     "plugins.reports.markdown",
     "plugins.reports.html",
+    "plugins.reports.verify_html",
     "plugins.reports.junit",
     "plugins.reports.sarif",
     "plugins.reports.github",

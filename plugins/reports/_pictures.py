@@ -40,7 +40,7 @@ STATUS_RANK = {"mismatch": 2, "unmatched": 1, "ok": 0}
 # ----------------------------------------------------------------- numbers to pixels
 
 
-def _log_position(value: float | None, bottom: float, top: float, ceiling: int = LOG_CEILING) -> float:
+def log_position(value: float | None, bottom: float, top: float, ceiling: int = LOG_CEILING) -> float:
     """The y of an error on a log axis from 1e-10 (bottom; exact zero too) to 10**ceiling."""
     if value is None or value <= 0:
         exponent = LOG_FLOOR
@@ -51,9 +51,9 @@ def _log_position(value: float | None, bottom: float, top: float, ceiling: int =
     return round(bottom - (exponent - LOG_FLOOR) / (ceiling - LOG_FLOOR) * (bottom - top), 1)
 
 
-def _ticks(bottom: float, top: float, ceiling: int = LOG_CEILING) -> list[dict[str, Any]]:
+def log_ticks(bottom: float, top: float, ceiling: int = LOG_CEILING) -> list[dict[str, Any]]:
     return [
-        {"y": _log_position(10.0**exponent, bottom, top, ceiling), "label": _power(exponent)}
+        {"y": log_position(10.0**exponent, bottom, top, ceiling), "label": _power(exponent)}
         for exponent in range(LOG_FLOOR, ceiling + 1, 2)
     ]
 
@@ -72,7 +72,7 @@ def layer_error(layer: dict[str, Any], key: str = "max_rel_err") -> float | None
     return max(values)
 
 
-def _short(name: str, limit: int = 48) -> str:
+def short_name(name: str, limit: int = 48) -> str:
     """A long node name cut in its middle, for a label in a picture (the full name is
     in the card and the table)."""
     return name if len(name) <= limit else name[: limit // 2 - 1] + "\u2026" + name[-(limit // 2 - 1) :]
@@ -94,7 +94,7 @@ def strip(layers: list[dict[str, Any]], anchors: dict[int, str], tolerance: tupl
         status = worst["status"] if worst["status"] in STATUS_RANK else "ok"
         error = layer_error(worst)
         x = left + position * step + (step - bar_width) / 2  # a thin bar in the middle of its slot
-        y = top if status == "unmatched" else _log_position(error, bottom, top)
+        y = top if status == "unmatched" else log_position(error, bottom, top)
         name = visible(worst["target"])
         what = "unmatched" if status == "unmatched" else f"max rel err {fmt_float(error)}"
         title = f"{name}: {status_label(status)}, {what}"
@@ -130,7 +130,7 @@ def strip(layers: list[dict[str, Any]], anchors: dict[int, str], tolerance: tupl
                 "x": round(x, 1),
                 "y": 12 + 12 * (number % 2),
                 "anchor": anchor,
-                "text": _short(visible(layer["target"])) + visible(where),
+                "text": short_name(visible(layer["target"])) + visible(where),
                 "status": status,
             }
         )
@@ -152,11 +152,11 @@ def strip(layers: list[dict[str, Any]], anchors: dict[int, str], tolerance: tupl
         "right": right,
         "top": top,
         "plot_height": bottom - top,
-        "ticks": _ticks(bottom, top),
+        "ticks": log_ticks(bottom, top),
         "bars": bars,
         "bands": bands,
         "labels": labels,
-        "tolerance": {"y": _log_position(rtol, bottom, top), "label": label},
+        "tolerance": {"y": log_position(rtol, bottom, top), "label": label},
         "first": "first layer",
         "last": f"last layer ({len(layers)})" + (f"; {per_bar} layers a bar" if per_bar > 1 else ""),
         "label": "largest relative error of each layer, in graph order, log scale",
@@ -179,7 +179,7 @@ def channel_bars(param: dict[str, Any], rtol: float) -> dict[str, Any]:
         first, last = index * per, min((index + 1) * per, channels) - 1
         in_list = any(channel in listed for channel in range(first, last + 1))
         bad = in_list or not math.isfinite(value) or (not everything_listed and value > rtol)
-        y = _log_position(value, bottom, top, ceiling)
+        y = log_position(value, bottom, top, ceiling)
         where = f"channel {first}" if per == 1 else f"channels {first}-{last}"
         bars.append(
             {
@@ -208,10 +208,10 @@ def channel_bars(param: dict[str, Any], rtol: float) -> dict[str, Any]:
         "height": height,
         "left": left,
         "right": right,
-        "ticks": _ticks(bottom, top, ceiling),
+        "ticks": log_ticks(bottom, top, ceiling),
         "bars": bars,
         "labels": labels,
-        "tolerance": {"y": _log_position(rtol, bottom, top, ceiling)},
+        "tolerance": {"y": log_position(rtol, bottom, top, ceiling)},
         "last": f"channel {channels - 1}",
         "caption": visible(
             f"{param['name']}: largest relative error of each of its {channels} output channels{shared} "
