@@ -282,3 +282,16 @@ def test_the_tables_fit_80_columns_without_splitting_a_number(cli, stem, monkeyp
     lines = out.splitlines()
     for number in numbers:
         assert any(re.search(rf"(^|\s){re.escape(number)}(\s|$)", line) for line in lines), number
+
+
+def test_the_table_starts_with_the_verdict_and_where_the_models_part(cli, stem):
+    from plugins.commands.verify.report import divergence_sentence, verdict_sentence
+
+    args = [str(stem["pt"]), str(stem["folder"] / "tampered.onnx"), "--trust-pickle", "--per-layer"]
+    code, out, _ = cli("verify", *args)
+    _, document = _verify(cli, *args)
+    assert code == 1 and document["verdict"] == "differs"
+    head = out.split("\n\n")[0].splitlines()  # before the first blank line; long sentences wrap
+    assert head[0] == verdict_sentence(document) and head[0].startswith("DIFFERS")
+    rest = " ".join(line.strip() for line in head[1:])
+    assert rest == divergence_sentence(document) and document["first_divergent"] in rest

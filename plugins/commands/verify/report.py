@@ -87,11 +87,17 @@ def _input_entry(tensor: "InputTensor") -> dict[str, Any]:
 
 
 def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
-    """The verify document as a rich summary, the outputs table and the layers table."""
+    """The verify document as the verdict, a rich summary, the outputs table and the layers table."""
     from rich.table import Table
     from rich.text import Text
 
     console = make_console(stream, color=options.get("color"), width=options.get("width"))
+    # The verdict first (what the exit status says), then what it rests on.
+    style = {SAME: "bold green", INCOMPLETE: "bold yellow"}.get(document["verdict"], "bold red")
+    console.print(Text(verdict_sentence(document), style=style))
+    if "layers" in document:
+        console.print(Text(divergence_sentence(document)))
+    console.print()
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column(overflow="fold")  # paths are long: fold them, never cut them
@@ -127,11 +133,6 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
         console.print(table)
         for note in notes:
             console.print(Text(note, style="dim"))
-    console.print()
-    style = {SAME: "bold green", INCOMPLETE: "bold yellow"}.get(document["verdict"], "bold red")
-    console.print(Text(verdict_sentence(document), style=style))
-    if "layers" in document:
-        console.print(Text(divergence_sentence(document)))
 
 
 def _table(title: str):
