@@ -102,15 +102,17 @@ def screen(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bo
     failure.
     """
     try:
-        e = np.asarray(expected, dtype=np.float64)
+        # Only the sample is widened to float64: a copy of the whole tensor would cost
+        # more than the comparison the screen is there to spare.
+        e = np.asarray(expected)
         t = np.asarray(target)
         if e.size == 0 or t.size != e.size:
             return True
         if e.size > SCREEN_SIZE:
             index = _sample(e.size, SCREEN_SIZE)
-            t, e_sample = _take(t, index), _take(e, index)
+            t, e_sample = _take(t, index), _take(e, index).astype(np.float64)
         else:
-            e_sample = e.reshape(-1)
+            e_sample = e.reshape(-1).astype(np.float64)
             t = t.reshape(-1)
         if t.dtype.kind != "f":
             t = t.astype(np.float64)
@@ -165,7 +167,11 @@ def compare(
     failing. The sample's seed is fixed, so runs repeat; it is random because evenly
     spaced elements alias with kernel sizes and miss, say, merged 3x3 centre taps.
     """
-    e = np.asarray(expected, dtype=np.float64)
+    # The expected values keep their float dtype (min and max are exact in it, and the
+    # subtraction widens inside the ufunc): no float64 copy of a large tensor.
+    e = np.asarray(expected)
+    if e.dtype.kind != "f":
+        e = e.astype(np.float64)
     t = np.asarray(target)
     if t.dtype.kind != "f":
         t = t.astype(np.float64)
@@ -180,7 +186,9 @@ def compare(
         scale = max(abs(lo), abs(hi))
         if probe_first and e.size > PROBE_SIZE and np.isfinite(scale):
             index = _sample(e.size, PROBE_SIZE)
-            sample = _compare_slowly(_take(t, index).astype(np.float64), _take(e, index), None, tolerance, 0, 1, scale)
+            sample = _compare_slowly(
+                _take(t, index).astype(np.float64), _take(e, index).astype(np.float64), None, tolerance, 0, 1, scale
+            )
             if not sample.ok:
                 sample.approximate = True
                 sample.bad_channels = []
@@ -197,7 +205,9 @@ def compare(
             rel = max_abs / scale if scale > 0 else 0.0
             violation = max_abs / floor if floor > 0 else 0.0
             return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
-        return _compare_slowly(t.astype(np.float64), e, err, tolerance, channel_axis, groups, locate=locate)
+        return _compare_slowly(
+            t.astype(np.float64), e.astype(np.float64, copy=False), err, tolerance, channel_axis, groups, locate=locate
+        )
 
 
 def effective_atol(tolerance: Tolerance, scale: float) -> float:
