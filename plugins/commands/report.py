@@ -32,7 +32,7 @@ from typing import Any
 from inspector import __version__
 from inspector.errors import InputError
 from inspector.hookspecs import hookimpl
-from inspector.output import choose_format, prepare_output
+from inspector.output import choose_format, prepare_output, say
 from inspector.records import Subcommand
 from inspector.schemas import known_schemas, load_schema
 
@@ -76,7 +76,28 @@ def run(args, plugins) -> int:
         sys.stdout.flush()
     else:
         output.write_text(rendering.getvalue())
+        verdict = verdict_of(document)
+        if verdict is not None:
+            say(f"{verdict[0]}; report written to {output.given}", verdict[1])
     return 0
+
+
+def verdict_of(document: dict[str, Any]) -> tuple[str, str] | None:
+    """The verdict line of a diff or verify document and its style, as the command that
+    wrote it says it beside a report written to a file; None for other documents."""
+    name = document["schema"].rpartition("@")[0]
+    try:
+        if name == "graphinspect/diff":
+            from plugins.reports._wording import VERDICT_STYLES, verdict_line
+
+            return verdict_line(document), VERDICT_STYLES.get(document["summary"]["verdict"], "bold")
+        if name == "graphinspect/verify":
+            from plugins.commands.verify.report import verdict_and_style
+
+            return verdict_and_style(document)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None  # the report rendered; a line about it is not worth failing for
+    return None
 
 
 class _Rendering(io.StringIO):

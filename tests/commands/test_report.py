@@ -46,9 +46,10 @@ def test_the_diff_document_has_every_format_of_this_issue():
 def test_report_renders_a_saved_diff_as_the_command_does(pair, saved, cli, fmt, tmp_path):
     _, tampered = pair
     direct, again = tmp_path / f"direct.{fmt}", tmp_path / f"again.{fmt}"
-    assert cli("diff", str(STEM_PT), str(tampered), "--format", fmt, "-o", str(direct))[0] == 1
+    diff_code, _, diff_err = cli("diff", str(STEM_PT), str(tampered), "--format", fmt, "-o", str(direct))
     code, out, err = cli("report", str(saved), "--format", fmt, "-o", str(again))
-    assert (code, out, err) == (0, "", "")
+    assert (diff_code, code, out) == (1, 0, "")
+    assert err == diff_err.replace(str(direct), str(again))  # the verdict line, beside the file
     assert again.read_bytes() == direct.read_bytes()
     assert TAMPERED_NODE in again.read_text(encoding="utf-8")
 
@@ -211,3 +212,19 @@ def test_the_readme_workflow_runs(pair, cli, tmp_path, monkeypatch):
     assert (tmp_path / "graphinspect.xml").read_text(encoding="utf-8").count("<failure") == 1
     assert (tmp_path / "graphinspect.html").read_text(encoding="utf-8").lstrip().startswith("<!DOCTYPE html>")
     assert (tmp_path / "summary.md").read_text(encoding="utf-8").startswith("## graphinspect diff: DIFFERS")
+
+
+def test_with_o_the_verdict_line_goes_to_the_terminal_as_the_command_says_it(pair, saved, cli, tmp_path):
+    _, tampered = pair
+    diff_code, _, diff_err = cli("diff", str(STEM_PT), str(tampered), "-o", str(tmp_path / "by_diff.md"))
+    report = tmp_path / "by_report.md"
+    code, out, err = cli("report", str(saved), "-o", str(report))
+    assert (diff_code, code, out) == (1, 0, "")
+    verdict = diff_err.split("; report written to")[0]
+    assert verdict.startswith("Verdict: DIFFERS (")
+    assert err == f"{verdict}; report written to {report}\n"
+    # Not a diff or verify document: nothing to say beside the file.
+    plugins_json = tmp_path / "plugins.json"
+    assert cli("plugins", "-o", str(plugins_json))[0] == 0
+    code, _, err = cli("report", str(plugins_json), "-o", str(tmp_path / "plugins.txt"))
+    assert (code, err) == (0, "")

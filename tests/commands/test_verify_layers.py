@@ -295,3 +295,15 @@ def test_the_table_starts_with_the_verdict_and_where_the_models_part(cli, stem):
     assert head[0] == verdict_sentence(document) and head[0].startswith("DIFFERS")
     rest = " ".join(line.strip() for line in head[1:])
     assert rest == divergence_sentence(document) and document["first_divergent"] in rest
+
+
+def test_with_o_the_verdict_sentence_goes_to_the_terminal(cli, stem, tmp_path):
+    from plugins.commands.verify.report import verdict_sentence
+
+    args = [str(stem["pt"]), str(stem["folder"] / "tampered.onnx"), "--trust-pickle"]
+    report = tmp_path / "verify.html"
+    code, out, err = cli("verify", *args, "-o", str(report))
+    _, document = _verify(cli, *args)
+    assert (code, out) == (1, "")
+    assert err == f"{verdict_sentence(document)}; report written to {report}\n"
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")

@@ -72,7 +72,7 @@ from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
-from plugins.commands.verify.report import SCHEMA, render_table
+from plugins.commands.verify.report import SCHEMA, render_table, verdict_and_style
 from plugins.commands.verify.words import ERROR_STATS, TRUST_PICKLE_HELP
 
 EXIT_BY_VERDICT = {"same": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
@@ -170,7 +170,8 @@ def run(args: argparse.Namespace, plugins: Any) -> int:
     fmt = choose_format(args.format, output, plugins, SCHEMA, default="table")
     with progress.shown():
         document = _verify(args, plugins, output)
-    emit(document, fmt, output, plugins, {"color": False if args.no_color else None})
+    options = {"color": False if args.no_color else None}
+    emit(document, fmt, output, plugins, options, verdict=verdict_and_style(document))
     return EXIT_BY_VERDICT[document["verdict"]]
 
 

@@ -93,8 +93,8 @@ def render_table(document: dict[str, Any], stream, options: dict[str, Any]) -> N
 
     console = make_console(stream, color=options.get("color"), width=options.get("width"))
     # The verdict first (what the exit status says), then what it rests on.
-    style = {SAME: "bold green", INCOMPLETE: "bold yellow"}.get(document["verdict"], "bold red")
-    console.print(Text(verdict_sentence(document), style=style))
+    sentence, style = verdict_and_style(document)
+    console.print(Text(sentence, style=style))
     if "layers" in document:
         console.print(Text(divergence_sentence(document)))
     console.print()
@@ -237,6 +237,13 @@ def _layers_table(layers: list[dict[str, Any]], first_divergent: str | None):
     ]
     notes += [f"[{number}] not compared: {reason}" for reason, number in reasons.items()]
     return table, notes
+
+
+def verdict_and_style(document: dict[str, Any]) -> tuple[str, str]:
+    """(the verdict sentence, its rich style): what the terminal gets when ``-o`` took the
+    report to a file, and the table's first line."""
+    style = {SAME: "bold green", INCOMPLETE: "bold yellow"}.get(document["verdict"], "bold red")
+    return verdict_sentence(document), style
 
 
 def verdict_sentence(document: dict[str, Any]) -> str:
