@@ -30,7 +30,7 @@ from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
 from plugins.commands import _batch_table
 from plugins.commands._batch import jobs_option, run_batch
-from plugins.reports._wording import VERDICT_STYLES, verdict_line
+from plugins.reports._wording import verdict_and_style
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
 
@@ -117,7 +117,7 @@ def run(args, plugins) -> int:
     document = build_document(result, rtol=args.rtol, atol=args.atol)
     document["layers"] = select_layers(document["layers"], args.only_problems, args.layer)
     options = {"color": False if args.no_color else None, "all": args.all, "quiet": args.quiet}
-    verdict = (verdict_line(document), VERDICT_STYLES.get(document["summary"]["verdict"], "bold"))
+    verdict = verdict_and_style(document)
     emit(document, fmt, output, plugins, options, verdict=verdict)
     return EXIT_BY_VERDICT[result.verdict]
 

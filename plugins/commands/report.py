@@ -88,9 +88,9 @@ def verdict_of(document: dict[str, Any]) -> tuple[str, str] | None:
     name = document["schema"].rpartition("@")[0]
     try:
         if name == "graphinspect/diff":
-            from plugins.reports._wording import VERDICT_STYLES, verdict_line
+            from plugins.reports._wording import verdict_and_style
 
-            return verdict_line(document), VERDICT_STYLES.get(document["summary"]["verdict"], "bold")
+            return verdict_and_style(document)
         if name == "graphinspect/verify":
             from plugins.commands.verify.report import verdict_and_style
 

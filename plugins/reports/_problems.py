@@ -24,6 +24,7 @@ from typing import Any
 
 from inspector.output import fmt_count
 from inspector.report import describe_mismatch
+from plugins.commands.verify.words import weights_words
 
 DIFF_SCHEMA = "graphinspect/diff@1"
 VERIFY_SCHEMA = "graphinspect/verify@2"
@@ -168,11 +169,7 @@ def output_sentence(output: dict[str, Any]) -> str:
 def layer_sentence(layer: dict[str, Any]) -> str:
     """A verify layer comparison in words (the activation, not the weights)."""
     sources = " + ".join(layer["sources"]) or "?"
-    weights = {
-        "ok": "its weights were re-computed, so the difference is in the computation",
-        "mismatch": "its weights differ from the PyTorch ones",
-        "unmatched": "its weights could not be traced",
-    }.get(layer["diff_status"], f"diff status {layer['diff_status']}")
+    weights = weights_words(layer["diff_status"])
     return (
         f"{layer['target']} ({layer['op']}, from {sources} via {layer['transform']}): the activation differs by up "
         f"to {_number(layer['max_abs_err'])} ({_percent(layer['max_rel_err'])} of its scale); {weights}"

@@ -81,6 +81,12 @@ def verdict_line(document: dict[str, Any]) -> str:
     return f"Verdict: {verdict_label(summary['verdict'])} ({'; '.join(parts)})"
 
 
+def verdict_and_style(document: dict[str, Any]) -> tuple[str, str]:
+    """(:func:`verdict_line`, its rich style): what the terminal gets beside a diff report
+    written with ``-o``."""
+    return verdict_line(document), VERDICT_STYLES.get(document["summary"]["verdict"], "bold")
+
+
 def channels_text(param: dict[str, Any]) -> str:
     """The bad output channels of a mismatched parameter, compactly: "ch 17",
     "ch 3,17 (+4)"; "" when it has none (or the document lists none)."""

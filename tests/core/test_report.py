@@ -25,23 +25,8 @@ from inspector.report import (
     layer_entry,
     summary_text,
 )
+from tests.support.exports import LAYER_FIELDS, PARAM_FIELDS
 from tests.support.layers import bn_stats, diff, layer, per_channel, randn, rng, source, tampered, target
-
-LAYER_FIELDS = {"target", "op", "sources", "transform", "status", "matched_by", "note", "params"}
-PARAM_FIELDS = {
-    "name",
-    "target_tensor",
-    "source_tensor",
-    "source_range",
-    "target_range",
-    "reproduced_range",
-    "max_abs_err",
-    "max_rel_err",
-    "status",
-    "bad_channels",
-    "bad_channel_count",
-    "channel_errors",
-}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from inspector.schemas import known_schemas, load_schema, schema_file
 from tests.support import REPO, SAMPLES
-from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run, tamper
+from tests.support.runs import STEM_FACTORY, STEM_ONNX, STEM_PT, STEM_STATE_DICT, TAMPERED_NODE, run_all, tamper
 from tests.support.schemas import schema_errors
 
 SHIPPED = [
@@ -57,10 +57,7 @@ def outputs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
         "diff_batch": ("diff", "--pairs", str(folder / "pairs.txt"), "--out-dir", str(folder / "batch")),
     }
     (folder / "pairs.txt").write_text(f"{STEM_PT} {STEM_ONNX}\n{STEM_PT} missing.onnx\n")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
-        patch.chdir(REPO)  # --model samples.lookalikes:... is imported from the repository root
-        return {name: run(folder, name, *args) for name, args in runs.items()}
+    return run_all(folder, runs)
 
 
 validate = schema_errors

@@ -29,7 +29,7 @@ from tests.support.runs import (
     STEM_STATE_DICT,
     TAMPERED_CHANNEL,
     TAMPERED_NODE,
-    run,
+    run_all,
     tamper,
 )
 
@@ -44,10 +44,7 @@ def documents(tmp_path_factory) -> dict[str, dict]:
         "unrelated": ("diff", str(SAMPLES / "resnet_block.pt"), str(STEM_ONNX)),
         "verify": ("verify", str(STEM_STATE_DICT), str(tampered), "--model", STEM_FACTORY, "--per-layer"),
     }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
-        patch.chdir(REPO)
-        return {name: run(folder, name, *args)[1] for name, args in runs.items()}
+    return {name: document for name, (_, document) in run_all(folder, runs).items()}
 
 
 def render(fmt: str, document: dict) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from inspector.manager import get_plugin_manager
 from plugins.reports.model_explorer import MISMATCH_COLOR, UNMATCHED_COLOR
-from tests.support import REPO, SAMPLES
+from tests.support import SAMPLES
 from tests.support.runs import (
     STEM_FACTORY,
     STEM_ONNX,
@@ -27,7 +27,7 @@ from tests.support.runs import (
     TAMPER_FACTOR,
     TAMPERED_CHANNEL,
     TAMPERED_NODE,
-    run,
+    run_all,
     tamper,
 )
 
@@ -41,10 +41,7 @@ def documents(tmp_path_factory) -> dict[str, dict]:
         "unrelated": ("diff", str(SAMPLES / "resnet_block.pt"), str(STEM_ONNX)),
         "verify": ("verify", str(STEM_STATE_DICT), str(tampered), "--model", STEM_FACTORY, "--per-layer"),
     }
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
-        patch.chdir(REPO)
-        return {name: run(folder, name, *args)[1] for name, args in runs.items()}
+    return {name: document for name, (_, document) in run_all(folder, runs).items()}
 
 
 def node_data(document: dict) -> dict:

@@ -225,6 +225,25 @@ def parse_json(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
+LAYER_FIELDS = {"target", "op", "sources", "transform", "status", "matched_by", "note", "params"}
+"""The keys of a ``layers[]`` entry of a diff@1 document (inspector/report.py)."""
+PARAM_FIELDS = {
+    "name",
+    "target_tensor",
+    "source_tensor",
+    "source_range",
+    "target_range",
+    "reproduced_range",
+    "max_abs_err",
+    "max_rel_err",
+    "status",
+    "bad_channels",
+    "bad_channel_count",
+    "channel_errors",
+}
+"""The keys of a ``params[]`` entry of a layer."""
+
+
 def validate_diff_document(document: dict, target_order: list[str] | None = None) -> None:
     """Check ``document`` against the graphinspect/diff@1 contract of inspector/report.py:
     every documented key at every level, no undocumented one, types and value sets."""
@@ -291,7 +310,7 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
     assert isinstance(document["layers"], list)
     for position, layer in enumerate(document["layers"]):
         where = f"layers[{position}]"
-        _keys(where, layer, {"target", "op", "sources", "transform", "status", "matched_by", "note", "params"})
+        _keys(where, layer, LAYER_FIELDS)
         assert isinstance(layer["target"], str) and layer["target"], where
         assert isinstance(layer["op"], str) and layer["op"], where
         assert isinstance(layer["sources"], list) and all(isinstance(s, str) for s in layer["sources"]), where
@@ -305,24 +324,7 @@ def validate_diff_document(document: dict, target_order: list[str] | None = None
         assert isinstance(layer["params"], list) and layer["params"], where
         for index, entry in enumerate(layer["params"]):
             at = f"{where}.params[{index}]"
-            _keys(
-                at,
-                entry,
-                {
-                    "name",
-                    "target_tensor",
-                    "source_tensor",
-                    "source_range",
-                    "target_range",
-                    "reproduced_range",
-                    "max_abs_err",
-                    "max_rel_err",
-                    "status",
-                    "bad_channels",
-                    "bad_channel_count",
-                    "channel_errors",
-                },
-            )
+            _keys(at, entry, PARAM_FIELDS)
             assert isinstance(entry["name"], str) and isinstance(entry["target_tensor"], str), at
             assert entry["source_tensor"] is None or isinstance(entry["source_tensor"], str), at
             for key in ("source_range", "target_range", "reproduced_range"):

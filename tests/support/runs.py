@@ -2,7 +2,9 @@
 
 :func:`tamper` copies an ONNX sample with one output channel of one initializer changed,
 the way a broken export looks; :func:`run` runs a command in-process with ``-o`` (no
-capture needed) and returns its exit status and document. Nothing here is a test.
+capture needed) and returns its exit status and document; :func:`run_all` runs several
+the way the tests need them (no third-party plugins, from the repository root, where
+``--model samples.lookalikes:...`` is imported). Nothing here is a test.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import SAMPLES
+from tests.support import REPO, SAMPLES
 
 STEM_PT = SAMPLES / "rtdetr_stem.pt"
 STEM_STATE_DICT = SAMPLES / "rtdetr_stem_state_dict.pt"
@@ -45,3 +47,14 @@ def run(folder: Path, name: str, *args: str) -> tuple[int, dict]:
     output = folder / f"{name}.json"
     code = main([*args, "--format", "json", "-o", str(output)])
     return code, json.loads(output.read_text(encoding="utf-8"))
+
+
+def run_all(folder: Path, runs: dict[str, tuple[str, ...]]) -> dict[str, tuple[int, dict]]:
+    """name -> :func:`run` of its arguments, with plugin autoloading off and the
+    repository root as the working directory (restored afterwards)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRAPHINSPECT_DISABLE_PLUGIN_AUTOLOAD", "1")
+        patch.chdir(REPO)
+        return {name: run(folder, name, *args) for name, args in runs.items()}

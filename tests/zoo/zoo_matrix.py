@@ -146,6 +146,11 @@ def _ultralytics_family(
 
 _U = {"ultralytics": "", "ultralytics-slim": "simplify"}
 _BASIC = (("checkpoint", "ultralytics", "none"), ("state_dict", "ultralytics", "none"))
+_BASIC_TWINS = (
+    ("checkpoint", "ultralytics", "none", "conv_weight"),
+    ("checkpoint", "ultralytics", "none", "conv_bias"),
+)
+"""The tampered twins every Ultralytics family gets: one conv weight channel, one conv bias."""
 
 FAMILIES: tuple[Family, ...] = (
     # ------------------------------------------------------------------ Ultralytics
@@ -163,8 +168,7 @@ FAMILIES: tuple[Family, ...] = (
             ("checkpoint", "ultralytics-slim", "ort-extended"),
         ),
         twins=(
-            ("checkpoint", "ultralytics", "none", "conv_weight"),
-            ("checkpoint", "ultralytics", "none", "conv_bias"),
+            *_BASIC_TWINS,
             ("checkpoint", "ultralytics-slim", "none", "conv_weight"),
             ("checkpoint", "dynamo", "none", "conv_weight"),
             ("checkpoint", "ultralytics", "fp16", "conv_weight"),
@@ -176,20 +180,14 @@ FAMILIES: tuple[Family, ...] = (
         "yolov8n-seg.yaml",
         exports={"ultralytics": ""},
         honest=_BASIC,
-        twins=(
-            ("checkpoint", "ultralytics", "none", "conv_weight"),
-            ("checkpoint", "ultralytics", "none", "conv_bias"),
-        ),
+        twins=_BASIC_TWINS,
     ),
     _ultralytics_family(
         "yolov8n-pose",
         "yolov8n-pose.yaml",
         exports={"ultralytics": ""},
         honest=_BASIC,
-        twins=(
-            ("checkpoint", "ultralytics", "none", "conv_weight"),
-            ("checkpoint", "ultralytics", "none", "conv_bias"),
-        ),
+        twins=_BASIC_TWINS,
     ),
     _ultralytics_family(
         "yolo11n",
@@ -197,8 +195,7 @@ FAMILIES: tuple[Family, ...] = (
         exports={**_U, "dynamo": ""},
         honest=(*_BASIC, ("checkpoint", "ultralytics-slim", "none"), ("checkpoint", "dynamo", "none")),
         twins=(
-            ("checkpoint", "ultralytics", "none", "conv_weight"),
-            ("checkpoint", "ultralytics", "none", "conv_bias"),
+            *_BASIC_TWINS,
             ("checkpoint", "ultralytics-slim", "none", "conv_bias"),
         ),
     ),
@@ -222,8 +219,7 @@ FAMILIES: tuple[Family, ...] = (
         exports=_U,
         honest=(*_BASIC, ("checkpoint", "ultralytics-slim", "none")),
         twins=(
-            ("checkpoint", "ultralytics", "none", "conv_weight"),
-            ("checkpoint", "ultralytics", "none", "conv_bias"),
+            *_BASIC_TWINS,
             ("state_dict", "ultralytics", "none", "conv_weight"),
         ),
     ),

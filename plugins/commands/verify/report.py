@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from inspector.output import document_header, fmt_float, make_console
-from plugins.commands.verify.words import DIFFER, INCOMPLETE, SAME
+from plugins.commands.verify.words import DIFFER, INCOMPLETE, SAME, weights_words
 
 if TYPE_CHECKING:
     from inspector.ir import Model
@@ -273,11 +273,7 @@ def divergence_sentence(document: dict[str, Any]) -> str:
         return f"Per layer: {len(compared)} of {len(layers)} layers compared, none where the models part."
     layer = next(layer for layer in layers if layer["target"] == name)
     sources = " + ".join(layer["sources"]) or "?"
-    weights = {
-        "ok": "the diff re-computed its weights, so the difference is in the computation, not the weights",
-        "mismatch": "the diff found its weights differ from the PyTorch ones",
-        "unmatched": "the diff could not trace its weights",
-    }.get(layer["diff_status"], f"diff status {layer['diff_status']}")
+    weights = weights_words(layer["diff_status"])
     where = f" in output channel {layer['worst_channel']}" if layer.get("worst_channel") is not None else ""
     growth = f", x{fmt_float(layer['growth'], 3)} its inputs' error" if layer.get("growth") is not None else ""
     suspects = layer.get("suspects") or []

@@ -11,6 +11,19 @@ DIFFER = "differs"
 INCOMPLETE = "incomplete"
 ERROR_STATS = ("max", "mean", "median")
 
+WEIGHTS_WORDS = {
+    "ok": "the diff re-computed its weights, so the difference is in the computation, not the weights",
+    "mismatch": "the diff found its weights differ from the PyTorch ones",
+    "unmatched": "the diff could not trace its weights",
+}
+"""What a differing layer's ``diff_status`` says about where the difference is."""
+
+
+def weights_words(diff_status: str) -> str:
+    """:data:`WEIGHTS_WORDS` for a layer's ``diff_status`` (any other status by name)."""
+    return WEIGHTS_WORDS.get(diff_status, f"diff status {diff_status}")
+
+
 TRUST_PICKLE_HELP = (
     "run a whole pickled module or checkpoint (torch.save(model)) by unpickling it with "
     "torch.load(weights_only=False), or a TorchScript/.pt2 file that the safety checks refuse: "
