@@ -115,6 +115,22 @@ def _range_length(function: object, arguments: object) -> int:
         return UNBOUNDED
 
 
+_ITERATING = {
+    f"{module}.{name}"
+    for module in ("builtins", "__builtin__")
+    for name in ("set", "frozenset", "list", "tuple", "dict", "bytearray")
+} | {"collections.OrderedDict", "collections.Counter", "collections.deque", "torch.Size"}
+"""Callables that copy every item of an iterable argument."""
+
+
+def _unknown_iterable(function: object, arguments: object) -> int:
+    """UNBOUNDED when a copying call is given a value the scan cannot size (the result of
+    another call: ``set(tensor)`` iterates an expanded tensor of 2**33 elements)."""
+    if not isinstance(function, _Global) or function.name not in _ITERATING or not isinstance(arguments, tuple):
+        return 0
+    return UNBOUNDED if any(argument is _UNKNOWN for argument in arguments) else 0
+
+
 def scan_pickle(data) -> PickleFacts:
     """Scan one pickle (bytes, or a binary stream positioned at its start, read up to its
     STOP) without running it; ``ValueError`` for a malformed one."""
@@ -176,8 +192,11 @@ def scan_pickle(data) -> PickleFacts:
             arguments, function = pop(), pop()
             use(function, CALLED)
             use(arguments, VALUE)
-            copied += _weight(arguments) + _range_length(function, arguments)
-            stack.append(_UNKNOWN)
+            length = _range_length(function, arguments)
+            copied += _weight(arguments) + _unknown_iterable(function, arguments)
+            # A range is charged where it is copied (each time: the memo may hand it out again).
+            is_range = isinstance(function, _Global) and function.name in _RANGES
+            stack.append(_Container(length) if is_range else _UNKNOWN)
         elif name == "NEWOBJ":
             arguments, cls = pop(), pop()
             use(cls, INSTANTIATED)
@@ -228,7 +247,7 @@ def scan_pickle(data) -> PickleFacts:
             items = pop_to_mark() if name == "TUPLE" else [pop() for _ in range(_TUPLE_SIZES[name])]
             for item in items:
                 use(item, VALUE)
-            stack.append(tuple(_literal(item) for item in reversed(items)))
+            stack.append(tuple(item if item is _UNKNOWN else _literal(item) for item in reversed(items)))
         elif name == "BINPERSID":
             saved = pop()
             persistent_ids.append(saved if isinstance(saved, tuple) else (_literal(saved),))

@@ -136,10 +136,11 @@ def _tensor_view_problem(tensor: Any) -> str | None:
 
     if tensor.layout != torch.strided or tensor.is_quantized:
         return view_problem(tuple(tensor.shape), (0,) * tensor.dim(), 0, None)  # no strides to check
-    storage = tensor.untyped_storage()
-    return view_problem(
-        tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset(), storage.nbytes() // tensor.element_size()
-    )
+    storage_numel = tensor.untyped_storage().nbytes() // tensor.element_size()
+    offset = tensor.storage_offset()
+    if tensor.is_contiguous() and offset >= 0 and offset + tensor.numel() <= storage_numel:
+        return None  # the usual case: its elements are offset .. offset + numel - 1, each once
+    return view_problem(tuple(tensor.shape), tuple(tensor.stride()), offset, storage_numel)
 
 
 def is_tensor(value: Any) -> bool:

@@ -363,6 +363,15 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
         # default weights-only unpickler allows (tensors, dicts) can be read from it.
         check_legacy(path)
         return _torch_load(path, GlobalsPlan(), mmap=False)
+    from plugins.loaders.torch import restricted_unpickler, zips
+
+    with zips.open_archive(path) as archive:
+        # torch maps records as they lie in the file: a deflated one would read as noise.
+        mappable = all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+        try:
+            return restricted_unpickler.load(path, archive)
+        except restricted_unpickler.Unsure:
+            pass  # not a plain file: the careful path below reads it, and says why it does not
     facts = check_archive(path)
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
@@ -380,7 +389,7 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
     plan = plan_globals(unsafe, facts.uses if facts is not None else None)
     if plan.refused:
         raise refusal(path, plan.refused)
-    return _torch_load(path, plan, mmap=True)
+    return _torch_load(path, plan, mmap=mappable)
 
 
 def _torch_load(path: Path, plan: GlobalsPlan, mmap: bool) -> Any:

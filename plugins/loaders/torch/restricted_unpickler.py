@@ -1,0 +1,389 @@
+"""The common torch.save file, read by Python's C unpickler restricted to known globals.
+
+:mod:`.unpickle` reads any torch.save file safely, but slowly: a Python scan of every
+opcode, torch's scan for unsafe globals, then torch's weights-only unpickler (written in
+Python). On a 60,000-tensor state_dict that is 8 s, where plain ``torch.load`` takes 3 s.
+This module reads the files that need none of that care in about 1.3 s, and hands every
+other file back (:class:`Unsure`) to the careful path, which then reads it, or refuses
+it with the same one-line message, exactly as before.
+
+Why it is as safe. The C unpickler resolves every global through :meth:`find_class`,
+which returns only:
+
+- this module's rebuilders for torch's tensors and parameters
+  (``torch._utils._rebuild_tensor_v2``, ``_rebuild_parameter``), storage types (markers
+  for :meth:`persistent_load`), ``OrderedDict``, ``set``, ``torch.Size``,
+  ``torch.device`` and torch dtypes;
+- what :func:`~.unpickle.plan_globals` gives the careful path for that name when it is a
+  stand-in class (here one that counts what it copies) or an inert torch function
+  reference (calling one stops the load, and the careful path refuses the file);
+
+and raises :class:`Unsure` for every other global (numpy's reconstructors, ``range``,
+torch's quantized and sparse rebuilders, a lower-case name the careful path judges by
+how the pickle uses it), so nothing else can be called or built. Callables are wrapped
+in objects without ``__dict__`` or ``__setstate__``, so a BUILD cannot change them.
+
+Budgets, as the careful path has them (:mod:`.pickle_budget`), counted as the unpickler
+goes instead of by a scan before it:
+
+- each storage must be exactly as large as its record, which must be stored
+  uncompressed (it is memory-mapped, copy-on-write, never read into memory);
+- every tensor view lies inside its storage over its whole extent (contiguous views
+  directly, others by :func:`.tensors.view_problem`);
+- the items copied by calls, NEWOBJs and BUILDs (``set(items)``, an ``OrderedDict``'s
+  state, a stand-in's ``__dict__``, the arguments themselves, a tensor iterated by
+  ``set``) stay within :data:`~.pickle_budget.COPY_FACTOR` per byte of pickle plus
+  :data:`~.pickle_budget.COPY_SLACK`, counted on the real objects. Past it, the file is
+  refused here (:class:`~inspector.errors.InputError`), not handed on.
+
+Anything else unexpected (another protocol, a big-endian archive, a tensor with
+metadata or hooks, a storage read twice differently) raises :class:`Unsure`.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import pickle
+import struct
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inspector.errors import InputError
+from plugins.loaders.torch import zips
+from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK
+from plugins.loaders.torch.tensors import view_problem
+from plugins.loaders.torch.unpickle import FunctionReference, StandIn, plan_globals, python3_name
+
+PROTOCOL_2 = b"\x80\x02"
+"""torch.save's pickles start with PROTO 2; others go the careful way (which refuses
+opcodes torch's weights-only unpickler does not read)."""
+
+
+class Unsure(Exception):
+    """This file is not one the restricted unpickler reads; the careful path decides."""
+
+
+class CopyBudgetExceeded(Exception):
+    """The pickle copies more than its budget: a crafted file, refused (not handed to the
+    careful path, whose scan counts the same things before it lets torch run them)."""
+
+
+class _Budget:
+    """Items copied so far, against the allowance for a pickle of ``pickle_bytes``."""
+
+    __slots__ = ("copied", "allowed", "pickle_bytes")
+
+    def __init__(self, pickle_bytes: int) -> None:
+        self.copied = 0
+        self.pickle_bytes = pickle_bytes
+        self.allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
+
+    def charge(self, count: int) -> None:
+        self.copied += count
+        if self.copied > self.allowed:
+            raise CopyBudgetExceeded(
+                f"is refused: unpickling it would copy more than {self.allowed:,} items from a "
+                f"{self.pickle_bytes:,}-byte pickle (a crafted file?); graphinspect allows {self.allowed:,}"
+            )
+
+
+def _weight(value: Any, depth: int = 0) -> int:
+    """Items a call may copy out of ``value``: the length of anything sized (containers,
+    strings, a tensor iterated along its first axis); for a tuple (the arguments), its
+    length plus what its items hold, to a depth of 8."""
+    if type(value) is tuple:
+        total = len(value)
+        if depth < 8:
+            for item in value:
+                total += _weight(item, depth + 1)
+        return total
+    if hasattr(type(value), "__len__"):
+        try:
+            return len(value)
+        except TypeError:  # a 0-d tensor
+            return 0
+    return 0
+
+
+def _contiguous_extent(size: tuple, stride: tuple) -> int | None:
+    """The elements of a C-contiguous view of integer ``size``/``stride``, else None
+    (then :func:`~.tensors.view_problem` judges the view)."""
+    if len(size) != len(stride):
+        return None
+    extent = 1
+    for axis in range(len(size) - 1, -1, -1):
+        length = size[axis]
+        if type(length) is not int or length < 0 or stride[axis] != extent or type(stride[axis]) is not int:
+            return None
+        extent *= length
+    return extent
+
+
+class _Call:
+    """A global the pickle may call: the function, charged for what it copies."""
+
+    __slots__ = ("function", "budget")
+
+    def __init__(self, function: Callable[..., Any], budget: _Budget) -> None:
+        self.function = function
+        self.budget = budget
+
+    def __call__(self, *args: Any) -> Any:
+        if args:
+            self.budget.charge(_weight(args))
+        return self.function(*args)
+
+
+class _StorageType:
+    """What ``torch.FloatStorage`` stands for in a persistent id: its dtype."""
+
+    __slots__ = ("dtype", "itemsize")
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        self.itemsize = dtype.itemsize
+
+
+class _CountedStandIn(StandIn):
+    """A stand-in whose construction and state are charged to the load's budget."""
+
+    _standin_budget: _Budget
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
+        if args:
+            cls._standin_budget.charge(_weight(args))
+        instance = object.__new__(cls)
+        instance.__dict__["_standin_args"] = args
+        return instance
+
+    def __setstate__(self, state: Any) -> None:
+        if type(state) is dict:  # the usual case, as StandIn.__setstate__ does it
+            self._standin_budget.charge(len(state))
+            self.__dict__.update(state)
+            return
+        self._standin_budget.charge(_weight(state))
+        super().__setstate__(state)
+
+
+class _OrderedDict(OrderedDict):
+    """``collections.OrderedDict`` whose BUILD (a state_dict's ``_metadata``) is charged;
+    it pickles as a plain OrderedDict."""
+
+    _budget: _Budget
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise Unsure("OrderedDict state")
+        self._budget.charge(len(state))
+        self.__dict__.update(state)
+
+    def __reduce__(self):
+        return (OrderedDict, (), dict(self.__dict__) or None, None, iter(self.items()))
+
+
+def load(path: Path, archive: zips.Archive) -> Any:
+    """The object the torch.save archive at ``path`` holds, or :class:`Unsure`."""
+    import torch
+
+    infos = archive.infolist()
+    folder = zips.normalise(infos[0].filename).partition("/")[0] if infos else ""
+    entry = archive.find(f"{folder}/data.pkl")
+    if entry is None:
+        raise Unsure("no data.pkl")
+    byteorder = archive.find(f"{folder}/byteorder")
+    if byteorder is not None and archive.read(byteorder) != b"little":
+        raise Unsure("byte order")
+    data = archive.read(entry)
+    if not data.startswith(PROTOCOL_2):
+        raise Unsure("protocol")
+    try:
+        with Path(path).open("rb") as stream:
+            mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as exc:
+        raise Unsure("cannot map the file") from exc
+    unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped, torch)
+    try:
+        return unpickler.load()
+    except CopyBudgetExceeded as exc:
+        raise InputError(path, str(exc)) from None
+    except MemoryError:
+        raise
+    except Unsure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the careful path says it properly
+        raise Unsure(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, stream, budget: _Budget, archive: zips.Archive, folder: str, mapped: mmap.mmap, torch) -> None:
+        super().__init__(stream)
+        self.budget = budget
+        self.archive = archive
+        self.folder = folder
+        self.mapped = mapped
+        self.torch = torch
+        self.storages: dict[str, Any] = {}
+        self.storage_ids: set[int] = set()
+        self.globals: dict[tuple[str, str], Any] = {}
+        self.file_size = len(mapped)
+        ordered_dict = type("OrderedDict", (_OrderedDict,), {"_budget": budget})
+        self.known: dict[str, Any] = {
+            "torch._utils._rebuild_tensor_v2": self.rebuild_tensor,
+            "torch._utils._rebuild_parameter": self.rebuild_parameter,
+            "collections.OrderedDict": _Call(ordered_dict, budget),
+            "builtins.set": _Call(set, budget),
+            "torch.Size": _Call(torch.Size, budget),
+            "torch.device": _Call(torch.device, budget),
+        }
+
+    # ----------------------------------------------------------------- globals
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = (module, name)
+        found = self.globals.get(key)
+        if found is None:
+            found = self.globals[key] = self._resolve(module, name)
+        return found
+
+    def _resolve(self, module: str, name: str) -> Any:
+        full = f"{module}.{name}"
+        meaning = python3_name(full)
+        if meaning in self.known:
+            return self.known[meaning]
+        if meaning in _torch_allowed():
+            return self._torch_global(meaning)
+        plan = plan_globals([full])
+        value = next((value for value, given in plan.safe_globals if given == full), None)
+        if plan.refused or value is None:
+            raise Unsure(f"global {full}")
+        if isinstance(value, FunctionReference):
+            return value  # calling it raises: the careful path then refuses the file
+        if isinstance(value, type) and issubclass(value, StandIn):
+            return type(
+                value.__name__,
+                (_CountedStandIn,),
+                {
+                    "__module__": value.__module__,
+                    "__qualname__": value.__qualname__,
+                    "_standin_global": value._standin_global,
+                    "_standin_budget": self.budget,
+                },
+            )
+        raise Unsure(f"global {full}")  # numpy's reconstructors, range, ...: the careful path's scan judges them
+
+    def _torch_global(self, meaning: str) -> Any:
+        """A global torch allows by default: a storage type or a dtype; the rest of
+        torch's list (quantized, sparse, nested tensors...) goes the careful way."""
+        torch = self.torch
+        name = meaning.rpartition(".")[2]
+        if meaning.startswith("torch.") and "." not in meaning[6:]:
+            if name.endswith("Storage"):
+                dtype = _storage_dtype(torch, name)
+                if dtype is not None:
+                    return _StorageType(dtype)
+            value = getattr(torch, name, None)
+            if isinstance(value, torch.dtype):
+                return value
+        raise Unsure(f"global {meaning}")
+
+    # ----------------------------------------------------------------- storages
+
+    def persistent_load(self, saved_id: Any) -> Any:
+        if not (isinstance(saved_id, tuple) and len(saved_id) == 5 and saved_id[0] == "storage"):
+            raise Unsure("persistent id")
+        _, storage_type, key, _location, numel = saved_id
+        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+            raise Unsure("storage")
+        if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+            raise Unsure("storage size")
+        cached = self.storages.get(key)
+        if cached is not None:
+            if cached.dtype != storage_type.dtype or cached.numel() != numel:
+                raise Unsure("storage read twice differently")
+            return cached
+        storage = self.storages[key] = self._storage(key, storage_type, numel)
+        self.storage_ids.add(id(storage))
+        return storage
+
+    def _storage(self, key: str, storage_type: _StorageType, numel: int) -> Any:
+        """The record ``data/<key>`` as a flat tensor of its dtype, mapped from the file."""
+        torch = self.torch
+        info = self.archive.find(f"{self.folder}/data/{key}")
+        nbytes = numel * storage_type.itemsize
+        if info is None or info.compress_type != zipfile.ZIP_STORED or info.file_size != nbytes:
+            raise Unsure("storage record")
+        if nbytes == 0:
+            return torch.empty(0, dtype=storage_type.dtype)
+        header = self.mapped[info.header_offset : info.header_offset + 30]
+        if len(header) < 30 or not header.startswith(zips.ZIP_MAGIC):
+            raise Unsure("local header")
+        name_length, extra_length = struct.unpack_from("<HH", header, 26)
+        start = info.header_offset + 30 + name_length + extra_length
+        if start + nbytes > self.file_size:
+            raise Unsure("record past the end")
+        return torch.frombuffer(self.mapped, dtype=storage_type.dtype, count=numel, offset=start)
+
+    # ----------------------------------------------------------------- tensors
+
+    def rebuild_tensor(
+        self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, metadata: Any = None
+    ) -> Any:
+        torch = self.torch
+        if id(storage) not in self.storage_ids:
+            raise Unsure("tensor storage")
+        if not isinstance(size, tuple) or not isinstance(stride, tuple) or not isinstance(requires_grad, bool):
+            raise Unsure("tensor arguments")
+        if metadata or (hooks is not None and (not isinstance(hooks, dict) or hooks)):
+            raise Unsure("tensor metadata or hooks")
+        self.budget.charge(len(size) + len(stride))
+        extent = _contiguous_extent(size, stride)
+        if type(offset) is not int or offset < 0:
+            raise Unsure("tensor offset")
+        if extent is not None and extent and offset + extent > storage.numel():
+            raise Unsure("tensor past its storage")
+        if extent is None and view_problem(size, stride, offset, storage.numel()) is not None:
+            raise Unsure("tensor view")
+        if storage.numel() == 0 or 0 in size:
+            tensor = torch.empty(tuple(size), dtype=storage.dtype)
+        else:
+            tensor = storage.as_strided(tuple(size), tuple(stride), offset)
+        if requires_grad:
+            tensor.requires_grad_(True)
+        return tensor
+
+    def rebuild_parameter(self, data: Any, requires_grad: Any, hooks: Any) -> Any:
+        torch = self.torch
+        if not isinstance(data, torch.Tensor) or not isinstance(requires_grad, bool):
+            raise Unsure("parameter arguments")
+        if hooks is not None and (not isinstance(hooks, dict) or hooks):
+            raise Unsure("parameter hooks")
+        return torch.nn.Parameter(data, requires_grad)
+
+
+_ALLOWED: set[str] | None = None
+
+
+def _torch_allowed() -> set[str]:
+    """The globals torch's weights-only unpickler reads by default."""
+    global _ALLOWED
+    if _ALLOWED is None:
+        import torch
+
+        _ALLOWED = set(torch._weights_only_unpickler._get_allowed_globals())
+    return _ALLOWED
+
+
+def _storage_dtype(torch, name: str) -> Any:
+    """The dtype of ``torch.<name>`` ("FloatStorage"), or None for quantized and untyped ones."""
+    if name == "UntypedStorage" or name.startswith(("QInt", "QUInt")):
+        return None
+    storage_class = getattr(torch, name, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated; its dtype is what we need
+        dtype = getattr(storage_class, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) else None

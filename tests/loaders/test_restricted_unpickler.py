@@ -1,0 +1,219 @@
+"""The restricted C unpickler reads what the careful path reads, the same way, or hands
+the file over; it refuses what copies past its budget, before memory runs out."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+import uuid
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inspector.errors import InputError
+from plugins.loaders.torch import restricted_unpickler, unpickle, zips
+from plugins.loaders.torch.unpickle import FunctionReference, StandIn
+from tests.security import corpus
+
+
+def fast(path: Path):
+    with zips.open_archive(path) as archive:
+        return restricted_unpickler.load(path, archive)
+
+
+def careful(path: Path, monkeypatch):
+    def unsure(path, archive):
+        raise restricted_unpickler.Unsure("the test asks for the careful path")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(restricted_unpickler, "load", unsure)
+        return unpickle.load_torch_save(path, is_zip=True)
+
+
+def assert_same(fast_value, careful_value, where: str = "") -> None:
+    """Equal structure, types, tensor views and values; storages shared alike."""
+    if isinstance(careful_value, torch.Tensor):
+        assert type(fast_value) is type(careful_value), where
+        assert fast_value.dtype == careful_value.dtype, where
+        assert fast_value.shape == careful_value.shape and fast_value.stride() == careful_value.stride(), where
+        assert fast_value.storage_offset() == careful_value.storage_offset(), where
+        assert fast_value.requires_grad == careful_value.requires_grad, where
+        assert fast_value.untyped_storage().nbytes() == careful_value.untyped_storage().nbytes(), where
+        assert torch.equal(fast_value.detach(), careful_value.detach()), where
+    elif isinstance(careful_value, StandIn):
+        assert isinstance(fast_value, StandIn), where
+        assert type(fast_value)._standin_global == type(careful_value)._standin_global, where
+        assert fast_value.__dict__.keys() == careful_value.__dict__.keys(), where
+        for key in careful_value.__dict__:
+            assert_same(fast_value.__dict__[key], careful_value.__dict__[key], f"{where}.{key}")
+    elif isinstance(careful_value, dict):
+        assert isinstance(fast_value, dict) and list(fast_value) == list(careful_value), where
+        assert isinstance(fast_value, OrderedDict) == isinstance(careful_value, OrderedDict), where
+        assert getattr(fast_value, "__dict__", {}).keys() == getattr(careful_value, "__dict__", {}).keys(), where
+        for key in careful_value:
+            assert_same(fast_value[key], careful_value[key], f"{where}[{key!r}]")
+    elif isinstance(careful_value, (list, tuple)):
+        assert type(fast_value) is type(careful_value) and len(fast_value) == len(careful_value), where
+        for index, (one, other) in enumerate(zip(fast_value, careful_value)):
+            assert_same(one, other, f"{where}[{index}]")
+    elif isinstance(careful_value, FunctionReference):
+        assert isinstance(fast_value, FunctionReference) and fast_value.global_name == careful_value.global_name
+    else:
+        assert type(fast_value) is type(careful_value) and fast_value == careful_value, where
+
+
+def storage_sharing(tensors: dict) -> list[tuple[str, str]]:
+    """Pairs of keys whose tensors share one storage."""
+    names = sorted(tensors)
+    pointers = {name: tensors[name].untyped_storage().data_ptr() for name in names}
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if pointers[a] == pointers[b]]
+
+
+def randomised_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.SiLU(), nn.Conv2d(8, 4, 1))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+        net[1].weight.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+SOURCE = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = torch.nn.functional.relu
+        self.names = {0: "person", 1: "car"}
+        self.stride = torch.tensor([8.0, 16.0])
+        self.shape = torch.Size([1, 3])
+        self.device_seen = torch.device("cpu")
+        self.dtype_seen = torch.float16
+"""
+
+
+def test_files_read_fast_equal_the_careful_path(tmp_path, monkeypatch):
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    files = {
+        "state_dict": randomised_net().state_dict(),
+        "module": randomised_net(),
+        "checkpoint": {
+            "model": randomised_net().half(),
+            "ema": None,
+            "epoch": 3,
+            "train_args": {"imgsz": 640, "data": "coco.yaml"},
+            "extras": types.SimpleNamespace(lr=0.01),
+        },
+        "views_and_dtypes": {
+            "base": base,
+            "row": base[1],
+            "column": base[:, 2],
+            "transposed": base.t(),
+            "empty": torch.empty(0, 3),
+            "flags": torch.tensor([True, False, True]),
+            "counts": torch.arange(5, dtype=torch.int64),
+            "brain": torch.randn(3, 2).to(torch.bfloat16),
+            "parameter": nn.Parameter(torch.randn(2, 2)),
+            "frozen": nn.Parameter(torch.randn(2), requires_grad=False),
+            "scalar": torch.tensor(2.5),
+        },
+    }
+    package = f"fastpkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "blocks.py").write_text(SOURCE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        torch.save(importlib.import_module(f"{package}.blocks").Block(), tmp_path / "custom.pt")
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.split(".")[0] == package]:
+            del sys.modules[name]
+    for name, value in files.items():
+        torch.save(value, tmp_path / f"{name}.pt")
+
+    for name in [*files, "custom"]:
+        path = tmp_path / f"{name}.pt"
+        read_fast, read_carefully = fast(path), careful(path, monkeypatch)
+        assert_same(read_fast, read_carefully, name)
+    views = fast(tmp_path / "views_and_dtypes.pt")
+    assert storage_sharing(views) == storage_sharing(careful(tmp_path / "views_and_dtypes.pt", monkeypatch))
+    assert ("base", "row") in storage_sharing(views)
+    custom = fast(tmp_path / "custom.pt")
+    assert type(custom)._standin_global == f"{package}.blocks.Block"
+    assert isinstance(custom.act, FunctionReference)  # kept, never looked up
+
+
+def test_tensors_are_mapped_from_the_file_copy_on_write(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.ones(1000)}, path)
+    before = path.read_bytes()
+    weights = fast(path)
+    weights["w"].add_(1)  # a private mapping: the file never changes
+    assert path.read_bytes() == before
+    assert fast(path)["w"].sum().item() == 1000.0
+
+
+def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
+    """Files outside what it reads are handed to the careful path, which reads them."""
+    net = randomised_net()
+    protocol_4 = tmp_path / "protocol4.pt"
+    torch.save(net.state_dict(), protocol_4, pickle_protocol=4)
+    deflated = tmp_path / "deflated.pt"
+    torch.save(net.state_dict(), tmp_path / "stored.pt")
+    with zipfile.ZipFile(tmp_path / "stored.pt") as source, zipfile.ZipFile(deflated, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    numpy_values = tmp_path / "numpy.pt"
+    torch.save({"model": net.state_dict(), "best_fitness": np.float64(0.5)}, numpy_values)
+    for path in (protocol_4, deflated, numpy_values):
+        with pytest.raises(restricted_unpickler.Unsure):
+            fast(path)
+    for path in (deflated, numpy_values):
+        loaded = unpickle.load_torch_save(path, is_zip=True)
+        state = loaded.get("model", loaded)
+        assert torch.equal(state["0.weight"], net.state_dict()["0.weight"])
+
+
+def ordered_dict_bomb(entries: int, copies: int) -> bytes:
+    """data.pkl: one dict of ``entries`` items, BUILT into ``copies`` OrderedDicts."""
+    body = b"\x80\x02}q\x00(" + b"".join(b"M" + index.to_bytes(2, "little") + b"N" for index in range(entries)) + b"u"
+    body += b"ccollections\nOrderedDict\nq\x01]("
+    body += (b"h\x01)Rh\x00b") * copies
+    return body + b"e."
+
+
+def set_of_expanded_tensor() -> bytes:
+    """data.pkl: ``set(w)`` for ``w`` a 2**33-element tensor expanded from one float."""
+    tensor = corpus.tensor_pickle(1, 0, [2**33], [0])[len(b"\x80\x02}") + len(corpus.pickle_str("w")) : -len(b"s.")]
+    return b"\x80\x02c__builtin__\nset\n(" + tensor + b"tR."
+
+
+@pytest.mark.parametrize(
+    "data_pkl, records",
+    [(ordered_dict_bomb(30_000, 200), {}), (set_of_expanded_tensor(), {"0": b"\x00\x00\x80\x3f"})],
+    ids=["one dict built into many", "a set of an expanded tensor"],
+)
+def test_copying_past_the_budget_is_refused_on_both_paths(tmp_path, monkeypatch, data_pkl, records):
+    path = corpus.torch_zip(tmp_path / "crafted.pt", data_pkl, records)
+    with pytest.raises(InputError, match=r"is refused: unpickling it would copy (more than )?[\d,]+ items"):
+        unpickle.load_torch_save(path, is_zip=True)
+    with pytest.raises(InputError, match=r"is refused: unpickling it would copy [\d,]+ items"):
+        careful(path, monkeypatch)
+
+
+def test_within_the_budget_the_same_pickle_loads(tmp_path):
+    path = corpus.torch_zip(tmp_path / "fine.pt", ordered_dict_bomb(100, 3), {})
+    loaded = fast(path)
+    assert len(loaded) == 3 and all(len(copy.__dict__) == 100 for copy in loaded)
