@@ -90,7 +90,7 @@ def graphinspect_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "inspector", *args]
 
 
-INTERPRETER_CODE = "import numpy, torch, onnx, onnx_graphsurgeon, rich"
+INTERPRETER_CODE = "import numpy, torch, onnx, rich"
 """What any diff imports before reading a byte: its peak RSS is the interpreter baseline."""
 
 

@@ -16,7 +16,7 @@ a 2.25 GiB model with external data) and, for each source file, runs in alternat
 It prints wall and CPU time, peak RSS and the ratios: wall / floor, and peak RSS against
 the allowance ``1.2 x weight bytes + interpreter`` (weight bytes: both files, external
 data included; interpreter: the peak RSS of a fresh process importing numpy, torch,
-onnx, onnx_graphsurgeon and rich). The results are kept in ``benchmarks/RESULTS.md``.
+onnx and rich). The results are kept in ``benchmarks/RESULTS.md``.
 
 Disk: the 2.25 GiB model takes 4.5 GiB in the folder (deleted afterwards unless
 ``--keep``); its floor holds both files in memory (about 5 GiB).
@@ -60,7 +60,7 @@ def main() -> None:
     facts = machine()
     print("machine: " + ", ".join(f"{key} {value}" for key, value in facts.items()))
     interpreter = interpreter_rss()
-    print(f"interpreter baseline: {mib(interpreter)} MiB peak RSS (numpy, torch, onnx, onnx_graphsurgeon, rich)")
+    print(f"interpreter baseline: {mib(interpreter)} MiB peak RSS (numpy, torch, onnx, rich)")
     print()
     print("| model | source | run | wall s | CPU s | peak RSS MiB | wall / floor | RSS / allowed |")
     print("|---|---|---|---:|---:|---:|---:|---:|")

@@ -399,3 +399,34 @@ def test_hook_contributes_the_loader():
     (loader,) = list(graphinspect_loaders())
     assert loader.name == "onnx" and loader.formats == ("onnx",)
     assert loader.load is load_onnx and loader.sniff is looks_like_onnx
+
+
+def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
+    """The loader reads producers from the nodes itself (graphsurgeon's import_onnx took
+    1.9 s of a 10k-block diff); graphsurgeon, a test tool now, is the oracle: the same
+    nodes in the same order, each input produced by the same nodes."""
+    gs = pytest.importorskip("onnx_graphsurgeon")
+    from plugins.loaders.onnx.layers import GraphIndex
+
+    repeated = _save(
+        tmp_path,
+        [
+            helper.make_node("Identity", ["x"], ["a"], name="first"),
+            helper.make_node("Identity", ["x"], ["a"], name="again"),  # a second producer of "a"
+            helper.make_node("Resize", ["a", "", "", "sizes"], ["out"], name="resize"),  # omitted inputs
+        ],
+        [numpy_helper.from_array(np.array([1, 3, 8, 8], dtype=np.int64), "sizes")],
+    )
+    for path in (*exports.values(), repeated):
+        proto = onnx.load(str(path))
+        index = GraphIndex(proto.graph)
+        imported = gs.import_onnx(proto)
+        assert [(node.name, node.op_type) for node in index.nodes] == [(node.name, node.op) for node in imported.nodes]
+        for node, gs_node in zip(index.nodes, imported.nodes):
+            assert list(node.input) == [tensor.name for tensor in gs_node.inputs]
+            for name, tensor in zip(node.input, gs_node.inputs):
+                ours = [producer.name for producer in index.producers.get(name, [])] if name else []
+                assert ours == [producer.name for producer in tensor.inputs], (path.name, name)
+    layers = load_onnx(repeated).layers
+    assert [layer.name for layer in layers] == ["first", "again", "resize"]
+    assert list(layers[2].inputs) == ["a", "", "", "sizes"]

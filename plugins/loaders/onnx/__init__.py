@@ -2,8 +2,8 @@
 
 - Recognised by content (:mod:`.sniff`): the head must parse as the start of a
   ``ModelProto``; the file's extension plays no part.
-- Loaded with onnx (external data checked, never read eagerly: :mod:`.tensors`) and
-  onnx-graphsurgeon (structure); one :class:`~inspector.ir.Layer` per top-level node in
+- Loaded with onnx (external data checked, never read eagerly: :mod:`.tensors`), the
+  structure read from the nodes in one pass; one :class:`~inspector.ir.Layer` per top-level node in
   graph order, constant inputs as lazily read, shared :class:`~inspector.ir.Param`
   objects under roles ("weight", "bias", "running_mean", ... :mod:`.kinds`), and hints
   naming the PyTorch modules a node came from (:mod:`.hints`).
@@ -13,7 +13,7 @@
   ``functions`` (model-local functions). ``Model.metadata`` is the model's
   metadata_props; each ``Layer.metadata`` its node's. ``Model.modules`` stays empty.
 
-onnx and onnx_graphsurgeon are imported inside functions only, so that
+onnx is imported inside functions only, so that
 ``graphinspect --help`` does not pay for them.
 """
 

@@ -2,12 +2,11 @@
 
 ``onnx.load(path, load_external_data=False)`` parses the protobuf; external data files
 are checked (present, inside the model's directory, long enough) but not read;
-``onnx_graphsurgeon.import_onnx`` gives the graph structure, from which
-:class:`~.layers.LayerBuilder` makes the layers.
+:class:`~.layers.LayerBuilder` makes the layers from the graph's nodes.
 
 Anything wrong with the file ends in :class:`~inspector.errors.InputError` with a
 one-line problem: not protobuf / truncated, no graph, missing or short external data,
-a graph graphsurgeon cannot import.
+a graph whose fields are not what ONNX defines.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def load_onnx(path: Path) -> Model:
 def _model(path: Path, model_proto: "ModelProto") -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
-    builder = LayerBuilder(path, graph, _import_graph(model_proto), external)
+    builder = LayerBuilder(path, graph, external)
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = {tensor.name for tensor in graph.initializer}
@@ -74,16 +73,6 @@ def _parse(path: Path) -> "ModelProto":
         raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - DecodeError, ValueError, RuntimeWarning...: all mean "corrupt"
         raise InputError(path, f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})") from exc
-
-
-def _import_graph(model_proto: "ModelProto") -> Any:
-    import onnx_graphsurgeon as gs
-    from onnx_graphsurgeon.logger import G_LOGGER
-
-    # graphsurgeon prints its warnings on stdout, where a JSON report may be going; the
-    # loader's own problems are InputErrors, and graphsurgeon's critical ones raise.
-    with G_LOGGER.suppress(G_LOGGER.CRITICAL + 1):
-        return gs.import_onnx(model_proto)
 
 
 def _check_external_data(path: Path, graph: "GraphProto") -> dict[str, ExternalSlice]:
