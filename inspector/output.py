@@ -186,9 +186,45 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+_ONE_LINE = json.JSONEncoder(allow_nan=False, separators=(", ", ": "))
+
+
 def dump_json(document: dict[str, Any], stream: TextIO) -> None:
-    json.dump(json_safe(document), stream, indent=2, allow_nan=False)
-    stream.write("\n")
+    """``document`` as standard JSON: objects indented by two spaces, and each object in
+    a list (a layer, a constant, a finding) on a line of its own.
+
+    One line per entry keeps a 10,000-layer report greppable, and lets the C encoder
+    write it: the indented encoder is pure Python (1.2 s for 10k Conv+BN blocks, against
+    a tenth of that).
+    """
+    parts: list[str] = []
+    _indented(document, "", parts)
+    parts.append("\n")
+    stream.write("".join(parts))
+
+
+def _indented(value: Any, indent: str, parts: list[str]) -> None:
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        parts.append("{")
+        for position, (key, item) in enumerate(value.items()):
+            parts.append(f"{',' if position else ''}\n{inner}{_ONE_LINE.encode(str(key))}: ")
+            _indented(item, inner, parts)
+        parts.append(f"\n{indent}}}")
+    elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        parts.append("[")
+        for position, item in enumerate(value):
+            parts.append(f"{',' if position else ''}\n{inner}{_encoded(item)}")
+        parts.append(f"\n{indent}]")
+    else:
+        parts.append(_encoded(value))
+
+
+def _encoded(value: Any) -> str:
+    try:
+        return _ONE_LINE.encode(value)
+    except ValueError:  # a NaN or infinity somewhere in it: written as null (json_safe)
+        return _ONE_LINE.encode(json_safe(value))
 
 
 def fmt_float(value: float | None, digits: int = 4) -> str:
