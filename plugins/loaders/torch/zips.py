@@ -63,9 +63,10 @@ class Archive:
     normalised name.
     """
 
-    def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
+    def __init__(self, path: Path, archive: zipfile.ZipFile, stream=None) -> None:
         self.path = Path(path)
         self.zip = archive
+        self._stream = stream  # the file the ZipFile reads, closed with it
         self.infos = archive.infolist()
         self._by_name = {normalise(info.filename): info for info in self.infos}
 
@@ -77,6 +78,8 @@ class Archive:
 
     def close(self) -> None:
         self.zip.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def namelist(self) -> list[str]:
         return [info.filename for info in self.infos]
@@ -115,7 +118,12 @@ def open_archive(path: Path) -> Archive:
     example inputs) and read that one instead; an archive whose first entry is not at
     offset 0 is therefore treated as damaged.
     """
-    archive = zipfile.ZipFile(path)
+    stream = open(path, "rb")  # noqa: SIM115 - the Archive closes it
+    try:
+        archive = _ZipFileOfParsedDirectory(stream, _parsed_directory(stream))
+    except BaseException:
+        stream.close()
+        raise
     try:
         entries = archive.infolist()
         if entries and min(info.header_offset for info in entries) != 0:
@@ -123,8 +131,9 @@ def open_archive(path: Path) -> Archive:
         check_entries(entries, Path(path).stat().st_size)
     except BaseException:
         archive.close()
+        stream.close()
         raise
-    return Archive(path, archive)
+    return Archive(path, archive, stream)
 
 
 def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
@@ -160,35 +169,59 @@ def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
 def zip_names(path: Path) -> list[str] | None:
     """The entry names of the zip at ``path``, or None when its directory cannot be read.
 
-    Each of the three torch sniffers and then the loader ask for them; the directory of
-    a large state_dict (three entries per tensor) is parsed once, not four times. A
-    parse is reused only for the same file (device, inode, size, modification time)
-    whose directory bytes are unchanged (their CRC), so a file rewritten in place is
-    read again.
+    Each of the three torch sniffers, then the loader and :func:`open_archive` ask for
+    the directory; a large state_dict's (one entry per tensor) is parsed once, not five
+    times (:func:`_parsed_directory`).
     """
     try:
         with open(path, "rb") as stream:
-            status = os.fstat(stream.fileno())
-            key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-            known = _DIRECTORIES.get(key)
-            if known is not None and _crc_from(stream, known[0]) == known[1]:
-                return list(known[2])
-            with zipfile.ZipFile(stream) as archive:
-                entries = archive.infolist()
-                if entries and min(info.header_offset for info in entries) != 0:
-                    return None  # not the file's own directory (see open_archive)
-                names = [info.filename for info in entries]
-                start = archive.start_dir
-            _DIRECTORIES[key] = (start, _crc_from(stream, start), tuple(names))
-            while len(_DIRECTORIES) > 4:
-                del _DIRECTORIES[next(iter(_DIRECTORIES))]
-            return names
+            entries = _parsed_directory(stream)
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return None
+    if entries and min(info.header_offset for info in entries) != 0:
+        return None  # not the file's own directory (see open_archive)
+    return [info.filename for info in entries]
 
 
-_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, tuple[str, ...]]] = {}
-"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, names)."""
+def _parsed_directory(stream) -> tuple[zipfile.ZipInfo, ...]:
+    """The entries of the zip open as ``stream``, as zipfile parses them.
+
+    A parse is reused only for the same file (device, inode, size, modification time)
+    whose directory bytes are unchanged (their CRC), so a file rewritten in place is
+    read again. Raises what zipfile raises for a zip it cannot read.
+    """
+    status = os.fstat(stream.fileno())
+    key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    known = _DIRECTORIES.get(key)
+    if known is not None and _crc_from(stream, known[0]) == known[1]:
+        return known[2]
+    with zipfile.ZipFile(stream) as archive:
+        entries = tuple(archive.infolist())
+        start = archive.start_dir
+    _DIRECTORIES[key] = (start, _crc_from(stream, start), entries)
+    while len(_DIRECTORIES) > 4:
+        del _DIRECTORIES[next(iter(_DIRECTORIES))]
+    return entries
+
+
+class _ZipFileOfParsedDirectory(zipfile.ZipFile):
+    """A read-only ZipFile over entries parsed before (:func:`_parsed_directory`):
+    zipfile's constructor reads the directory with ``_RealGetContents``, which this
+    replaces by the known entries. (Were that private name ever gone, zipfile would
+    simply parse the directory again.)"""
+
+    def __init__(self, stream, entries: tuple[zipfile.ZipInfo, ...]) -> None:
+        self._parsed_entries = entries
+        super().__init__(stream)
+
+    def _RealGetContents(self) -> None:  # noqa: N802 - zipfile's name
+        for info in self._parsed_entries:
+            self.filelist.append(info)
+            self.NameToInfo[info.filename] = info
+
+
+_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, tuple[zipfile.ZipInfo, ...]]] = {}
+"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, entries)."""
 
 
 def _crc_from(stream, offset: int) -> int:
