@@ -85,6 +85,8 @@ class LayerBuilder:
         self.external = external
         self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer}
         self._params: dict[str, Param] = {}
+        # stored tensor name -> (its proto, dtype, shape, reader): read once however often used
+        self._stored_facts: dict[str, tuple[Any, str, tuple[int, ...], Callable[[], np.ndarray]]] = {}
         self._uses: dict[str, list[Use]] = {}
         self._pending_uses: list[tuple[str, int, str | None]] = []  # of the layer being built
 
@@ -216,9 +218,12 @@ class LayerBuilder:
         return None
 
     def _stored_constant(self, names: list[str], tensor: Any, needed_by: str) -> _Constant:
-        read = tensor_reader(tensor, self.external.get(names[-1]), self.model_path, needed_by)
-        shape = tuple(int(d) for d in tensor.dims)
-        return _Constant(tuple(names), dtype_name(tensor.data_type), shape, read)
+        facts = self._stored_facts.get(names[-1])
+        if facts is None or facts[0] is not tensor:
+            read = tensor_reader(tensor, self.external.get(names[-1]), self.model_path, needed_by)
+            facts = (tensor, dtype_name(tensor.data_type), tuple(int(d) for d in tensor.dims), read)
+            self._stored_facts[names[-1]] = facts
+        return _Constant(tuple(names), facts[1], facts[2], facts[3])
 
     def _constant_node_value(self, names: list[str], proto: "NodeProto") -> _Constant | None:
         for attr in proto.attribute:

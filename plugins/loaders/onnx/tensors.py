@@ -58,10 +58,12 @@ def dtype_name(data_type: int) -> str:
         return "undefined"
 
 
-def uses_external_data(tensor: "TensorProto") -> bool:
-    from onnx import TensorProto
+EXTERNAL = 1
+"""``TensorProto.EXTERNAL``, the data_location of a tensor stored in another file."""
 
-    return tensor.HasField("data_location") and tensor.data_location == TensorProto.EXTERNAL
+
+def uses_external_data(tensor: "TensorProto") -> bool:
+    return tensor.HasField("data_location") and tensor.data_location == EXTERNAL
 
 
 def expected_nbytes(tensor: "TensorProto") -> int | None:
