@@ -430,3 +430,60 @@ def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
     layers = load_onnx(repeated).layers
     assert [layer.name for layer in layers] == ["first", "again", "resize"]
     assert list(layers[2].inputs) == ["a", "", "", "sizes"]
+
+
+def test_initializer_bytes_stay_in_a_large_file(tmp_path):
+    """Past 1 MiB, the model is parsed without its initializers' raw_data, which is read
+    from the file when asked: the same structure, the same values, nothing else lost."""
+    from plugins.loaders.onnx.in_file_data import MIN_BYTES, parse_leaving_data_in_file
+
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((600, 600)).astype(np.float32)
+    half = rng.standard_normal((600, 4)).astype(np.float16)
+    listed = helper.make_tensor("listed", TensorProto.FLOAT, [3], [1.5, -2.0, 0.25])  # float_data, not raw
+    nodes = [
+        helper.make_node("MatMul", ["x", "big"], ["h"], name="mm"),
+        helper.make_node("Cast", ["half"], ["half32"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("MatMul", ["h", "half32"], ["y"], name="mm2"),
+        helper.make_node("Add", ["y", "listed"], ["out"], name="add"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 600])]
+    path = _save(
+        tmp_path,
+        nodes,
+        [numpy_helper.from_array(big, "big"), numpy_helper.from_array(half, "half"), listed],
+        inputs=inputs,
+    )
+    assert path.stat().st_size > MIN_BYTES
+    stripped, in_file = parse_leaving_data_in_file(path)
+    full = onnx.load(str(path))
+    assert set(in_file.slices) == {"big", "half"}
+    with path.open("rb") as stream:
+        raw = stream.read()
+    for tensor in full.graph.initializer:
+        if tensor.name in in_file.slices:
+            offset, length = in_file.slices[tensor.name]
+            assert raw[offset : offset + length] == tensor.raw_data
+            tensor.ClearField("raw_data")
+    assert stripped == full  # everything else, byte for byte the same message
+    model = load_onnx(path)
+    np.testing.assert_array_equal(model.layer("mm").params["weight"].array(), big)
+    assert model.layer("mm").params["weight"].array().dtype == np.float32
+    np.testing.assert_array_equal(model.layer("add").params["bias"].array(), [1.5, -2.0, 0.25])
+    stored = {tensor.param.tensor_name: tensor.param for tensor in model.stored}
+    np.testing.assert_array_equal(stored["half"].array(), half)
+
+    # Cut short: the same one-line error as onnx.load gives.
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(raw[: len(raw) - 1000])
+    with pytest.raises(InputError, match="is not a valid ONNX model \\(truncated or corrupted"):
+        load_onnx(cut)
+
+
+def test_two_initializers_of_one_name_leave_the_file_to_onnx(tmp_path):
+    from plugins.loaders.onnx.in_file_data import parse_leaving_data_in_file
+
+    weight = np.ones((600, 600), dtype=np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(2 * weight, "w")])
+    assert parse_leaving_data_in_file(path) is None

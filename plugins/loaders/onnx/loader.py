@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.errors import InputError
 from inspector.ir import Model, TensorInfo
 
+from .in_file_data import InFileSlices, parse_leaving_data_in_file
 from .layers import LayerBuilder
 from .linear import normalise_linears
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
@@ -32,21 +33,26 @@ DOC_STRING_CHARS = 200
 def load_onnx(path: Path) -> Model:
     """Load an ONNX model; raises :class:`InputError` for anything wrong with the file."""
     path = Path(path)
-    model_proto = _parse(path)
+    model_proto, in_file = _parse(path)
     if not model_proto.HasField("graph"):
         raise InputError(path, "is not a valid ONNX model (it has no graph)")
     try:
-        return _model(path, model_proto)
+        return _model(path, model_proto, in_file)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt file parses into odd protos (bytes names, bad types)
         raise InputError(path, f"is not a usable ONNX graph ({_one_line(exc)})") from exc
 
 
-def _model(path: Path, model_proto: "ModelProto") -> Model:
+def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
-    builder = LayerBuilder(path, graph, external)
+    # Initializer bytes left in the model file are read the way external data is.
+    kept_in_file = {
+        name: ExternalSlice(path, path.name, offset, length, copied=True)
+        for name, (offset, length) in (in_file.slices.items() if in_file is not None else ())
+    }
+    builder = LayerBuilder(path, graph, {**kept_in_file, **external})
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = {tensor.name for tensor in graph.initializer}
@@ -64,11 +70,16 @@ def _model(path: Path, model_proto: "ModelProto") -> Model:
     )
 
 
-def _parse(path: Path) -> "ModelProto":
+def _parse(path: Path) -> "tuple[ModelProto, InFileSlices | None]":
+    """The model, without its initializers' bytes where they can stay in the file
+    (:mod:`.in_file_data`); onnx.load's own parse otherwise, and for every error."""
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=False)
+        stripped = parse_leaving_data_in_file(path)
+        if stripped is not None:
+            return stripped
+        return onnx.load(str(path), load_external_data=False), None
     except OSError as exc:
         raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - DecodeError, ValueError, RuntimeWarning...: all mean "corrupt"

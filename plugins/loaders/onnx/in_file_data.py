@@ -1,0 +1,178 @@
+"""An ONNX file parsed without its initializers' bytes, which stay in the file.
+
+``onnx.load`` reads the whole file into memory and parses it into a protobuf message
+that holds its own copy of every initializer's ``raw_data``; reading a weight then
+copies it once more into a numpy array. A model of 100 MB of weights costs 300 MB at
+the peak and 200 MB for as long as it is loaded. :func:`parse_leaving_data_in_file`
+walks the protobuf wire format of the memory-mapped file instead (only the ModelProto,
+its graph and the graph's initializers are opened; everything else is copied as it is),
+records where each initializer's ``raw_data`` lies in the file, and parses a copy of the
+file with those bytes left out: the message holds the structure, and each weight is
+read later as a view of the mapped file, like external data (:class:`InFileSlices`).
+
+Wire format (protobuf encoding): a field is a varint tag ``number << 3 | wire type``
+followed by a varint (type 0), 8 bytes (1), a varint length and that many bytes (2) or
+4 bytes (5). ModelProto.graph is field 7, GraphProto.initializer field 5,
+TensorProto.name 8, raw_data 9 and data_location 14.
+
+Anything unexpected (a group, a length past its message, a varint too long, two
+initializers of one name, a tensor whose data is external) leaves the file to
+``onnx.load``: this returns None, or leaves that tensor as it is.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+MODEL_GRAPH = 7
+GRAPH_INITIALIZER = 5
+TENSOR_NAME = 8
+TENSOR_RAW_DATA = 9
+TENSOR_DATA_LOCATION = 14
+LENGTH_DELIMITED = 2
+MIN_BYTES = 1 << 20
+"""Smaller files are parsed whole: there is nothing worth leaving in the file."""
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _varint(data, position: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= end or shift > 63:
+            raise _Malformed
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(data, start: int, end: int):
+    """(number, wire type, field start, value start, value end) of each field in data[start:end]."""
+    position = start
+    while position < end:
+        field_start = position
+        tag, position = _varint(data, position, end)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value_start = position
+            _, position = _varint(data, position, end)
+        elif wire == 1:
+            value_start, position = position, position + 8
+        elif wire == LENGTH_DELIMITED:
+            length, value_start = _varint(data, position, end)
+            position = value_start + length
+        elif wire == 5:
+            value_start, position = position, position + 4
+        else:
+            raise _Malformed  # groups: not in ONNX
+        if position > end or number == 0:
+            raise _Malformed
+        yield number, wire, field_start, value_start, position
+
+
+class InFileSlices:
+    """Initializer name -> (offset, length) of its ``raw_data`` in the file at ``path``."""
+
+    def __init__(self, path: Path, slices: dict[str, tuple[int, int]]) -> None:
+        self.path = path
+        self.slices = slices
+
+
+def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] | None":
+    """The ModelProto of ``path`` without its initializers' raw_data, and where that data
+    is; None when the file is small or not one this reads (see the module docstring)."""
+    from onnx import ModelProto
+
+    with open(path, "rb") as stream:
+        size = stream.seek(0, 2)
+        if size < MIN_BYTES:
+            return None
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                pieces, slices = _strip(data, size)
+            except _Malformed:
+                return None
+            if not slices:
+                return None
+    proto = ModelProto()
+    proto.ParseFromString(b"".join(pieces))
+    return proto, InFileSlices(path, slices)
+
+
+def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
+    pieces: list[bytes] = []
+    slices: dict[str, tuple[int, int]] = {}
+    kept_from = 0
+    for number, wire, field_start, value_start, value_end in _fields(data, 0, size):
+        if number != MODEL_GRAPH or wire != LENGTH_DELIMITED:
+            continue
+        graph = _strip_graph(data, value_start, value_end, slices)
+        if graph is None:
+            continue
+        pieces.append(data[kept_from:field_start])
+        pieces.append(_encode_varint(MODEL_GRAPH << 3 | LENGTH_DELIMITED) + _encode_varint(len(graph)))
+        pieces.append(graph)
+        kept_from = value_end
+    pieces.append(data[kept_from:size])
+    return pieces, slices
+
+
+def _strip_graph(data, start: int, end: int, slices: dict[str, tuple[int, int]]) -> bytes | None:
+    pieces: list[bytes] = []
+    kept_from = start
+    for number, wire, field_start, value_start, value_end in _fields(data, start, end):
+        if number != GRAPH_INITIALIZER or wire != LENGTH_DELIMITED:
+            continue
+        tensor = _strip_tensor(data, value_start, value_end, slices)
+        if tensor is None:
+            continue
+        pieces.append(data[kept_from:field_start])
+        pieces.append(_encode_varint(GRAPH_INITIALIZER << 3 | LENGTH_DELIMITED) + _encode_varint(len(tensor)))
+        pieces.append(tensor)
+        kept_from = value_end
+    if kept_from == start:
+        return None
+    pieces.append(data[kept_from:end])
+    return b"".join(pieces)
+
+
+def _strip_tensor(data, start: int, end: int, slices: dict[str, tuple[int, int]]) -> bytes | None:
+    """The TensorProto without its raw_data (recorded in ``slices``), or None to keep it."""
+    name = None
+    raw = None
+    external = False
+    for number, wire, field_start, value_start, value_end in _fields(data, start, end):
+        if number == TENSOR_NAME and wire == LENGTH_DELIMITED:
+            name = bytes(data[value_start:value_end]).decode("utf-8", "replace")
+        elif number == TENSOR_RAW_DATA and wire == LENGTH_DELIMITED:
+            if raw is not None:
+                return None  # raw_data twice: protobuf keeps the last; leave it to protobuf
+            raw = (field_start, value_start, value_end)
+        elif number == TENSOR_DATA_LOCATION and wire == 0:
+            external = _varint(data, value_start, value_end)[0] != 0
+    if name is not None and name in slices:
+        raise _Malformed  # two initializers of one name: let onnx.load and the loader decide
+    if name is None or raw is None or external:
+        return None
+    field_start, value_start, value_end = raw
+    slices[name] = (value_start, value_end - value_start)
+    return data[start:field_start] + data[value_end:end]
