@@ -33,6 +33,7 @@ Rules, strongest first (:func:`layer_hints` applies them in this order):
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -47,11 +48,17 @@ def legacy_scope(name: str) -> str | None:
     """The module path in a legacy-exporter node or tensor name, or None.
 
     ``"/m/model/model.0/conv/Conv"`` -> ``"m.model.0.conv"``; names not starting with
-    "/" and nodes at the root (``"/Constant"``) have none.
+    "/" and nodes at the root (``"/Constant"``) have none. Only the folder part counts,
+    and a node and its outputs share it: it is worked out once per folder.
     """
     if not name.startswith("/"):
         return None
-    components = name[1:].split("/")[:-1]
+    return _folder_scope(name[1:].rpartition("/")[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder_scope(folder: str) -> str | None:
+    components = folder.split("/") if folder else []
     if not components or not all(components):
         return None
     atoms: list[str] = []
@@ -67,6 +74,7 @@ def legacy_scope(name: str) -> str | None:
     return ".".join(atoms)
 
 
+@functools.lru_cache(maxsize=4096)
 def without_call_suffixes(scope: str) -> str:
     """``"m.model.2.conv_1"`` -> ``"m.model.2.conv"``: the scope of the module called again."""
     return ".".join(_CALL_SUFFIX.sub("", atom) for atom in scope.split("."))
