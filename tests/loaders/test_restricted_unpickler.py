@@ -217,3 +217,19 @@ def test_within_the_budget_the_same_pickle_loads(tmp_path):
     path = corpus.torch_zip(tmp_path / "fine.pt", ordered_dict_bomb(100, 3), {})
     loaded = fast(path)
     assert len(loaded) == 3 and all(len(copy.__dict__) == 100 for copy in loaded)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"ccollections\nOrderedDict\n", b"ctorch._utils\n_rebuild_tensor_v2\n", b"ctorch\nFloatStorage\n"],
+    ids=["a callable", "a rebuilder", "a storage type"],
+)
+def test_the_objects_it_hands_out_cannot_be_rebuilt_by_the_pickle(tmp_path, target):
+    """BUILD with a (None, slots) state would set their slots: the fast path stops, and
+    the careful path (whose torch unpickler builds only tensors and allowed classes) refuses."""
+    data_pkl = b"\x80\x02" + target + b"N}" + corpus.pickle_str("function") + b"K\x01s\x86b."
+    path = corpus.torch_zip(tmp_path / "crafted.pt", data_pkl, {})
+    with pytest.raises(restricted_unpickler.Unsure, match="BUILD on"):
+        fast(path)
+    with pytest.raises(InputError):
+        unpickle.load_torch_save(path, is_zip=True)

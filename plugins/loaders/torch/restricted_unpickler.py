@@ -124,7 +124,17 @@ def _contiguous_extent(size: tuple, stride: tuple) -> int | None:
     return extent
 
 
-class _Call:
+class _Sealed:
+    """An object of this module the pickle is handed: BUILD on it (which would set its
+    slots from the pickle's state) stops the load."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise Unsure(f"BUILD on {type(self).__name__}")
+
+
+class _Call(_Sealed):
     """A global the pickle may call: the function, charged for what it copies."""
 
     __slots__ = ("function", "budget")
@@ -139,7 +149,7 @@ class _Call:
         return self.function(*args)
 
 
-class _StorageType:
+class _StorageType(_Sealed):
     """What ``torch.FloatStorage`` stands for in a persistent id: its dtype."""
 
     __slots__ = ("dtype", "itemsize")
@@ -233,8 +243,8 @@ class _Unpickler(pickle.Unpickler):
         self.file_size = len(mapped)
         ordered_dict = type("OrderedDict", (_OrderedDict,), {"_budget": budget})
         self.known: dict[str, Any] = {
-            "torch._utils._rebuild_tensor_v2": self.rebuild_tensor,
-            "torch._utils._rebuild_parameter": self.rebuild_parameter,
+            "torch._utils._rebuild_tensor_v2": _Call(self.rebuild_tensor, budget),
+            "torch._utils._rebuild_parameter": _Call(self.rebuild_parameter, budget),
             "collections.OrderedDict": _Call(ordered_dict, budget),
             "builtins.set": _Call(set, budget),
             "torch.Size": _Call(torch.Size, budget),
@@ -340,7 +350,6 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor arguments")
         if metadata or (hooks is not None and (not isinstance(hooks, dict) or hooks)):
             raise Unsure("tensor metadata or hooks")
-        self.budget.charge(len(size) + len(stride))
         extent = _contiguous_extent(size, stride)
         if type(offset) is not int or offset < 0:
             raise Unsure("tensor offset")

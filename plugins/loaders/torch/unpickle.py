@@ -225,6 +225,9 @@ class FunctionReference:
         self._called.append(self.global_name)
         raise _RefusedCall(self.global_name)
 
+    def __setstate__(self, state: Any) -> None:
+        raise TypeError(f"the function reference {self.global_name} is not built from the pickle's state")
+
     def __repr__(self) -> str:
         return f"<function reference {self.global_name}>"
 
