@@ -149,6 +149,19 @@ class _Call(_Sealed):
         return self.function(*args)
 
 
+class _Rebuilder(_Sealed):
+    """One of this module's tensor rebuilders, as the pickle calls it (they charge the
+    budget themselves: a storage argument is not copied)."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+
 class _StorageType(_Sealed):
     """What ``torch.FloatStorage`` stands for in a persistent id: its dtype."""
 
@@ -243,8 +256,8 @@ class _Unpickler(pickle.Unpickler):
         self.file_size = len(mapped)
         ordered_dict = type("OrderedDict", (_OrderedDict,), {"_budget": budget})
         self.known: dict[str, Any] = {
-            "torch._utils._rebuild_tensor_v2": _Call(self.rebuild_tensor, budget),
-            "torch._utils._rebuild_parameter": _Call(self.rebuild_parameter, budget),
+            "torch._utils._rebuild_tensor_v2": _Rebuilder(self.rebuild_tensor),
+            "torch._utils._rebuild_parameter": _Rebuilder(self.rebuild_parameter),
             "collections.OrderedDict": _Call(ordered_dict, budget),
             "builtins.set": _Call(set, budget),
             "torch.Size": _Call(torch.Size, budget),
@@ -350,6 +363,7 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor arguments")
         if metadata or (hooks is not None and (not isinstance(hooks, dict) or hooks)):
             raise Unsure("tensor metadata or hooks")
+        self.budget.charge(len(size) + len(stride))
         extent = _contiguous_extent(size, stride)
         if type(offset) is not int or offset < 0:
             raise Unsure("tensor offset")
