@@ -199,36 +199,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% endfor %}
 </tr></thead>
 {% for layer in rows %}
-<tbody class="status-{{ layer.status }}" id="{{ layer.anchor }}" data-index="{{ layer.index }}"
- data-name="{{ layer.name }}" data-op="{{ layer.op }}" data-status="{{ layer.status_rank }}"
- data-rel="{{ layer.rel }}" data-abs="{{ layer.abs }}" data-search="{{ layer.search }}">
-{% for row in layer.params %}
-<tr{% if row.mismatch %} class="param-mismatch"{% endif %}>
-{% if loop.first %}<td class="num"{{ layer.span }}>{{ layer.index }}</td>{% endif %}
-<td class="status">{% if loop.first %}{{ layer.label }}{% endif %}
-{%- if row.where %} <span class="where">{{ row.where }}</span>{% endif %}</td>
-{% if loop.first %}
-<td class="name"{{ layer.span }}><code>{{ layer.name_html }}</code></td>
-<td{{ layer.span }}>{{ layer.op }}</td>
-{% endif %}
-<td class="param">{% if row.name %}<code>{{ row.name }}</code>{% else %}-{% endif %}</td>
-<td class="num">{{ row.rel }}</td><td class="num">{{ row.abs }}</td>
-<td class="ranges">{{ row.ranges }}
-<span class="r-text"><span class="t-source">{{ row.source }}</span><br><span class="t-target">{{ row.target }}</span>
-{{- "" }}<br><span class="t-reproduced">{{ row.reproduced }}</span></span></td>
-{% if loop.first %}
-<td class="sources"{{ layer.span }}>{% for source in layer.sources %}<code>{{ source }}</code>
-{{- "<br>"|safe if not loop.last }}
-{%- else %}-{% endfor %}</td>
-<td{{ layer.span }}>{% if layer.transform %}<code>{{ layer.transform }}</code>{% else %}-{% endif %}
-{%- if layer.note_number %} <span class="note" title="{{ layer.note }}">[{{ layer.note_number }}]</span>
-{%- elif layer.note %}<br><span class="note">{{ layer.note }}</span>{% endif %}
-{%- for reason in layer.reasons %}<br><span class="reason">{{ reason }}</span>{% endfor %}</td>
-{% endif %}
-</tr>
-{% endfor %}
-</tbody>
-{% endfor %}
+{{ layer }}{% endfor %}
 </table>
 </div>
 {% else %}

@@ -223,6 +223,21 @@ def channel_bars(param: dict[str, Any], rtol: float) -> dict[str, Any]:
 def ranges(param: dict[str, Any], width: int, bar: int, gap: int, labels: bool) -> dict[str, Any] | None:
     """Geometry of a parameter's PyTorch, ONNX and re-computed ranges on one axis (with
     zero marked), one bar under the other; ``labels`` writes the numbers beside them."""
+    picture = range_bars(param, width, bar, gap, text_width=190 if labels else 0)
+    if picture is None:
+        return None
+    for one in picture["bars"]:
+        text = f"{one['label']} {range_text(one['pair'])}"
+        one["title"] = text
+        one["text"] = text if labels else ""
+    picture["label"] = visible(f"{param['name']}: " + "; ".join(one["title"] for one in picture["bars"]))
+    picture["caption"] = visible(f"{param['name']}: the ranges side by side (zero marked)")
+    return picture
+
+
+def range_bars(param: dict[str, Any], width: int, bar: int, gap: int, text_width: int = 0) -> dict[str, Any] | None:
+    """The geometry alone of :func:`ranges` (no titles or text): a table row's picture,
+    drawn for every parameter of the page, needs nothing more."""
     kinds = [
         ("source", "PyTorch", param.get("source_range")),
         ("target", "ONNX", param.get("target_range")),
@@ -234,7 +249,6 @@ def ranges(param: dict[str, Any], width: int, bar: int, gap: int, labels: bool) 
     lo, hi = min(ends + [0.0]), max(ends + [0.0])
     if hi <= lo:
         hi = lo + 1.0
-    text_width = 190 if labels else 0
     plot = width - text_width - 4
 
     def x_of(value: float) -> float:
@@ -245,24 +259,16 @@ def ranges(param: dict[str, Any], width: int, bar: int, gap: int, labels: bool) 
         if not pair or pair[0] is None or pair[1] is None or not all(math.isfinite(v) for v in pair):
             continue
         x0, x1 = x_of(pair[0]), x_of(pair[1])
-        text = f"{label} {range_text(pair)}"
         bars.append(
             {
                 "kind": kind,
+                "label": label,
+                "pair": pair,
                 "x": x0,
                 "y": 1 + row * (bar + gap),
                 "w": round(max(x1 - x0, 1.0), 2),
                 "h": bar,
-                "title": text,
-                "text": text if labels else "",
                 "text_x": plot + 8,
             }
         )
-    return {
-        "width": width,
-        "height": 3 * bar + 2 * gap + 2,
-        "zero": x_of(0.0),
-        "bars": bars,
-        "label": visible(f"{param['name']}: " + "; ".join(bar["title"] for bar in bars)),
-        "caption": visible(f"{param['name']}: the ranges side by side (zero marked)"),
-    }
+    return {"width": width, "height": 3 * bar + 2 * gap + 2, "zero": x_of(0.0), "bars": bars}

@@ -34,7 +34,7 @@ from typing import Any
 from inspector.hookspecs import hookimpl
 from inspector.output import fmt_float, visible
 from inspector.records import Reporter
-from plugins.reports._pictures import STATUS_RANK, channel_bars, layer_error, ranges, strip
+from plugins.reports._pictures import STATUS_RANK, channel_bars, layer_error, range_bars, ranges, strip
 from plugins.reports._wording import (
     PROBLEM_SEVERITIES,
     SCHEMA,
@@ -76,6 +76,7 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
     from markupsafe import Markup
 
     from plugins.reports._html_page import SCRIPT, STYLE
+    from plugins.reports._html_rows import layer_rows
 
     summary = document["summary"]
     verdict = summary["verdict"]
@@ -116,7 +117,7 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
         ],
         "columns": COLUMNS,
         "rows": [
-            _row(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], []))
+            layer_rows(_row(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], [])))
             for index, layer in enumerate(layers)
         ],
         "hidden": hidden_layers_text(document),
@@ -163,9 +164,11 @@ COLUMNS = [
 def _breakable(name: str):
     """A long dotted or slashed name, escaped, with a line break allowed (``<wbr>``)
     after each "/" and "." and nowhere inside a word."""
-    from markupsafe import Markup, escape
+    from markupsafe import Markup
 
-    return Markup("<wbr>").join(escape(part) for part in _BREAKS.findall(name) or [name])
+    from plugins.reports._html_rows import escape_text
+
+    return Markup("<wbr>".join(escape_text(part) for part in _BREAKS.findall(name) or [name]))
 
 
 def _card(
@@ -199,7 +202,7 @@ def _miniranges(param: dict[str, Any]):
     the page's most repeated element (numbers only; the ranges are written beside it)."""
     from markupsafe import Markup
 
-    picture = ranges(param, *_MINI, labels=False)
+    picture = range_bars(param, *_MINI)
     if picture is None:
         return ""
     bars = "".join(
@@ -214,8 +217,8 @@ def _miniranges(param: dict[str, Any]):
 
 
 def _row(index: int, layer: dict[str, Any], anchor: str, notes: dict[str, int], findings: list[dict[str, Any]]):
-    """One layer of the table, as attributes (the template reads a namespace faster than
-    a dict: this is the page's hot path). Numbers are ours and marked safe as they are."""
+    """One layer of the table, as attributes, which :func:`~._html_rows.layer_rows`
+    writes out (the page's hot path). Numbers are ours and marked safe as they are."""
     from markupsafe import Markup
 
     rel, abs_ = layer_error(layer), layer_error(layer, "max_abs_err")
