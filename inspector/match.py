@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector import ir, progress
-from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen
+from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen_or_accept
 from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
 from inspector.records import Finding
@@ -405,8 +405,9 @@ class Matcher:
                             reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
                             continue
                         reproduction = transform.reproduce(target, candidate)
-                        if self._fits(target, candidate, reproduction):
-                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction)
+                        accepted = self._fits(target, candidate, reproduction)
+                        if accepted is not None:
+                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
                             if attempt.ok:
                                 return self._layer_diff(target, attempt, OK), derivable
                             failed.append(attempt)
@@ -552,11 +553,15 @@ class Matcher:
         found.sort(key=lambda item: item[0])
         return [layer for _, layer in found[:SEARCH_LIMIT]]
 
-    def _fits(self, target: Layer, candidate: Candidate, reproduction: Reproduction) -> bool:
-        """False when :meth:`_attempt` is sure to fail: a parameter it would compare is
+    def _fits(self, target: Layer, candidate: Candidate, reproduction: Reproduction) -> dict[str, Comparison] | None:
+        """None when :meth:`_attempt` is sure to fail: a parameter it would compare is
         screened out (:func:`~inspector.compare.screen`), or cannot be compared at all.
-        Rejecting a candidate then costs a few microseconds instead of a comparison."""
+        Rejecting a candidate then costs a few microseconds instead of a comparison.
+        Otherwise the comparisons already made, by role: a small parameter within the
+        floor of its tolerance is compared in full by the screen
+        (:func:`~inspector.compare.screen_or_accept`), and :meth:`_attempt` keeps that."""
         source_dtypes = None
+        accepted: dict[str, Comparison] = {}
         for role in dict.fromkeys([*target.params, *reproduction.params]):
             target_param = target.params.get(role)
             expected = reproduction.params.get(role)
@@ -567,13 +572,16 @@ class Matcher:
             if expected is None or target_param is None:
                 continue  # a missing bias is compared with zeros: left to the comparison
             if target_param.numel != expected.size:
-                return False
+                return None
             if source_dtypes is None:
                 source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
             tolerance = self._tolerance(source_dtypes | {target_param.dtype})
-            if not screen(target_param.array(), expected, tolerance):
-                return False
-        return True
+            outcome = screen_or_accept(target_param.array(), expected, tolerance)
+            if outcome is False:
+                return None
+            if outcome is not True:
+                accepted[role] = outcome
+        return accepted
 
     def _compare_screened(self, target: Layer, screened: _Screened, reasons: list[str]) -> _Attempt | None:
         """The attempt of a screened-out candidate, as :meth:`_attempt` makes any other
@@ -597,12 +605,14 @@ class Matcher:
         candidate: Candidate,
         matched_by: str,
         reproduction: Reproduction,
+        accepted: dict[str, Comparison] | None = None,
         full: bool = False,
     ) -> _Attempt:
         """Compare ``reproduction`` with the target. Unless ``full``, a parameter whose
         probe fails ends the attempt early (its comparison then covers the probe only,
         ``approximate``) and bad channels are not listed (only the reported attempt needs
-        them: ``located``)."""
+        them: ``located``). ``accepted``: comparisons :meth:`_fits` already made (each is
+        what :func:`~inspector.compare.compare` returns for a parameter it accepts)."""
         comparisons: dict[str, tuple[Comparison, Tolerance]] = {}
         source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
         roles = list(dict.fromkeys([*target.params, *reproduction.params]))
@@ -626,6 +636,9 @@ class Matcher:
                     Comparison(False, np.inf, np.inf, 1.0, np.inf, [], finite_range(expected)),
                     tolerance,
                 )
+                continue
+            if accepted and role in accepted:
+                comparisons[role] = (accepted[role], tolerance)
                 continue
             comparison = compare(
                 actual,
