@@ -250,6 +250,13 @@ class Param:
                 self._range = ValueRange.of(self.array())
         return self._range
 
+    def known_range(self) -> ValueRange | None:
+        """The range if :meth:`value_range` or :meth:`stats` computed it already, else None
+        (nothing is read or computed)."""
+        if self._range is None and self._stats is not None:
+            return self.value_range()
+        return self._range
+
     def release(self) -> None:
         """Drop the cached values (stats and range stay); they are read again if asked."""
         self._array = None
