@@ -138,7 +138,11 @@ def screen_or_accept(target: np.ndarray, expected: np.ndarray, tolerance: Tolera
     range and the scale cost what the screen does, and the candidate that fits is then
     compared once instead of screened and compared. When the fast path does not accept,
     the screen's sample is judged as :func:`screen` judges it, from the same float64
-    errors (an element's error does not depend on which others are computed with it).
+    errors (an element's error does not depend on which others are computed with it),
+    with the tensor's scale known already: the screen passes when the sample passes at
+    its own scale ``s`` or at the tensor's ``S``, and for ``0 < s <= S`` every element's
+    tolerance at ``s`` is at most its tolerance at ``S`` (see :func:`_within`), so the
+    check at ``S`` decides alone unless the sample is all zeros.
     """
     e = np.asarray(expected)
     if e.size > PROBE_SIZE:
@@ -153,35 +157,45 @@ def screen_or_accept(target: np.ndarray, expected: np.ndarray, tolerance: Tolera
             e = e.astype(np.float64)
         if t.dtype.kind != "f":
             t = t.astype(np.float64)
-        e, t = e.reshape(-1), t.reshape(-1)
+        if t.shape != e.shape:
+            t = t.reshape(e.shape)
         with np.errstate(invalid="ignore", over="ignore"):
-            lo, hi = float(e.min()), float(e.max())
+            lo, hi = float(_minimum(e, axis=None)), float(_maximum(e, axis=None))
             err = np.subtract(t, e, dtype=np.float64)
             np.abs(err, out=err)
-            accepted = _within_floor(float(err.max()), lo, hi, tolerance)
+            accepted = _within_floor(float(_maximum(err, axis=None)), lo, hi, tolerance)
             if accepted is not None:
                 return accepted
+            scale = max(abs(lo), abs(hi))
+            if not math.isfinite(scale):
+                return True  # a NaN or Inf expected value: compare decides
             if e.size > SCREEN_SIZE:
                 index = _sample(e.size, SCREEN_SIZE)
-                err, e = err[index], e[index]
+                err, e = err.reshape(-1)[index], _take(e, index)
             magnitude = np.abs(e.astype(np.float64, copy=False))
-            if _within(err, magnitude, tolerance, float(magnitude.max())):
+            if _within(err, magnitude, tolerance, scale):
                 return True
-            if magnitude.size == t.size:
-                return False  # the sample is the tensor: its scale is the tensor's
-            return _within(err, magnitude, tolerance, max(abs(lo), abs(hi)))
+            own = float(_maximum(magnitude, axis=None))
+            return own == 0.0 and own != scale and _within(err, magnitude, tolerance, own)
     except Exception:  # noqa: BLE001 - as screen: compare reports the rest
         return True
+
+
+_minimum, _maximum = np.minimum.reduce, np.maximum.reduce
 
 
 def _within(err: np.ndarray, magnitude: np.ndarray, tolerance: Tolerance, scale: float) -> bool:
     """Whether every ``err`` is within the tolerance :func:`compare` gives an expected value
     of that ``magnitude`` in a tensor of that ``scale`` (True when the scale is not finite:
-    compare treats such tensors element by element)."""
+    compare treats such tensors element by element). For scales ``0 < s <= S`` (and
+    tolerances >= 0) each limit at ``s`` is at most the limit at ``S``: every term grows
+    with the scale, and rounding keeps that order."""
     if not math.isfinite(scale):
         return True
-    limit = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
-    return bool((err <= limit).all())
+    limit = np.maximum(magnitude, SMALL_FRACTION * scale)
+    limit *= tolerance.rtol
+    limit += effective_atol(tolerance, scale)  # atol' + rtol * max(|e|, c), in place
+    return bool(np.less_equal(err, limit).all())
 
 
 def _within_floor(max_abs: float, lo: float, hi: float, tolerance: Tolerance) -> "Comparison | None":

@@ -376,6 +376,19 @@ def test_screen_or_accept_answers_as_the_screen_and_the_comparison_do(seed):
         assert size > PROBE_SIZE or not full.ok or not full.max_abs_err <= floor  # else accepted outright
 
 
+def test_screen_or_accept_keeps_the_screens_leniency_for_a_sample_of_zeros():
+    # A sample of zeros is judged at its own scale 0 (atol, 1e-6) as well as at the
+    # tensor's (1e-3: 2e-9 for a zero): the screen passes and leaves the "no" to compare.
+    expected = np.zeros(300)
+    index = np.arange(300)
+    unsampled = np.setdiff1d(index, np.random.default_rng(300).integers(0, 300, SCREEN_SIZE))[:3]
+    expected[unsampled] = 1e-3
+    target = expected + np.where(expected == 0, 5e-7, 0.0)
+    assert screen(target, expected, FP32) is True
+    assert screen_or_accept(target, expected, FP32) is True
+    assert not compare(target, expected, FP32).ok
+
+
 def test_comparing_without_locating_lists_no_channels():
     expected = np.random.default_rng(9).standard_normal((8, 4))
     target = expected.copy()
