@@ -284,6 +284,7 @@ class Matcher:
         self._by_kind: dict[str, list[Layer]] = {}
         self._by_numel: dict[int, list[Layer]] | None = None
         self.accounting = Accounting()
+        self._tolerances: dict[frozenset[str], Tolerance] = {}
 
     # -- public ---------------------------------------------------------------------
 
@@ -337,7 +338,7 @@ class Matcher:
         self.used.update(diff.sources)
         uses = self._uses.pop(diff.target, ())
         self.used_params.update(uses)
-        for name, _ in uses:
+        for name in dict.fromkeys(name for name, _ in uses):
             layer = self._unused.get(name)
             if layer is not None and not self._unused_floats(layer):
                 del self._unused[name]
@@ -656,12 +657,16 @@ class Matcher:
         return _Attempt(candidate, transform, reproduction, comparisons, matched_by, approximate)
 
     def _tolerance(self, dtypes: set[str]) -> Tolerance:
-        default = default_tolerance(dtypes)
-        return Tolerance(
-            self.rtol if self.rtol is not None else default.rtol,
-            self.atol if self.atol is not None else default.atol,
-            atol_follows_scale=self.atol is None,
-        )
+        key = frozenset(dtypes)
+        tolerance = self._tolerances.get(key)
+        if tolerance is None:  # a handful of dtype sets per model, asked for every parameter
+            default = default_tolerance(dtypes)
+            tolerance = self._tolerances[key] = Tolerance(
+                self.rtol if self.rtol is not None else default.rtol,
+                self.atol if self.atol is not None else default.atol,
+                atol_follows_scale=self.atol is None,
+            )
+        return tolerance
 
     def _layer_diff(self, target: Layer, attempt: _Attempt, status: str) -> LayerDiff:
         self._uses[target.name] = attempt.transform.used_params(attempt.candidate)
