@@ -196,7 +196,7 @@ class Param:
     slice a loader cut, such as one third of an attention bias), or None.
     """
 
-    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range")
+    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range", "_numel")
 
     def __init__(
         self,
@@ -216,10 +216,15 @@ class Param:
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None
         self._range: ValueRange | None = None
+        self._numel = (self.shape, math.prod(self.shape))
 
     @property
     def numel(self) -> int:
-        return math.prod(self.shape)
+        shape, numel = self._numel
+        if shape is not self.shape:  # kept with the shape it was counted for
+            numel = math.prod(self.shape)
+            self._numel = (self.shape, numel)
+        return numel
 
     @property
     def nbytes(self) -> int:
