@@ -262,6 +262,11 @@ class Param:
             return self.value_range()
         return self._range
 
+    def keep_range(self, value_range: ValueRange) -> None:
+        """Keep a range computed elsewhere from these values (several tensors' ranges in
+        one numpy pass), as :meth:`value_range` would have computed it."""
+        self._range = value_range
+
     def release(self) -> None:
         """Drop the cached values (stats and range stay); they are read again if asked."""
         self._array = None

@@ -22,6 +22,7 @@ conv x BN, so a name only makes a candidate; the numbers decide.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -682,6 +683,10 @@ class Matcher:
             variant=attempt.candidate.variant,
             facts=dict(attempt.reproduction.facts),
         )
+        _keep_ranges(
+            [target.params.get(role) for role in attempt.comparisons]
+            + [attempt.reproduction.origins.get(role) for role in attempt.comparisons]
+        )
         for role, (comparison, tolerance) in attempt.comparisons.items():
             target_param = target.params.get(role)
             if target_param is not None:
@@ -761,6 +766,47 @@ def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> 
         else:
             relative = np.where(per_channel == 0, 0.0, np.inf)
     return [float(value) for value in relative]
+
+
+RANGES_TOGETHER = 1 << 16
+"""Largest tensor whose range :func:`_keep_ranges` computes together with others."""
+
+
+def _keep_ranges(params: list[ir.Param | None]) -> None:
+    """Compute the value ranges a layer's report shows (its parameters and their source
+    parameters) in one numpy pass over the small float tensors among them, and keep them
+    on the params: a range each is a dozen numpy calls, whatever the size.
+
+    A range is kept only when it is what :meth:`~inspector.ir.ValueRange.of` gives: its
+    min and max are finite (no NaN or Inf to count) and not zero (a min of 0.0 and -0.0
+    may be either, depending on the order of the comparisons); the others are left to
+    :meth:`~inspector.ir.Param.value_range`."""
+    pending = {
+        id(param): param
+        for param in params
+        if param is not None
+        and param.dtype in ("float16", "float32", "float64")
+        and 0 < param.numel <= RANGES_TOGETHER
+        and param.known_range() is None
+    }
+    if len(pending) < 2:
+        return
+    kept, arrays, starts, start = [], [], [], 0
+    for param in pending.values():
+        array = param.array()
+        if array.dtype.char in "efd":
+            kept.append(param)
+            arrays.append(array.reshape(-1))
+            starts.append(start)
+            start += array.size
+    if len(kept) < 2:
+        return
+    values = np.concatenate(arrays)
+    lows = np.minimum.reduceat(values, starts).tolist()
+    highs = np.maximum.reduceat(values, starts).tolist()
+    for param, low, high in zip(kept, lows, highs):
+        if math.isfinite(low) and math.isfinite(high) and low != 0.0 and high != 0.0:
+            param.keep_range(ir.ValueRange(low, high, 0, 0))
 
 
 def _elements(reproduction: Reproduction) -> int:
