@@ -10,6 +10,7 @@ tensor's scale) and where (which output channels).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -128,14 +129,86 @@ def screen(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> bo
         return True
 
 
+def screen_or_accept(target: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> "Comparison | bool":
+    """:func:`screen`'s answer, or, for a tensor :func:`compare` would not probe (at most
+    :data:`PROBE_SIZE` elements) whose every element is within the smallest tolerance any
+    element gets, the :class:`Comparison` compare returns for it (the screen passes then).
+
+    For a small tensor numpy's cost per call outweighs the elements: the full error, the
+    range and the scale cost what the screen does, and the candidate that fits is then
+    compared once instead of screened and compared. When the fast path does not accept,
+    the screen's sample is judged as :func:`screen` judges it, from the same float64
+    errors (an element's error does not depend on which others are computed with it),
+    with the tensor's scale known already: the screen passes when the sample passes at
+    its own scale ``s`` or at the tensor's ``S``, and for ``0 < s <= S`` every element's
+    tolerance at ``s`` is at most its tolerance at ``S`` (see :func:`_within`), so the
+    check at ``S`` decides alone unless the sample is all zeros.
+    """
+    e = np.asarray(expected)
+    if e.size > PROBE_SIZE:
+        return screen(target, e, tolerance)
+    try:
+        t = np.asarray(target)
+        if t.size != e.size:
+            return True
+        if e.size == 0:
+            return Comparison(True, 0.0, 0.0, 0.0, 0.0, [], (0.0, 0.0))
+        if e.dtype.kind != "f":
+            e = e.astype(np.float64)
+        if t.dtype.kind != "f":
+            t = t.astype(np.float64)
+        if t.shape != e.shape:
+            t = t.reshape(e.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            lo, hi = float(_minimum(e, axis=None)), float(_maximum(e, axis=None))
+            err = np.subtract(t, e, dtype=np.float64)
+            np.abs(err, out=err)
+            accepted = _within_floor(float(_maximum(err, axis=None)), lo, hi, tolerance)
+            if accepted is not None:
+                return accepted
+            scale = max(abs(lo), abs(hi))
+            if not math.isfinite(scale):
+                return True  # a NaN or Inf expected value: compare decides
+            if e.size > SCREEN_SIZE:
+                index = _sample(e.size, SCREEN_SIZE)
+                err, e = err.reshape(-1)[index], _take(e, index)
+            magnitude = np.abs(e.astype(np.float64, copy=False))
+            if _within(err, magnitude, tolerance, scale):
+                return True
+            own = float(_maximum(magnitude, axis=None))
+            return own == 0.0 and own != scale and _within(err, magnitude, tolerance, own)
+    except Exception:  # noqa: BLE001 - as screen: compare reports the rest
+        return True
+
+
+_minimum, _maximum = np.minimum.reduce, np.maximum.reduce
+
+
 def _within(err: np.ndarray, magnitude: np.ndarray, tolerance: Tolerance, scale: float) -> bool:
     """Whether every ``err`` is within the tolerance :func:`compare` gives an expected value
     of that ``magnitude`` in a tensor of that ``scale`` (True when the scale is not finite:
-    compare treats such tensors element by element)."""
-    if not np.isfinite(scale):
+    compare treats such tensors element by element). For scales ``0 < s <= S`` (and
+    tolerances >= 0) each limit at ``s`` is at most the limit at ``S``: every term grows
+    with the scale, and rounding keeps that order."""
+    if not math.isfinite(scale):
         return True
-    limit = effective_atol(tolerance, scale) + tolerance.rtol * np.maximum(magnitude, SMALL_FRACTION * scale)
-    return bool(np.all(err <= limit))
+    limit = np.maximum(magnitude, SMALL_FRACTION * scale)
+    limit *= tolerance.rtol
+    limit += effective_atol(tolerance, scale)  # atol' + rtol * max(|e|, c), in place
+    return bool(np.less_equal(err, limit).all())
+
+
+def _within_floor(max_abs: float, lo: float, hi: float, tolerance: Tolerance) -> "Comparison | None":
+    """:func:`compare`'s result when the largest error ``max_abs`` is within the smallest
+    tolerance any element of a tensor ranging over [``lo``, ``hi``] gets (every element
+    is then within its own: the common case of a faithful export), else None."""
+    scale = max(abs(lo), abs(hi))
+    floor = effective_atol(tolerance, scale) + tolerance.rtol * SMALL_FRACTION * scale
+    if math.isfinite(max_abs) and math.isfinite(scale) and max_abs <= floor:
+        rel = max_abs / scale if scale > 0 else 0.0
+        violation = max_abs / floor if floor > 0 else 0.0
+        return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
+    return None
 
 
 def compare(
@@ -197,14 +270,11 @@ def compare(
         # Widening inside the ufunc avoids a full float64 copy of the target.
         err = np.subtract(t, e, dtype=np.float64)
         np.abs(err, out=err)
-        max_abs = float(err.max())
-        floor = effective_atol(tolerance, scale) + tolerance.rtol * SMALL_FRACTION * scale
-        if np.isfinite(max_abs) and np.isfinite(scale) and max_abs <= floor:
-            # Every element is within the smallest tolerance any element gets: done in
-            # three passes, which is the common case of a faithful export.
-            rel = max_abs / scale if scale > 0 else 0.0
-            violation = max_abs / floor if floor > 0 else 0.0
-            return Comparison(True, max_abs, rel, 0.0, violation, [], (lo, hi))
+        # Every element within the smallest tolerance any element gets: done in three
+        # passes, which is the common case of a faithful export.
+        accepted = _within_floor(float(err.max()), lo, hi, tolerance)
+        if accepted is not None:
+            return accepted
         return _compare_slowly(
             t.astype(np.float64), e.astype(np.float64, copy=False), err, tolerance, channel_axis, groups, locate=locate
         )
@@ -212,7 +282,7 @@ def compare(
 
 def effective_atol(tolerance: Tolerance, scale: float) -> float:
     """The absolute tolerance a tensor of this scale gets (see :func:`compare`)."""
-    if not tolerance.atol_follows_scale or not np.isfinite(scale) or scale <= 0:
+    if not tolerance.atol_follows_scale or not math.isfinite(scale) or scale <= 0:
         return tolerance.atol
     return tolerance.atol * min(1.0, scale)
 

@@ -196,7 +196,7 @@ class Param:
     slice a loader cut, such as one third of an attention bias), or None.
     """
 
-    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range")
+    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range", "_numel")
 
     def __init__(
         self,
@@ -216,10 +216,15 @@ class Param:
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None
         self._range: ValueRange | None = None
+        self._numel = (self.shape, math.prod(self.shape))
 
     @property
     def numel(self) -> int:
-        return math.prod(self.shape)
+        shape, numel = self._numel
+        if shape is not self.shape:  # kept with the shape it was counted for
+            numel = math.prod(self.shape)
+            self._numel = (self.shape, numel)
+        return numel
 
     @property
     def nbytes(self) -> int:
@@ -249,6 +254,18 @@ class Param:
             else:
                 self._range = ValueRange.of(self.array())
         return self._range
+
+    def known_range(self) -> ValueRange | None:
+        """The range if :meth:`value_range` or :meth:`stats` computed it already, else None
+        (nothing is read or computed)."""
+        if self._range is None and self._stats is not None:
+            return self.value_range()
+        return self._range
+
+    def keep_range(self, value_range: ValueRange) -> None:
+        """Keep a range computed elsewhere from these values (several tensors' ranges in
+        one numpy pass), as :meth:`value_range` would have computed it."""
+        self._range = value_range
 
     def release(self) -> None:
         """Drop the cached values (stats and range stay); they are read again if asked."""

@@ -22,6 +22,7 @@ conv x BN, so a name only makes a candidate; the numbers decide.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector import ir, progress
-from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen
+from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen_or_accept
 from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
 from inspector.records import Finding
@@ -284,6 +285,7 @@ class Matcher:
         self._by_kind: dict[str, list[Layer]] = {}
         self._by_numel: dict[int, list[Layer]] | None = None
         self.accounting = Accounting()
+        self._tolerances: dict[frozenset[str], Tolerance] = {}
 
     # -- public ---------------------------------------------------------------------
 
@@ -337,7 +339,7 @@ class Matcher:
         self.used.update(diff.sources)
         uses = self._uses.pop(diff.target, ())
         self.used_params.update(uses)
-        for name, _ in uses:
+        for name in dict.fromkeys(name for name, _ in uses):
             layer = self._unused.get(name)
             if layer is not None and not self._unused_floats(layer):
                 del self._unused[name]
@@ -405,8 +407,9 @@ class Matcher:
                             reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
                             continue
                         reproduction = transform.reproduce(target, candidate)
-                        if self._fits(target, candidate, reproduction):
-                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction)
+                        accepted = self._fits(target, candidate, reproduction)
+                        if accepted is not None:
+                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
                             if attempt.ok:
                                 return self._layer_diff(target, attempt, OK), derivable
                             failed.append(attempt)
@@ -552,11 +555,15 @@ class Matcher:
         found.sort(key=lambda item: item[0])
         return [layer for _, layer in found[:SEARCH_LIMIT]]
 
-    def _fits(self, target: Layer, candidate: Candidate, reproduction: Reproduction) -> bool:
-        """False when :meth:`_attempt` is sure to fail: a parameter it would compare is
+    def _fits(self, target: Layer, candidate: Candidate, reproduction: Reproduction) -> dict[str, Comparison] | None:
+        """None when :meth:`_attempt` is sure to fail: a parameter it would compare is
         screened out (:func:`~inspector.compare.screen`), or cannot be compared at all.
-        Rejecting a candidate then costs a few microseconds instead of a comparison."""
+        Rejecting a candidate then costs a few microseconds instead of a comparison.
+        Otherwise the comparisons already made, by role: a small parameter within the
+        floor of its tolerance is compared in full by the screen
+        (:func:`~inspector.compare.screen_or_accept`), and :meth:`_attempt` keeps that."""
         source_dtypes = None
+        accepted: dict[str, Comparison] = {}
         for role in dict.fromkeys([*target.params, *reproduction.params]):
             target_param = target.params.get(role)
             expected = reproduction.params.get(role)
@@ -567,13 +574,16 @@ class Matcher:
             if expected is None or target_param is None:
                 continue  # a missing bias is compared with zeros: left to the comparison
             if target_param.numel != expected.size:
-                return False
+                return None
             if source_dtypes is None:
                 source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
             tolerance = self._tolerance(source_dtypes | {target_param.dtype})
-            if not screen(target_param.array(), expected, tolerance):
-                return False
-        return True
+            outcome = screen_or_accept(target_param.array(), expected, tolerance)
+            if outcome is False:
+                return None
+            if outcome is not True:
+                accepted[role] = outcome
+        return accepted
 
     def _compare_screened(self, target: Layer, screened: _Screened, reasons: list[str]) -> _Attempt | None:
         """The attempt of a screened-out candidate, as :meth:`_attempt` makes any other
@@ -597,12 +607,14 @@ class Matcher:
         candidate: Candidate,
         matched_by: str,
         reproduction: Reproduction,
+        accepted: dict[str, Comparison] | None = None,
         full: bool = False,
     ) -> _Attempt:
         """Compare ``reproduction`` with the target. Unless ``full``, a parameter whose
         probe fails ends the attempt early (its comparison then covers the probe only,
         ``approximate``) and bad channels are not listed (only the reported attempt needs
-        them: ``located``)."""
+        them: ``located``). ``accepted``: comparisons :meth:`_fits` already made (each is
+        what :func:`~inspector.compare.compare` returns for a parameter it accepts)."""
         comparisons: dict[str, tuple[Comparison, Tolerance]] = {}
         source_dtypes = {p.dtype for layer in candidate.sources for p in layer.params.values()}
         roles = list(dict.fromkeys([*target.params, *reproduction.params]))
@@ -627,6 +639,9 @@ class Matcher:
                     tolerance,
                 )
                 continue
+            if accepted and role in accepted:
+                comparisons[role] = (accepted[role], tolerance)
+                continue
             comparison = compare(
                 actual,
                 expected,
@@ -643,12 +658,16 @@ class Matcher:
         return _Attempt(candidate, transform, reproduction, comparisons, matched_by, approximate)
 
     def _tolerance(self, dtypes: set[str]) -> Tolerance:
-        default = default_tolerance(dtypes)
-        return Tolerance(
-            self.rtol if self.rtol is not None else default.rtol,
-            self.atol if self.atol is not None else default.atol,
-            atol_follows_scale=self.atol is None,
-        )
+        key = frozenset(dtypes)
+        tolerance = self._tolerances.get(key)
+        if tolerance is None:  # a handful of dtype sets per model, asked for every parameter
+            default = default_tolerance(dtypes)
+            tolerance = self._tolerances[key] = Tolerance(
+                self.rtol if self.rtol is not None else default.rtol,
+                self.atol if self.atol is not None else default.atol,
+                atol_follows_scale=self.atol is None,
+            )
+        return tolerance
 
     def _layer_diff(self, target: Layer, attempt: _Attempt, status: str) -> LayerDiff:
         self._uses[target.name] = attempt.transform.used_params(attempt.candidate)
@@ -663,6 +682,10 @@ class Matcher:
             note=attempt.reproduction.note,
             variant=attempt.candidate.variant,
             facts=dict(attempt.reproduction.facts),
+        )
+        _keep_ranges(
+            [target.params.get(role) for role in attempt.comparisons]
+            + [attempt.reproduction.origins.get(role) for role in attempt.comparisons]
         )
         for role, (comparison, tolerance) in attempt.comparisons.items():
             target_param = target.params.get(role)
@@ -743,6 +766,47 @@ def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> 
         else:
             relative = np.where(per_channel == 0, 0.0, np.inf)
     return [float(value) for value in relative]
+
+
+RANGES_TOGETHER = 1 << 16
+"""Largest tensor whose range :func:`_keep_ranges` computes together with others."""
+
+
+def _keep_ranges(params: list[ir.Param | None]) -> None:
+    """Compute the value ranges a layer's report shows (its parameters and their source
+    parameters) in one numpy pass over the small float tensors among them, and keep them
+    on the params: a range each is a dozen numpy calls, whatever the size.
+
+    A range is kept only when it is what :meth:`~inspector.ir.ValueRange.of` gives: its
+    min and max are finite (no NaN or Inf to count) and not zero (a min of 0.0 and -0.0
+    may be either, depending on the order of the comparisons); the others are left to
+    :meth:`~inspector.ir.Param.value_range`."""
+    pending = {
+        id(param): param
+        for param in params
+        if param is not None
+        and param.dtype in ("float16", "float32", "float64")
+        and 0 < param.numel <= RANGES_TOGETHER
+        and param.known_range() is None
+    }
+    if len(pending) < 2:
+        return
+    kept, arrays, starts, start = [], [], [], 0
+    for param in pending.values():
+        array = param.array()
+        if array.dtype.char in "efd":
+            kept.append(param)
+            arrays.append(array.reshape(-1))
+            starts.append(start)
+            start += array.size
+    if len(kept) < 2:
+        return
+    values = np.concatenate(arrays)
+    lows = np.minimum.reduceat(values, starts).tolist()
+    highs = np.maximum.reduceat(values, starts).tolist()
+    for param, low, high in zip(kept, lows, highs):
+        if math.isfinite(low) and math.isfinite(high) and low != 0.0 and high != 0.0:
+            param.keep_range(ir.ValueRange(low, high, 0, 0))
 
 
 def _elements(reproduction: Reproduction) -> int:

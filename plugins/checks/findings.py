@@ -24,7 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import numpy as np
+
 from inspector.hookspecs import hookimpl
+from inspector.ir import Param
 from inspector.records import Check, Finding
 from inspector.report import describe_mismatch, layer_entry
 from inspector.results import MISMATCH, UNEXPLAINED, UNMATCHED, DiffResult
@@ -66,7 +69,11 @@ def nan_inf(result: DiffResult) -> Iterable[Finding]:
     anchor table with deliberate Inf) it is information."""
     constants = {constant.tensor for constant in result.constants}
     for side, model in (("PyTorch", result.source), ("ONNX", result.target)):
-        for layer, param in model.params():
+        params = list(model.params())
+        finite = _shown_finite([param for _, param in params])
+        for layer, param in params:
+            if id(param) in finite:
+                continue
             stats = param.value_range()
             if stats.nan or stats.inf:
                 computed = side == "ONNX" and param.tensor_name in constants
@@ -77,6 +84,50 @@ def nan_inf(result: DiffResult) -> Iterable[Finding]:
                     f"{stats.inf} Inf values" + (" (computed at export, not a parameter)" if computed else ""),
                     layer.name,
                 )
+
+
+_INTEGER_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
+_BATCHED_DTYPES = frozenset({"float16", "float32", "float64"})
+BATCH_ELEMENTS = 1 << 20
+"""Elements of small float tensors checked for NaN/Inf in one pass (see :func:`_shown_finite`)."""
+
+
+def _shown_finite(params: list[Param]) -> set[int]:
+    """ids of params shown to hold no NaN/Inf without computing their ranges: integers
+    (which cannot), and small float tensors whose range nothing needed (a BatchNorm's
+    statistics once folded), checked together in passes of up to :data:`BATCH_ELEMENTS`
+    elements (one numpy call for thousands of tensors, where a range each costs a dozen).
+    A pass that finds a NaN or Inf shows nothing: its params are looked at one by one."""
+    finite: set[int] = set()
+    batch: list[Param] = []
+    arrays: list[np.ndarray] = []
+    elements = 0
+
+    def check() -> None:
+        if arrays and np.isfinite(np.concatenate(arrays)).all():
+            finite.update(id(param) for param in batch)
+        batch.clear()
+        arrays.clear()
+
+    for param in params:
+        if param.known_range() is not None:
+            continue
+        if param.dtype in _INTEGER_DTYPES:
+            finite.add(id(param))
+            continue
+        if param.dtype not in _BATCHED_DTYPES or param.numel > BATCH_ELEMENTS // 16:
+            continue
+        array = param.array()
+        if array.dtype.char not in "efd":  # float16, float32, float64 (dtype.name is slow)
+            continue
+        if elements + array.size > BATCH_ELEMENTS:
+            check()
+            elements = 0
+        batch.append(param)
+        arrays.append(array.reshape(-1))
+        elements += array.size
+    check()
+    return finite
 
 
 def unfolded_batchnorm(result: DiffResult) -> Iterable[Finding]:

@@ -98,6 +98,28 @@ def test_nan_and_inf_in_either_model():
     ]
 
 
+def test_nan_and_inf_among_many_small_tensors_checked_together():
+    # Thousands of small BatchNorm statistics are checked for NaN/Inf in passes over many
+    # tensors at once: one bad value among them must still be named, with its own counts,
+    # in any float dtype, and a pass larger than a batch must not hide it.
+    generator = rng(11)
+    layers = [layer(f"bn{i}", BATCHNORM, "BatchNorm2d", **bn_stats(generator, 16)) for i in range(3000)]
+    values = np.ones(16, np.float16)
+    values[[2, 5]] = [np.inf, np.nan]
+    layers[2500] = layer("bn2500", BATCHNORM, "BatchNorm2d", running_var=values)
+    layers[7] = layer("bn7", BATCHNORM, "BatchNorm2d", weight=np.full(70_000, -np.inf, np.float32))  # batched alone
+    counters = layer("count", BATCHNORM, "BatchNorm2d", num_batches_tracked=np.array(7, np.int64))
+    src = source(*layers, counters)
+    tgt = target(layer("n", CONV, "Conv", weight=np.ones(4, np.float64)))
+    assert list(findings.nan_inf(_result(source_model=src, target_model=tgt))) == [
+        Finding("error", "nan_inf", "PyTorch tensor bn7.weight holds 0 NaN and 70000 Inf values", "bn7"),
+        Finding("error", "nan_inf", "PyTorch tensor bn2500.running_var holds 1 NaN and 1 Inf values", "bn2500"),
+    ]
+    clean = source(*(layer(f"bn{i}", BATCHNORM, "BatchNorm2d", **bn_stats(generator, 16)) for i in range(100)))
+    assert list(findings.nan_inf(_result(source_model=clean, target_model=tgt))) == []
+    assert all(param.known_range() is None for _, param in clean.params())  # shown finite together, no ranges
+
+
 def test_unfolded_batchnorm():
     """One warning for every BatchNorm right after a conv, one for training mode; a
     BatchNorm after an activation is not mentioned."""

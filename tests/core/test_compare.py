@@ -11,7 +11,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from inspector.compare import PROBE_SIZE, SCREEN_SIZE, compare, default_tolerance, least_precise, screen
+from inspector.compare import (
+    PROBE_SIZE,
+    SCREEN_SIZE,
+    Comparison,
+    compare,
+    default_tolerance,
+    least_precise,
+    screen,
+    screen_or_accept,
+)
 from inspector.results import Tolerance
 
 FP32 = Tolerance(rtol=1e-4, atol=1e-6)
@@ -333,6 +342,51 @@ def test_the_screen_leaves_non_finite_and_odd_inputs_to_compare():
     assert not screen(np.arange(6, dtype=np.int64)[::-1].copy(), np.arange(6.0), FP32)  # integers are compared too
     wide = np.linspace(-1, 1, 200)
     assert screen(wide.astype(ml_dtypes.bfloat16), wide, default_tolerance({"bfloat16"}))
+
+
+@pytest.mark.parametrize("seed", range(36))
+def test_screen_or_accept_answers_as_the_screen_and_the_comparison_do(seed):
+    # The matcher's screen of a candidate: a Comparison only where compare accepts (and
+    # then exactly compare's), otherwise the screen's own answer, for tensors of every
+    # size around the sample and the probe, dtypes, NaN/Inf and one element setting the scale.
+    generator = np.random.default_rng(300 + seed)
+    size = [1, 7, SCREEN_SIZE, SCREEN_SIZE + 1, 2304, PROBE_SIZE, PROBE_SIZE + 1][seed % 7]
+    expected = generator.standard_normal(size) * generator.choice([1e-7, 1.0, 1e4])
+    if seed % 4 == 0:
+        expected[generator.integers(size)] = 1000.0
+    fraction = [0.0, 0.002, 0.3, 1.0][seed % 4]
+    target = expected.astype([np.float32, np.float64, np.float16][seed % 3])
+    off = generator.random(size) < fraction
+    target[off] *= 1.0 + generator.choice([-1, 1], off.sum()) * generator.uniform(1e-6, 0.05, off.sum())
+    if seed % 5 == 0:
+        target[generator.integers(size)] = generator.choice([np.nan, np.inf])
+    if seed % 9 == 0:
+        expected[generator.integers(size)] = np.nan
+    tolerance = default_tolerance({target.dtype.name})
+    outcome = screen_or_accept(target, expected, tolerance)
+    full = compare(target, expected, tolerance, probe_first=True, locate=False)
+    if isinstance(outcome, Comparison):
+        assert size <= PROBE_SIZE and full.ok and outcome == full
+    else:
+        assert outcome == screen(target, expected, tolerance)
+        assert outcome or not full.ok
+        finite = np.abs(expected[np.isfinite(expected)])
+        scale = finite.max() if finite.size else np.nan
+        floor = tolerance.atol * min(1.0, scale) + tolerance.rtol * 0.01 * scale
+        assert size > PROBE_SIZE or not full.ok or not full.max_abs_err <= floor  # else accepted outright
+
+
+def test_screen_or_accept_keeps_the_screens_leniency_for_a_sample_of_zeros():
+    # A sample of zeros is judged at its own scale 0 (atol, 1e-6) as well as at the
+    # tensor's (1e-3: 2e-9 for a zero): the screen passes and leaves the "no" to compare.
+    expected = np.zeros(300)
+    index = np.arange(300)
+    unsampled = np.setdiff1d(index, np.random.default_rng(300).integers(0, 300, SCREEN_SIZE))[:3]
+    expected[unsampled] = 1e-3
+    target = expected + np.where(expected == 0, 5e-7, 0.0)
+    assert screen(target, expected, FP32) is True
+    assert screen_or_accept(target, expected, FP32) is True
+    assert not compare(target, expected, FP32).ok
 
 
 def test_comparing_without_locating_lists_no_channels():

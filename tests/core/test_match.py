@@ -531,3 +531,31 @@ def test_a_parameter_is_unused_until_used_whatever_its_module_s_other_parameters
             "reconciled",
         )
         assert result.constants == []
+
+
+def test_ranges_computed_together_are_the_ranges_of_each_tensor():
+    # The report's ranges of a layer's tensors are computed in one pass; each kept range
+    # must be the one ValueRange.of gives, and the cases it counts or cannot order (NaN,
+    # Inf, a zero min or max that may be -0.0) must be left to it.
+    from inspector.ir import ValueRange
+    from inspector.match import _keep_ranges
+
+    generator = np.random.default_rng(21)
+    arrays = [
+        generator.standard_normal((16, 16, 3, 3)).astype(np.float32),
+        generator.standard_normal(16).astype(np.float16),
+        generator.standard_normal((5, 7)).T,  # float64, not contiguous
+        np.array([1.0, np.nan, 3.0], np.float32),
+        np.array([-np.inf, 2.0], np.float32),
+        np.array([0.0, -0.0, 2.0], np.float32),
+        np.broadcast_to(np.float32(0.5), (4, 4)),
+        np.arange(6, dtype=np.int64),
+        np.zeros(0, np.float32),
+        generator.standard_normal(1 << 17).astype(np.float32),  # too large to join the others
+    ]
+    params = [param(f"p{i}", array) for i, array in enumerate(arrays)]
+    _keep_ranges([*params, None, params[0]])
+    kept = [p for p in params if p.known_range() is not None]
+    assert [p.name for p in kept] == ["p0", "p1", "p2", "p6"]
+    for p, array in zip(params, arrays):
+        assert repr(p.value_range()) == repr(ValueRange.of(array))  # NaN and -0.0 as they are
