@@ -3,10 +3,7 @@ the file over; it refuses what copies past its budget, before memory runs out.""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import types
-import uuid
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -20,6 +17,7 @@ from inspector.errors import InputError
 from plugins.loaders.torch import restricted_unpickler, unpickle, zips
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn
 from tests.security import corpus
+from tests.support.packages import temporary_package
 
 
 def fast(path: Path):
@@ -129,17 +127,8 @@ def test_files_read_fast_equal_the_careful_path(tmp_path, monkeypatch):
             "scalar": torch.tensor(2.5),
         },
     }
-    package = f"fastpkg_{uuid.uuid4().hex[:8]}"
-    (tmp_path / package).mkdir()
-    (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "blocks.py").write_text(SOURCE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        torch.save(importlib.import_module(f"{package}.blocks").Block(), tmp_path / "custom.pt")
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in [name for name in sys.modules if name.split(".")[0] == package]:
-            del sys.modules[name]
+    with temporary_package(tmp_path, "fastpkg", "blocks", SOURCE) as (package, blocks):
+        torch.save(blocks.Block(), tmp_path / "custom.pt")
     for name, value in files.items():
         torch.save(value, tmp_path / f"{name}.pt")
 

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from plugins.loaders.torch import (
 )
 from plugins.loaders.torch.safetensors import sniff_safetensors
 from tests.support import REPO
+from tests.support.packages import temporary_package
 
 
 class Net(nn.Module):
@@ -219,20 +219,9 @@ ULTRA_SOURCE = textwrap.dedent(
 @pytest.fixture
 def ultralytics_model(tmp_path):
     """An fp16 DetectionModel whose package is importable only while this fixture builds it."""
-    package = f"fakeultra_{uuid.uuid4().hex[:8]}"
-    (tmp_path / package).mkdir()
-    (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "tasks.py").write_text(ULTRA_SOURCE)
-    sys.path.insert(0, str(tmp_path))
-    try:
+    with temporary_package(tmp_path, "fakeultra", "tasks", ULTRA_SOURCE) as (package, tasks):
         torch.manual_seed(0)
-        model = importlib.import_module(f"{package}.tasks").DetectionModel().half().eval()
-        yield model, package
-    finally:
-        if str(tmp_path) in sys.path:
-            sys.path.remove(str(tmp_path))
-        for name in [name for name in sys.modules if name.split(".")[0] == package]:
-            del sys.modules[name]
+        yield tasks.DetectionModel().half().eval(), package
 
 
 @pytest.mark.parametrize("holder", ["model", "ema"])
@@ -659,19 +648,10 @@ REFERENCE_SOURCE = textwrap.dedent(
 
 @pytest.fixture
 def reference_model(tmp_path):
-    package = f"refpkg_{uuid.uuid4().hex[:8]}"
-    (tmp_path / package).mkdir()
-    (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / package / "nets.py").write_text(REFERENCE_SOURCE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        model = importlib.import_module(f"{package}.nets").Net().eval()
+    with temporary_package(tmp_path, "refpkg", "nets", REFERENCE_SOURCE) as (package, nets):
+        model = nets.Net().eval()
         path = tmp_path / "net.pt"
         torch.save(model, path)
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in [name for name in sys.modules if name.split(".")[0] == package]:
-            del sys.modules[name]
     return path, package, model
 
 

@@ -119,35 +119,33 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
 
 
 def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
-    pieces: list[bytes] = []
     slices: dict[str, tuple[int, int]] = {}
-    kept_from = 0
-    for number, wire, field_start, value_start, value_end in _fields(data, 0, size):
-        if number != MODEL_GRAPH or wire != LENGTH_DELIMITED:
-            continue
-        graph = _strip_graph(data, value_start, value_end, slices)
-        if graph is None:
-            continue
-        pieces.append(data[kept_from:field_start])
-        pieces.append(_encode_varint(MODEL_GRAPH << 3 | LENGTH_DELIMITED) + _encode_varint(len(graph)))
-        pieces.append(graph)
-        kept_from = value_end
-    pieces.append(data[kept_from:size])
-    return pieces, slices
+
+    def graph(start: int, end: int) -> bytes | None:
+        return _rewrite_fields(data, start, end, GRAPH_INITIALIZER, tensor)
+
+    def tensor(start: int, end: int) -> bytes | None:
+        return _strip_tensor(data, start, end, slices)
+
+    model = _rewrite_fields(data, 0, size, MODEL_GRAPH, graph)
+    return [model if model is not None else data[:size]], slices
 
 
-def _strip_graph(data, start: int, end: int, slices: dict[str, tuple[int, int]]) -> bytes | None:
+def _rewrite_fields(data, start: int, end: int, number: int, rewrite) -> bytes | None:
+    """The message in data[start:end] with each length-delimited field ``number``
+    replaced by ``rewrite(value_start, value_end)`` (None keeps the field as it is), or
+    None when no field changed."""
     pieces: list[bytes] = []
     kept_from = start
-    for number, wire, field_start, value_start, value_end in _fields(data, start, end):
-        if number != GRAPH_INITIALIZER or wire != LENGTH_DELIMITED:
+    for field, wire, field_start, value_start, value_end in _fields(data, start, end):
+        if field != number or wire != LENGTH_DELIMITED:
             continue
-        tensor = _strip_tensor(data, value_start, value_end, slices)
-        if tensor is None:
+        value = rewrite(value_start, value_end)
+        if value is None:
             continue
         pieces.append(data[kept_from:field_start])
-        pieces.append(_encode_varint(GRAPH_INITIALIZER << 3 | LENGTH_DELIMITED) + _encode_varint(len(tensor)))
-        pieces.append(tensor)
+        pieces.append(_encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(len(value)))
+        pieces.append(value)
         kept_from = value_end
     if kept_from == start:
         return None
