@@ -68,8 +68,13 @@ def supervise(run: Callable[[], int]) -> int:
     """Run ``run`` in a forked child and return its exit status; when the child dies by
     a signal, print the one-line error and return 2 (see the module docstring).
 
-    Both processes return from here: the child with what ``run`` returned (it then exits
-    as usual, flushing its streams), the parent with the child's status.
+    The parent returns the child's status. The child, once ``run`` returns, flushes its
+    streams and leaves with ``os._exit`` (what a forked child should do): tearing down
+    the millions of objects of a large diff one by one took 0.8 s at 10,000 Conv+BN
+    blocks, and nothing is left to clean up (outputs are written and closed by then,
+    worker processes joined, temporary folders removed by their ``with`` blocks). Should
+    flushing fail (a reader gone), or ``run`` raise, the child returns or raises as
+    usual.
     """
     global _slot
     if not hasattr(os, "fork") or os.environ.get(NO_SUPERVISOR_ENV):
@@ -82,7 +87,13 @@ def supervise(run: Callable[[], int]) -> int:
     pid = os.fork()
     if pid == 0:
         _die_with_parent()
-        return run()
+        status = run()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            return status
+        os._exit(status)
     _slot_parent = _slot
     _slot = None
     return _wait(pid, _slot_parent)
