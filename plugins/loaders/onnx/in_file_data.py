@@ -106,7 +106,11 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
         size = stream.seek(0, 2)
         if size < MIN_BYTES:
             return None
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None  # a file system without mmap: onnx.load reads it
+        with data:
             try:
                 pieces, slices = _strip(data, size)
             except _Malformed:
