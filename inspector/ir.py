@@ -216,15 +216,11 @@ class Param:
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None
         self._range: ValueRange | None = None
-        self._numel = (self.shape, math.prod(self.shape))
+        self._numel = math.prod(self.shape)  # matching asks for it dozens of times a layer
 
     @property
     def numel(self) -> int:
-        shape, numel = self._numel
-        if shape is not self.shape:  # kept with the shape it was counted for
-            numel = math.prod(self.shape)
-            self._numel = (self.shape, numel)
-        return numel
+        return self._numel
 
     @property
     def nbytes(self) -> int:

@@ -187,24 +187,26 @@ def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
         if numel == 0:
             return np.empty(shape, dtype)
         if where.copied:
-            with open(where.file, "rb") as stream:
-                data = os.pread(stream.fileno(), where.length, where.offset)
-            if len(data) != where.length:
-                raise ValueError(f"the file ends {where.length - len(data)} bytes early")
-            return np.frombuffer(data, dtype=dtype).reshape(shape)
+            return np.frombuffer(_slice_bytes(where), dtype=dtype).reshape(shape)
         # A map per tensor, unmapped with its array once matching releases it: one map of
         # the whole file would keep every page read resident (a 2 GiB model, 2 GiB more).
         mapped = np.memmap(where.file, dtype=dtype, mode="r", offset=where.offset, shape=(numel,))
         return np.asarray(mapped).reshape(shape)
     # Packed (4-, 2-, 6-bit) types, or a big-endian host: let onnx decode the bytes.
-    with open(where.file, "rb") as stream:
-        stream.seek(where.offset)
-        data = stream.read(where.length)
     inline = TensorProto()
     inline.data_type = tensor.data_type
     inline.dims.extend(shape)
-    inline.raw_data = data
+    inline.raw_data = _slice_bytes(where)
     return numpy_helper.to_array(inline)
+
+
+def _slice_bytes(where: ExternalSlice) -> bytes:
+    """The bytes of ``where``, read into memory."""
+    with open(where.file, "rb") as stream:
+        data = os.pread(stream.fileno(), where.length, where.offset)
+    if len(data) != where.length:
+        raise ValueError(f"the file ends {where.length - len(data)} bytes early")
+    return data
 
 
 def _numpy_dtype(data_type: int):

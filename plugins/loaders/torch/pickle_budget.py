@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from inspector.errors import InputError
 from plugins.loaders.torch.pickle_uses import PickleFacts, scan_pickle
@@ -153,22 +154,31 @@ def _declared_storages(facts: PickleFacts) -> dict[str, int | None]:
 
 def _storage_itemsize(type_name: object) -> int | None:
     """Bytes per element of a pickled storage class ("torch.HalfStorage" -> 2)."""
-    if not isinstance(type_name, str):
-        return None
-    module, _, name = type_name.rpartition(".")
-    if module != "torch" or not name.endswith("Storage"):
+    if type_name == "torch.UntypedStorage":
+        return 1
+    dtype = storage_dtype(type_name)
+    if dtype is None:
         return None
     import torch
 
-    if name == "UntypedStorage":
-        return 1
-    storage_class = getattr(torch, name, None)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TypedStorage is deprecated; its dtype is what we need
-            return int(torch._utils._element_size(storage_class.dtype))
-    except Exception:  # noqa: BLE001 - not a typed storage class
+    return int(torch._utils._element_size(dtype))
+
+
+def storage_dtype(type_name: object) -> "Any":
+    """The dtype of a typed storage class named as a pickle names it
+    ("torch.HalfStorage" -> torch.float16), or None for any other name."""
+    if not isinstance(type_name, str):
         return None
+    module, _, name = type_name.rpartition(".")
+    if module != "torch" or not name.endswith("Storage") or name == "UntypedStorage":
+        return None
+    import torch
+
+    storage_class = getattr(torch, name, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated; its dtype is what we need
+        dtype = getattr(storage_class, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -45,8 +45,6 @@ from __future__ import annotations
 import io
 import mmap
 import pickle
-import struct
-import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -55,7 +53,7 @@ from typing import Any
 
 from inspector.errors import InputError
 from plugins.loaders.torch import zips
-from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK
+from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK, storage_dtype
 from plugins.loaders.torch.tensors import view_problem
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, plan_globals, python3_name
 
@@ -305,8 +303,8 @@ class _Unpickler(pickle.Unpickler):
         torch = self.torch
         name = meaning.rpartition(".")[2]
         if meaning.startswith("torch.") and "." not in meaning[6:]:
-            if name.endswith("Storage"):
-                dtype = _storage_dtype(torch, name)
+            if name.endswith("Storage") and not name.startswith(("QInt", "QUInt")):  # quantized: careful way
+                dtype = storage_dtype(meaning)
                 if dtype is not None:
                     return _StorageType(dtype)
             value = getattr(torch, name, None)
@@ -342,11 +340,9 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("storage record")
         if nbytes == 0:
             return torch.empty(0, dtype=storage_type.dtype)
-        header = self.mapped[info.header_offset : info.header_offset + 30]
-        if len(header) < 30 or not header.startswith(zips.ZIP_MAGIC):
+        start = zips.data_offset(info, self.mapped[info.header_offset : info.header_offset + zips.LOCAL_HEADER_BYTES])
+        if start is None:
             raise Unsure("local header")
-        name_length, extra_length = struct.unpack_from("<HH", header, 26)
-        start = info.header_offset + 30 + name_length + extra_length
         if start + nbytes > self.file_size:
             raise Unsure("record past the end")
         return torch.frombuffer(self.mapped, dtype=storage_type.dtype, count=numel, offset=start)
@@ -361,7 +357,7 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor storage")
         if not isinstance(size, tuple) or not isinstance(stride, tuple) or not isinstance(requires_grad, bool):
             raise Unsure("tensor arguments")
-        if metadata or (hooks is not None and (not isinstance(hooks, dict) or hooks)):
+        if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
         self.budget.charge(len(size) + len(stride))
         extent = _contiguous_extent(size, stride)
@@ -383,9 +379,15 @@ class _Unpickler(pickle.Unpickler):
         torch = self.torch
         if not isinstance(data, torch.Tensor) or not isinstance(requires_grad, bool):
             raise Unsure("parameter arguments")
-        if hooks is not None and (not isinstance(hooks, dict) or hooks):
+        if not _no_hooks(hooks):
             raise Unsure("parameter hooks")
         return torch.nn.Parameter(data, requires_grad)
+
+
+def _no_hooks(hooks: Any) -> bool:
+    """Whether a pickled tensor's backward hooks are none (torch.save writes an empty
+    OrderedDict); hooks are code, so a file with some goes the careful way."""
+    return hooks is None or (isinstance(hooks, dict) and not hooks)
 
 
 _ALLOWED: set[str] | None = None
@@ -399,14 +401,3 @@ def _torch_allowed() -> set[str]:
 
         _ALLOWED = set(torch._weights_only_unpickler._get_allowed_globals())
     return _ALLOWED
-
-
-def _storage_dtype(torch, name: str) -> Any:
-    """The dtype of ``torch.<name>`` ("FloatStorage"), or None for quantized and untyped ones."""
-    if name == "UntypedStorage" or name.startswith(("QInt", "QUInt")):
-        return None
-    storage_class = getattr(torch, name, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TypedStorage is deprecated; its dtype is what we need
-        dtype = getattr(storage_class, "dtype", None)
-    return dtype if isinstance(dtype, torch.dtype) else None

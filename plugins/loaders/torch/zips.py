@@ -278,6 +278,21 @@ def top_folder(names: list[str], marker: str) -> str | None:
     return None
 
 
+LOCAL_HEADER_BYTES = 30
+"""The fixed part of a zip entry's local header; its name and extra field follow."""
+
+
+def data_offset(info: zipfile.ZipInfo, header: bytes) -> int | None:
+    """Where the data of entry ``info`` starts in the file, given the
+    :data:`LOCAL_HEADER_BYTES` bytes at its ``header_offset`` (None: no local header
+    there). The local header's own name and extra lengths count, not the directory's:
+    torch pads the extra field so that tensors start aligned."""
+    if len(header) < LOCAL_HEADER_BYTES or not header.startswith(ZIP_MAGIC):
+        return None
+    name_length, extra_length = struct.unpack_from("<HH", header, 26)
+    return info.header_offset + LOCAL_HEADER_BYTES + name_length + extra_length
+
+
 def entry_array(path: Path, archive: Archive, name: str, dtype: np.dtype) -> np.ndarray:
     """A 1-D array over the bytes of entry ``name``: memory-mapped when stored, else read.
 
@@ -294,11 +309,9 @@ def entry_array(path: Path, archive: Archive, name: str, dtype: np.dtype) -> np.
         return np.frombuffer(archive.read(name), dtype=dtype)
     with open(path, "rb") as stream:
         stream.seek(info.header_offset)
-        header = stream.read(30)
-    if len(header) < 30 or not header.startswith(ZIP_MAGIC):
+        offset = data_offset(info, stream.read(LOCAL_HEADER_BYTES))
+    if offset is None:
         raise ValueError(f"entry {name} has no local header")
-    name_length, extra_length = struct.unpack_from("<HH", header, 26)
-    offset = info.header_offset + 30 + name_length + extra_length
     if offset + info.file_size > path.stat().st_size:
         raise ValueError(f"entry {name} points past the end of the file")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
