@@ -3,6 +3,7 @@ the file over; it refuses what copies past its budget, before memory runs out.""
 
 from __future__ import annotations
 
+import math
 import types
 import zipfile
 from collections import OrderedDict
@@ -222,3 +223,29 @@ def test_the_objects_it_hands_out_cannot_be_rebuilt_by_the_pickle(tmp_path, targ
         fast(path)
     with pytest.raises(InputError):
         unpickle.load_torch_save(path, is_zip=True)
+
+
+@pytest.mark.parametrize(
+    "shape, strides, offset, numel, expected",
+    [
+        ((4, 3), (3, 1), 0, 12, None),  # contiguous, the whole storage
+        ((4, 3), (3, 1), 2, 14, None),  # contiguous, from an offset
+        ((4, 3), (3, 1), 3, 14, "points past the end of its storage (element 14 of 14)"),
+        ((3, 4), (1, 3), 0, 12, None),  # transposed: the general check
+        ((3, 4), (1, 3), 1, 12, "points past the end of its storage (element 12 of 12)"),
+        ((4, 3), (3, 1), -1, 12, "has a negative storage offset -1"),
+        ((2, 2), (1, 1), 0, 3, "reads its storage more than once"),
+        ((0, 3), (3, 1), 5, 0, None),  # empty
+    ],
+)
+def test_view_bounds_over_the_whole_view(shape, strides, offset, numel, expected):
+    """Contiguous views are decided at once, others element by element: the same answer."""
+    from plugins.loaders.torch.tensors import view_problem
+
+    problem = view_problem(shape, strides, offset, numel)
+    assert (problem is None) == (expected is None), problem
+    if expected is not None:
+        assert problem.startswith(expected)
+    if problem is None and 0 not in shape:  # what torch itself allows
+        storage = torch.zeros(numel)
+        assert storage.as_strided(shape, strides, offset).numel() == math.prod(shape)

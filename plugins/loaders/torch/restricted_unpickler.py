@@ -28,8 +28,8 @@ goes instead of by a scan before it:
 
 - each storage must be exactly as large as its record, which must be stored
   uncompressed (it is memory-mapped, copy-on-write, never read into memory);
-- every tensor view lies inside its storage over its whole extent (contiguous views
-  directly, others by :func:`.tensors.view_problem`);
+- every tensor view lies inside its storage over its whole extent
+  (:func:`.tensors.view_problem`);
 - the items copied by calls, NEWOBJs and BUILDs (``set(items)``, an ``OrderedDict``'s
   state, a stand-in's ``__dict__``, the arguments themselves, a tensor iterated by
   ``set``) stay within :data:`~.pickle_budget.COPY_FACTOR` per byte of pickle plus
@@ -106,20 +106,6 @@ def _weight(value: Any, depth: int = 0) -> int:
         except TypeError:  # a 0-d tensor
             return 0
     return 0
-
-
-def _contiguous_extent(size: tuple, stride: tuple) -> int | None:
-    """The elements of a C-contiguous view of integer ``size``/``stride``, else None
-    (then :func:`~.tensors.view_problem` judges the view)."""
-    if len(size) != len(stride):
-        return None
-    extent = 1
-    for axis in range(len(size) - 1, -1, -1):
-        length = size[axis]
-        if type(length) is not int or length < 0 or stride[axis] != extent or type(stride[axis]) is not int:
-            return None
-        extent *= length
-    return extent
 
 
 class _Sealed:
@@ -360,12 +346,7 @@ class _Unpickler(pickle.Unpickler):
         if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
         self.budget.charge(len(size) + len(stride))
-        extent = _contiguous_extent(size, stride)
-        if type(offset) is not int or offset < 0:
-            raise Unsure("tensor offset")
-        if extent is not None and extent and offset + extent > storage.numel():
-            raise Unsure("tensor past its storage")
-        if extent is None and view_problem(size, stride, offset, storage.numel()) is not None:
+        if view_problem(size, stride, offset, storage.numel()) is not None:
             raise Unsure("tensor view")
         if storage.numel() == 0 or 0 in size:
             tensor = torch.empty(tuple(size), dtype=storage.dtype)

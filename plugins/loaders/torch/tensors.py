@@ -42,6 +42,12 @@ def view_problem(
     re-reads its storage, ``as_strided`` windows, would cost more than the file).
     ``storage_numel`` None skips the storage checks.
     """
+    extent = _contiguous_extent(shape, strides)
+    if extent is not None and type(offset) is int and offset >= 0 and extent and storage_numel is not None:
+        # The usual view, decided at once: its elements are offset .. offset + extent - 1.
+        if offset + extent <= storage_numel:
+            return None
+        return f"points past the end of its storage (element {offset + extent - 1:,} of {storage_numel:,})"
     values = (*shape, *strides, offset)
     if any(isinstance(value, bool) or not isinstance(value, int) for value in values):
         return "has a size, stride or offset that is not an integer"
@@ -67,6 +73,20 @@ def view_problem(
             f"{distinct:,} elements from {storage_numel:,} stored)"
         )
     return None
+
+
+def _contiguous_extent(shape: tuple, strides: tuple) -> int | None:
+    """The element count of a C-contiguous view whose sizes and strides are all
+    non-negative integers, else None."""
+    if len(shape) != len(strides):
+        return None
+    extent = 1
+    for axis in range(len(shape) - 1, -1, -1):
+        size, stride = shape[axis], strides[axis]
+        if type(size) is not int or type(stride) is not int or size < 0 or stride != extent:
+            return None
+        extent *= size
+    return extent
 
 
 # torch dtype name -> (numpy dtype name, same-size torch dtype to view through or None).
@@ -137,10 +157,7 @@ def _tensor_view_problem(tensor: Any) -> str | None:
     if tensor.layout != torch.strided or tensor.is_quantized:
         return view_problem(tuple(tensor.shape), (0,) * tensor.dim(), 0, None)  # no strides to check
     storage_numel = tensor.untyped_storage().nbytes() // tensor.element_size()
-    offset = tensor.storage_offset()
-    if tensor.is_contiguous() and offset >= 0 and offset + tensor.numel() <= storage_numel:
-        return None  # the usual case: its elements are offset .. offset + numel - 1, each once
-    return view_problem(tuple(tensor.shape), tuple(tensor.stride()), offset, storage_numel)
+    return view_problem(tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset(), storage_numel)
 
 
 def is_tensor(value: Any) -> bool:
