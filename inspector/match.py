@@ -36,7 +36,7 @@ from inspector.ir import Layer, Model
 from inspector.records import Finding
 from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.targets import prepare_targets
-from inspector.transforms import Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import GUESS, Candidate, Reproduction, SourceIndex, Transform
 
 PRIMARY_KINDS = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.EMBEDDING})
 """Kinds that take part in sequence alignment."""
@@ -286,6 +286,8 @@ class Matcher:
         self._by_numel: dict[int, list[Layer]] | None = None
         self.accounting = Accounting()
         self._tolerances: dict[frozenset[str], Tolerance] = {}
+        self._last_guess: dict[str, str] = {}
+        """Transform name -> the variant of its last accepted guess (see :meth:`guesses_first`)."""
 
     # -- public ---------------------------------------------------------------------
 
@@ -397,7 +399,7 @@ class Matcher:
                 if transform.target_kinds and target.kind not in transform.target_kinds:
                     continue
                 try:
-                    for candidate in transform.propose(target, anchor, self.source):
+                    for candidate in self.guesses_first(transform, transform.propose(target, anchor, self.source)):
                         key = (transform.name, tuple(candidate.names), candidate.variant)
                         if key in tried:
                             continue
@@ -411,6 +413,8 @@ class Matcher:
                         if accepted is not None:
                             attempt = self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
                             if attempt.ok:
+                                if candidate.get(GUESS):
+                                    self._last_guess[transform.name] = candidate.variant
                                 return self._layer_diff(target, attempt, OK), derivable
                             failed.append(attempt)
                         else:
@@ -461,6 +465,17 @@ class Matcher:
             )
         diff.reasons = reasons[:10]
         return diff, derivable
+
+    def guesses_first(self, transform: Transform, candidates: Iterable[Candidate]) -> Iterable[Candidate]:
+        """``candidates`` in order, but among guesses over the same layers (see
+        :data:`~inspector.transforms.GUESS`) the variant of the transform's last accepted
+        guess first. A model shares one such setting (one eps for its BatchNorms), so
+        after the first layer the wrong guess is no longer tried before the right one
+        on every layer. Only the order changes: a guess is still accepted only by its
+        values, and where two guesses both fit, the one the model's other layers took
+        is reported."""
+        preferred = self._last_guess.get(transform.name)
+        return candidates if preferred is None else _guesses_first(candidates, preferred)
 
     def _scope_has_unused_parameters(self, target: Layer) -> bool:
         """Whether a module the target's names point to holds a float parameter no layer
@@ -807,6 +822,28 @@ def _keep_ranges(params: list[ir.Param | None]) -> None:
     for param, low, high in zip(kept, lows, highs):
         if math.isfinite(low) and math.isfinite(high) and low != 0.0 and high != 0.0:
             param.keep_range(ir.ValueRange(low, high, 0, 0))
+
+
+def _guesses_first(candidates: Iterable[Candidate], preferred: str) -> Iterable[Candidate]:
+    held: list[Candidate] = []  # consecutive guesses over the same layers
+    for candidate in candidates:
+        guess = candidate.get(GUESS)
+        if held and (not guess or candidate.sources != held[0].sources):
+            yield from _preferred_variant_first(held, preferred)
+            held = []
+        if guess:
+            held.append(candidate)
+        else:
+            yield candidate
+    yield from _preferred_variant_first(held, preferred)
+
+
+def _preferred_variant_first(candidates: list[Candidate], variant: str) -> list[Candidate]:
+    """``candidates`` with the first of the given ``variant`` moved to the front."""
+    for position, candidate in enumerate(candidates):
+        if candidate.variant == variant:
+            return [candidate, *candidates[:position], *candidates[position + 1 :]]
+    return candidates
 
 
 def _elements(reproduction: Reproduction) -> int:

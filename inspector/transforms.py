@@ -98,6 +98,12 @@ class Reproduction:
 EPS_GUESSED = "eps_guessed"
 """Fact: the BatchNorm eps was not recorded by the file and was found by trying values."""
 
+GUESS = "guess"
+"""Candidate extra (True): the candidate is one guess, among candidates over the same
+layers, of a setting a model shares throughout (a BatchNorm eps a state_dict does not
+record), told apart by ``variant``. The matcher tries first the guess that fit the last
+layer the transform explained (:meth:`~inspector.match.Matcher.guesses_first`)."""
+
 
 class Transform:
     """Base class of transform plugins; subclasses set the class attributes and override

@@ -34,7 +34,7 @@ import numpy as np
 from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
-from inspector.transforms import EPS_GUESSED, Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import EPS_GUESSED, GUESS, Candidate, Reproduction, SourceIndex, Transform
 from plugins.transforms._layouts import conv_attrs_disagree, float64, linear_to_target
 
 FOLDABLE = (ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR)
@@ -188,7 +188,7 @@ class FoldBatchNorm(Transform):
             yield self.candidate(conv, bn, eps=float(eps), eps_known=True)
             return
         for guess in guesses:
-            yield self.candidate(conv, bn, variant=f"eps={guess:g}", eps=guess, eps_known=False)
+            yield self.candidate(conv, bn, variant=f"eps={guess:g}", eps=guess, eps_known=False, **{GUESS: True})
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         conv, bn = candidate.sources

@@ -39,7 +39,7 @@ import numpy as np
 from inspector import ir
 from inspector.hookspecs import hookimpl
 from inspector.ir import Layer
-from inspector.transforms import EPS_GUESSED, Candidate, Reproduction, SourceIndex, Transform
+from inspector.transforms import EPS_GUESSED, GUESS, Candidate, Reproduction, SourceIndex, Transform
 from plugins.transforms._layouts import conv_attrs_disagree, float64
 from plugins.transforms.fold_batchnorm import GUESSED_EPS, bn_affine
 
@@ -242,7 +242,9 @@ class MergeBranches(Transform):
             pairs += [(guess, other) for guess in guesses for other in guesses if other != guess]
         for guess, identity_guess in pairs:
             variant = f"eps={guess:g}" + (f", identity eps={identity_guess:g}" if identity_guess != guess else "")
-            yield self.candidate(*layers, variant=variant, **common, eps=guess, identity_eps=identity_guess)
+            yield self.candidate(
+                *layers, variant=variant, **common, eps=guess, identity_eps=identity_guess, **{GUESS: True}
+            )
 
     def check(self, target: Layer, candidate: Candidate) -> str | None:
         weight = target.params.get("weight")

@@ -203,6 +203,46 @@ def test_the_eps_guesses_are_told_apart():
     assert np.abs(right - wrong).max() / np.abs(right).max() > 0.01
 
 
+def test_the_guess_that_fit_the_last_layer_is_tried_first(monkeypatch):
+    # A model shares one eps. Block 0's small variances tell the guesses apart (only 1e-3
+    # fits); blocks 1 and 2 have variances so large that either guess fits: they take
+    # the eps block 0 showed, and the wrong guess is no longer tried before it.
+    r = rng(12)
+    layers, targets = [], []
+    for block in range(3):
+        w, bn = randn(r, 8, 4, 3, 3), bn_stats(r, 8)
+        if block:
+            bn["running_var"] = r.uniform(500.0, 1000.0, 8).astype(np.float32)
+        layers += [
+            layer(f"b{block}.conv", CONV, "Conv2d", {"groups": 1}, weight=w),
+            layer(f"b{block}.bn", BATCHNORM, "BatchNorm2d", {}, **bn),
+        ]
+        targets.append(fused(*fold(w, bn, 1e-3), name=f"/b{block}/conv/Conv", hints=(f"b{block}.conv",)))
+        wrong = fold(w, bn, 1e-5)[0]
+        fits_either = np.abs(wrong - fold(w, bn, 1e-3)[0]).max() / np.abs(wrong).max() < 1e-6
+        assert fits_either == bool(block)
+    tried = []
+    fold_transform = transform(FOLD)
+    reproduce = type(fold_transform).reproduce
+    monkeypatch.setattr(
+        type(fold_transform),
+        "reproduce",
+        lambda self, tgt, candidate: (
+            tried.append((candidate.names[0], candidate.variant)) or reproduce(self, tgt, candidate)
+        ),
+    )
+    result = diff(source(*layers), target(*targets))
+    assert [(entry.status, entry.variant) for entry in result.layers] == [(OK, "eps=0.001")] * 3, describe(result)
+    assert tried == [
+        ("b0.conv", "eps=1e-05"),
+        ("b0.conv", "eps=0.001"),
+        ("b1.conv", "eps=0.001"),
+        ("b2.conv", "eps=0.001"),
+    ]
+    (finding,) = [f for f in result.findings if f.code == "guessed_eps"]
+    assert finding.message == "The file does not record BatchNorm eps; 3 folded layers fit with eps=0.001"
+
+
 def test_an_eps_no_guess_fits_is_a_mismatch():
     w, bn, _, src = conv_bn(rng(8), bn_attrs=None)
     entry = layer_diff(diff(src, target(fused(*fold(w, bn, 1e-4)))), "/blk/conv/Conv")
