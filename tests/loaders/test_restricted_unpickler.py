@@ -3,6 +3,7 @@ the file over; it refuses what copies past its budget, before memory runs out.""
 
 from __future__ import annotations
 
+import gc
 import math
 import types
 import zipfile
@@ -249,3 +250,26 @@ def test_view_bounds_over_the_whole_view(shape, strides, offset, numel, expected
     if problem is None and 0 not in shape:  # what torch itself allows
         storage = torch.zeros(numel)
         assert storage.as_strided(shape, strides, offset).numel() == math.prod(shape)
+
+
+@pytest.mark.parametrize("tensors", [10, 200])
+def test_a_load_leaves_no_cycles_holding_what_it_read(tmp_path, tensors):
+    # A command collects old objects almost never (inspector.cli.rare_collections): what
+    # a load leaves in reference cycles would stay in memory. Only a few objects of the
+    # load's own classes may (a class is always in a cycle), however many tensors.
+    path = tmp_path / "sd.pt"
+    torch.save(OrderedDict((f"t{i}", torch.randn(3, 4)) for i in range(tensors)), path)
+    gc.collect()
+    gc.disable()
+    try:
+        loaded = fast(path)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert len(loaded) == tensors
+    assert not any(isinstance(item, (torch.Tensor, OrderedDict)) for item in garbage)
+    assert len(garbage) < 100

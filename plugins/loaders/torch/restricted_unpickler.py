@@ -224,6 +224,8 @@ def load(path: Path, archive: zips.Archive) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever it is, the careful path says it properly
         raise Unsure(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        unpickler.forget()
 
 
 class _Unpickler(pickle.Unpickler):
@@ -247,6 +249,16 @@ class _Unpickler(pickle.Unpickler):
             "torch.Size": _Call(torch.Size, budget),
             "torch.device": _Call(torch.device, budget),
         }
+
+    def forget(self) -> None:
+        """Drop what the load kept (the memo, storages, rebuilders). The rebuilders
+        refer back to the unpickler, so without this everything it kept (a tuple and a
+        flat storage tensor per tensor) would wait for a full garbage collection, which
+        a command runs rarely (:func:`inspector.cli.rare_collections`)."""
+        self.memo.clear()
+        self.storages.clear()
+        self.globals.clear()
+        self.known.clear()
 
     # ----------------------------------------------------------------- globals
 
