@@ -179,20 +179,17 @@ class SourceIndex:
         self._by_name = {layer.name: layer for layer in self.layers}
         self._position = {layer.name: position for position, layer in enumerate(self.layers)}
         modules = dict(model.modules)
-        for layer in self.layers:
-            parts = layer.name.split(".")
-            for depth in range(len(parts) + 1):
-                modules.setdefault(".".join(parts[:depth]), "")
-        self.modules = modules
         self._by_tensor: dict[str, tuple[Layer, Param]] = {}
-        for layer in self.layers:
-            for param in layer.params.values():
-                self._by_tensor.setdefault(param.tensor_name, (layer, param))
         self._below: dict[str, list[Layer]] = {}
         """Module path -> the layers strictly below it, in order (see :meth:`under`)."""
         for layer in self.layers:
-            for ancestor in _ancestors(layer.name):
+            for ancestor in _ancestors(layer.name):  # the root first, then each prefix
+                modules.setdefault(ancestor, "")
                 self._below.setdefault(ancestor, []).append(layer)
+            modules.setdefault(layer.name, "")
+            for param in layer.params.values():
+                self._by_tensor.setdefault(param.tensor_name, (layer, param))
+        self.modules = modules
 
     # -- lookups ----------------------------------------------------------------------
 
