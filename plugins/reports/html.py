@@ -26,32 +26,26 @@ smaller and safer than hand-built markup.
 
 from __future__ import annotations
 
-import math
-import re
-from types import SimpleNamespace
 from typing import Any
 
 from inspector.hookspecs import hookimpl
 from inspector.output import fmt_float, visible
 from inspector.records import Reporter
-from plugins.reports._pictures import STATUS_RANK, channel_bars, layer_error, range_bars, ranges, strip
+from plugins.reports._pictures import channel_bars, ranges, strip
 from plugins.reports._wording import (
     PROBLEM_SEVERITIES,
     SCHEMA,
     SEVERITY_TITLES,
     STATUS_LABELS,
-    channels_text,
     counts_text,
     findings_by_severity,
     hidden_layers_text,
     is_problem,
     layer_findings,
-    layer_param_rows,
     layer_reasons,
     model_facts,
     note_counts,
     other_severities,
-    range_text,
     shared_notes,
     shown_path,
     sources_text,
@@ -68,7 +62,6 @@ MAX_CARDS = 12
 """Problem layers given a card; the others are in the table."""
 
 _template = None
-_BREAKS = re.compile(r"[^/.]*[/.]+|[^/.]+$")
 
 
 def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
@@ -76,7 +69,7 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
     from markupsafe import Markup
 
     from plugins.reports._html_page import SCRIPT, STYLE
-    from plugins.reports._html_rows import layer_rows
+    from plugins.reports._html_rows import layer_tbody
 
     summary = document["summary"]
     verdict = summary["verdict"]
@@ -117,7 +110,7 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
         ],
         "columns": COLUMNS,
         "rows": [
-            layer_rows(_row(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], [])))
+            layer_tbody(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], []))
             for index, layer in enumerate(layers)
         ],
         "hidden": hidden_layers_text(document),
@@ -161,16 +154,6 @@ COLUMNS = [
 # ----------------------------------------------------------------- the cards
 
 
-def _breakable(name: str):
-    """A long dotted or slashed name, escaped, with a line break allowed (``<wbr>``)
-    after each "/" and "." and nowhere inside a word."""
-    from markupsafe import Markup
-
-    from plugins.reports._html_rows import escape_text
-
-    return Markup("<wbr>".join(escape_text(part) for part in _BREAKS.findall(name) or [name]))
-
-
 def _card(
     layer: dict[str, Any], anchor: str, findings: list[dict[str, Any]], tolerance: tuple[float, str]
 ) -> dict[str, Any]:
@@ -189,91 +172,6 @@ def _card(
         "channels": [channel_bars(p, tolerance[0]) for p in mismatched if p.get("channel_errors")],
         "ranges": [ranges(p, 520, 12, 6, labels=True) for p in (mismatched or layer["params"])],
     }
-
-
-# ----------------------------------------------------------------- the table
-
-_MINI = (120, 8, 5)
-"""A table row's ranges picture: width, bar height, gap."""
-
-
-def _miniranges(param: dict[str, Any]):
-    """The ranges picture of a table row, made here rather than in the template: it is
-    the page's most repeated element (numbers only; the ranges are written beside it)."""
-    from markupsafe import Markup
-
-    picture = range_bars(param, *_MINI)
-    if picture is None:
-        return ""
-    bars = "".join(
-        f'<rect class="r-{bar["kind"]}" x="{bar["x"]}" y="{bar["y"]}" width="{bar["w"]}" height="{bar["h"]}"/>'
-        for bar in picture["bars"]
-    )
-    width, height, zero = picture["width"], picture["height"], picture["zero"]
-    return Markup(
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-hidden="true">'
-        f'<line class="zero" x1="{zero}" x2="{zero}" y1="0" y2="{height}"/>{bars}</svg>'
-    )
-
-
-def _row(index: int, layer: dict[str, Any], anchor: str, notes: dict[str, int], findings: list[dict[str, Any]]):
-    """One layer of the table, as attributes, which :func:`~._html_rows.layer_rows`
-    writes out (the page's hot path). Numbers are ours and marked safe as they are."""
-    from markupsafe import Markup
-
-    rel, abs_ = layer_error(layer), layer_error(layer, "max_abs_err")
-    unmatched = layer["status"] == "unmatched"
-    params = []
-    for param in layer_param_rows(layer):
-        if param is None:
-            params.append(
-                SimpleNamespace(
-                    name="", rel="", abs="", source="", target="", reproduced="", ranges="", mismatch=False, where=""
-                )
-            )
-            continue
-        mismatch = param.get("status") == "mismatch"
-        params.append(
-            SimpleNamespace(
-                name=visible(param["name"]),
-                rel=Markup(fmt_float(param.get("max_rel_err"))),
-                abs=Markup(fmt_float(param.get("max_abs_err"))),
-                source=Markup(range_text(param.get("source_range"))),
-                target=Markup(range_text(param.get("target_range"))),
-                reproduced=Markup(range_text(param.get("reproduced_range"))),
-                ranges=_miniranges(param),
-                mismatch=mismatch,
-                where=channels_text(param) if mismatch else "",
-            )
-        )
-    note = layer.get("note") or ""
-    sources = [_breakable(visible(source or "(root module)")) for source in layer["sources"]]
-    return SimpleNamespace(
-        index=index,
-        anchor=anchor,
-        name=visible(layer["target"]),
-        name_html=_breakable(visible(layer["target"])),
-        op=visible(layer["op"]),
-        status=layer["status"] if layer["status"] in STATUS_RANK else "unmatched",
-        status_rank=STATUS_RANK.get(layer["status"], 1),
-        label=visible(status_label(layer["status"])),
-        rel="Infinity" if unmatched else (-1 if rel is None else ("Infinity" if math.isinf(rel) else rel)),
-        abs="Infinity" if unmatched else (-1 if abs_ is None else ("Infinity" if math.isinf(abs_) else abs_)),
-        search=visible(" ".join([layer["target"], layer["op"], *layer["sources"]]).lower()),
-        sources=sources,
-        transform=visible(layer["transform"] or ""),
-        note=visible(note),
-        note_number=notes.get(note),
-        reasons=[visible(reason) for reason in layer_reasons(layer, findings)],
-        span=_rowspan(len(params)),
-        params=params,
-    )
-
-
-def _rowspan(rows: int):
-    from markupsafe import Markup
-
-    return Markup(f' rowspan="{rows}"') if rows > 1 else ""
 
 
 def _notes(layers: list[dict[str, Any]], notes: dict[str, int]) -> list[dict[str, Any]]:
