@@ -305,3 +305,16 @@ def test_python_dash_m_matches_console_script(tmp_path):
 
         installed = subprocess.run([script, "--version"], capture_output=True, text=True)
         assert installed.stdout.strip() == result.stdout.strip()
+
+
+def test_a_command_runs_with_rare_collections_and_restores_the_collector():
+    import gc
+
+    from inspector.cli import GC_THRESHOLD, OLD_GC_THRESHOLD, rare_collections
+
+    before = gc.get_threshold()
+    with rare_collections():
+        assert gc.get_threshold() == (GC_THRESHOLD, OLD_GC_THRESHOLD, OLD_GC_THRESHOLD)
+        assert gc.get_freeze_count() > 0  # what was imported is never walked again
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
