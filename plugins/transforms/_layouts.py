@@ -61,24 +61,28 @@ def _as_tuple(value, rank: int) -> tuple[int, ...] | None:
         return None
     if isinstance(value, (int, np.integer)):
         return (int(value),) * rank
-    return tuple(int(v) for v in value)
+    return tuple(map(int, value))
+
+
+_CONV_ATTRS = (("group", "groups"), ("strides", "stride"), ("dilations", "dilation"))
+"""(ONNX attribute, PyTorch attribute) a Conv and its source conv must agree on."""
 
 
 def conv_attrs_disagree(target: Layer, conv: Layer) -> str | None:
     """Why the target Conv cannot be this source conv (groups/stride/dilation), or None."""
-    weight = conv.params.get("weight")
-    rank = max(len(weight.shape) - 2, 1) if weight is not None else 2
-    pairs = (
-        ("group", "groups", lambda v: int(v)),
-        ("strides", "stride", lambda v: _as_tuple(v, rank)),
-        ("dilations", "dilation", lambda v: _as_tuple(v, rank)),
-    )
-    for target_key, source_key, normalise in pairs:
-        if target_key in target.attrs and source_key in conv.attrs:
-            target_value = normalise(target.attrs[target_key])
-            source_value = normalise(conv.attrs[source_key])
-            if target_value != source_value:
-                return f"{source_key} {source_value} != {target_key} {target_value}"
+    target_attrs, source_attrs = target.attrs, conv.attrs
+    for target_key, source_key in _CONV_ATTRS:
+        if target_key not in target_attrs or source_key not in source_attrs:
+            continue
+        target_value, source_value = target_attrs[target_key], source_attrs[source_key]
+        if target_key == "group":
+            target_value, source_value = int(target_value), int(source_value)
+        else:
+            weight = conv.params.get("weight")
+            rank = max(len(weight.shape) - 2, 1) if weight is not None else 2
+            target_value, source_value = _as_tuple(target_value, rank), _as_tuple(source_value, rank)
+        if target_value != source_value:
+            return f"{source_key} {source_value} != {target_key} {target_value}"
     return None
 
 
