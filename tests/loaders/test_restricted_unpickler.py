@@ -3,6 +3,7 @@ the file over; it refuses what copies past its budget, before memory runs out.""
 
 from __future__ import annotations
 
+import gc
 import math
 import types
 import zipfile
@@ -174,6 +175,27 @@ def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
         loaded = unpickle.load_torch_save(path, is_zip=True)
         state = loaded.get("model", loaded)
         assert torch.equal(state["0.weight"], net.state_dict()["0.weight"])
+
+
+def test_a_load_leaves_only_its_tensors_behind(tmp_path):
+    """One tensor a parameter: no flat storage tensor kept as a view's base, and nothing
+    of the unpickler's left for a later garbage collection."""
+    path = tmp_path / "net.pt"
+    torch.save(randomised_net().state_dict(), path)
+
+    def live_tensors() -> int:
+        return sum(issubclass(type(item), torch.Tensor) for item in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_tensors()
+        loaded = fast(path)
+        after = live_tensors()
+    finally:
+        gc.enable()
+    assert len(loaded) == 8 and all(isinstance(value, torch.Tensor) for value in loaded.values())
+    assert after - before == len(loaded)
 
 
 def ordered_dict_bomb(entries: int, copies: int) -> bytes:

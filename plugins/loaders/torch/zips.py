@@ -88,6 +88,10 @@ class Archive:
     def infolist(self) -> list[zipfile.ZipInfo]:
         return list(self.infos)
 
+    def by_name(self) -> dict[str, zipfile.ZipInfo]:
+        """Normalised name -> entry, for a reader that looks up many (read only)."""
+        return self._by_name
+
     def find(self, name: str) -> zipfile.ZipInfo | None:
         """The entry called ``name``, ignoring case (as torch finds it), or None."""
         return self._by_name.get(normalise(name))
