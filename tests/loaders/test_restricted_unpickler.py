@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from inspector.errors import InputError
+from inspector.manager import get_plugin_manager
 from plugins.loaders.torch import restricted_unpickler, unpickle, zips
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn
 from tests.security import corpus
@@ -196,6 +197,32 @@ def test_a_load_leaves_only_its_tensors_behind(tmp_path):
         gc.enable()
     assert len(loaded) == 8 and all(isinstance(value, torch.Tensor) for value in loaded.values())
     assert after - before == len(loaded)
+
+
+def test_a_view_a_pickle_sets_after_the_rebuild_is_still_checked(tmp_path):
+    """BUILD on a rebuilt tensor calls torch's ``Tensor.__setstate__``, which ``set_``s the
+    view the pickle gives: after the rebuilder's check. The layer builder checks every
+    tensor again, so the re-reading view is refused, not read a thousand times over."""
+
+    def storage(numel: int) -> bytes:
+        items = [corpus.pickle_str("storage"), b"ctorch\nFloatStorage\n", corpus.pickle_str("0")]
+        return b"(" + b"".join(items) + corpus.pickle_str("cpu") + corpus.pickle_int(numel) + b"tQ"
+
+    def ints(*values: int) -> bytes:
+        return b"(" + b"".join(corpus.pickle_int(value) for value in values) + b"t"
+
+    def tensor(numel: int) -> bytes:  # _rebuild_tensor_v2 of the whole record, flat
+        arguments = storage(2000) + corpus.pickle_int(0) + ints(numel) + ints(1) + b"\x89ccollections\nOrderedDict\n)R"
+        return b"ctorch._utils\n_rebuild_tensor_v2\n(" + arguments + b"tR"
+
+    # {"w": tensor(16)}, then BUILD on it with (tensor(2000), 0, (1000, 1000), (1, 1)):
+    # torch then calls w.set_(that tensor's storage, 0, (1000, 1000), (1, 1)).
+    data_pkl = b"\x80\x02}" + corpus.pickle_str("w") + tensor(16)
+    data_pkl += b"(" + tensor(2000) + corpus.pickle_int(0) + ints(1000, 1000) + ints(1, 1) + b"tbs."
+    path = corpus.torch_zip(tmp_path / "rebuilt.pt", data_pkl, {"0": bytes(8000)})
+    assert fast(path)["w"].shape == (1000, 1000)  # the rebuilder saw a 16-element view
+    with pytest.raises(InputError, match=r"tensor 'w' reads its storage more than once .*1,000,000 elements"):
+        get_plugin_manager().load_model(path)
 
 
 def ordered_dict_bomb(entries: int, copies: int) -> bytes:

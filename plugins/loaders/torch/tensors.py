@@ -143,6 +143,8 @@ def tensor_param(role: str, tensor: Any, tensor_name: str) -> Param:
     Raises :class:`TensorProblem` when the tensor's view is not one a file can hold
     (:func:`view_problem`).
     """
+    # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
+    # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
     problem = _tensor_view_problem(tensor)
     if problem:
         raise TensorProblem(f"tensor {tensor_name!r} {problem}")
