@@ -42,10 +42,11 @@ _ZIP64_END = struct.Struct("<4sQ2H2L4Q")
 """Zip64 end of central directory: signature, record size, versions (2), disk numbers
 (2), entry counts (2), directory size, directory offset."""
 _ZIP64_END_SIGNATURE = b"PK\x06\x06"
-_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
-"""A central directory record: signature, versions and system (4 bytes), flags,
-compression, time, date, CRC, compressed size, size, name/extra/comment lengths, disk,
-internal and external attributes, local header offset."""
+_CENTRAL = struct.Struct("<4s2xBxHH4x3L3H8xL")
+"""A central directory record (46 bytes): signature, the version needed to extract,
+flags, compression, CRC, compressed size, size, name/extra/comment lengths, local header
+offset; skipped (x) are the version and system that made it, a reserved byte, time and
+date, disk number and attributes."""
 _CENTRAL_SIGNATURE = b"PK\x01\x02"
 _MAX_EXTRACT_VERSION = 63  # zipfile's MAX_EXTRACT_VERSION
 _UTF8_NAME = 0x800
@@ -138,23 +139,15 @@ def _entries(data: bytes, directory_size: int, shift: int) -> tuple[Entry, ...]:
             raise zipfile.BadZipFile("Truncated central directory")
         (
             signature,
-            _create_version,
-            _create_system,
             extract_version,
-            _reserved,
             flags,
             compress_type,
-            _time,
-            _date,
             crc,
             compress_size,
             file_size,
             name_length,
             extra_length,
             comment_length,
-            _disk,
-            _internal,
-            _external,
             header_offset,
         ) = record(data, position)
         if signature != _CENTRAL_SIGNATURE:
@@ -164,8 +157,8 @@ def _entries(data: bytes, directory_size: int, shift: int) -> tuple[Entry, ...]:
         name = raw_name.decode("utf-8") if flags & _UTF8_NAME else raw_name.decode("cp437")
         if extract_version > _MAX_EXTRACT_VERSION:
             raise NotImplementedError(f"zip file version {extract_version / 10:.1f}")
-        extra = data[position + name_length : position + name_length + extra_length]
-        if extra:
+        if extra_length:
+            extra = data[position + name_length : position + name_length + extra_length]
             file_size, compress_size, header_offset = _zip64_sizes(extra, file_size, compress_size, header_offset)
         entries.append(Entry(name, header_offset + shift, compress_type, compress_size, file_size, flags, crc))
         position += name_length + extra_length + comment_length
