@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import math
 import types
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -223,6 +224,20 @@ def test_a_view_a_pickle_sets_after_the_rebuild_is_still_checked(tmp_path):
     assert fast(path)["w"].shape == (1000, 1000)  # the rebuilder saw a 16-element view
     with pytest.raises(InputError, match=r"tensor 'w' reads its storage more than once .*1,000,000 elements"):
         get_plugin_manager().load_model(path)
+
+
+def test_a_storage_saved_as_a_value_is_no_tensor_on_either_path(tmp_path, monkeypatch):
+    """torch.load gives a pickled storage back as a TypedStorage; both readers leave it out
+    of the parameters alike (it used to become a flat tensor on the fast path only)."""
+    path = tmp_path / "mixed.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated
+        torch.save({"w": torch.ones(3), "s": torch.ones(2).storage()}, path)
+    for loaded in (fast(path), careful(path, monkeypatch)):
+        assert isinstance(loaded["w"], torch.Tensor) and not isinstance(loaded["s"], torch.Tensor)
+        assert type(loaded["s"]).__name__ == "TypedStorage"
+    model = get_plugin_manager().load_model(path)
+    assert model.details["skipped_keys"] == ["s"] and list(model.layers[0].params) == ["w"]
 
 
 def ordered_dict_bomb(entries: int, copies: int) -> bytes:
