@@ -208,7 +208,7 @@ class Param:
         view_of: "Param | None" = None,
     ) -> None:
         self.name = name
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self.dtype = str(dtype)
         self.tensor_name = tensor_name if tensor_name is not None else name
         self.view_of = view_of

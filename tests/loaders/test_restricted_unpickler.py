@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import math
 import types
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from inspector.errors import InputError
+from inspector.manager import get_plugin_manager
 from plugins.loaders.torch import restricted_unpickler, unpickle, zips
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn
 from tests.security import corpus
@@ -175,6 +177,67 @@ def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
         loaded = unpickle.load_torch_save(path, is_zip=True)
         state = loaded.get("model", loaded)
         assert torch.equal(state["0.weight"], net.state_dict()["0.weight"])
+
+
+def test_a_load_leaves_only_its_tensors_behind(tmp_path):
+    """One tensor a parameter: no flat storage tensor kept as a view's base, and nothing
+    of the unpickler's left for a later garbage collection."""
+    path = tmp_path / "net.pt"
+    torch.save(randomised_net().state_dict(), path)
+
+    def live_tensors() -> int:
+        return sum(issubclass(type(item), torch.Tensor) for item in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_tensors()
+        loaded = fast(path)
+        after = live_tensors()
+    finally:
+        gc.enable()
+    assert len(loaded) == 8 and all(isinstance(value, torch.Tensor) for value in loaded.values())
+    assert after - before == len(loaded)
+
+
+def test_a_view_a_pickle_sets_after_the_rebuild_is_still_checked(tmp_path):
+    """BUILD on a rebuilt tensor calls torch's ``Tensor.__setstate__``, which ``set_``s the
+    view the pickle gives: after the rebuilder's check. The layer builder checks every
+    tensor again, so the re-reading view is refused, not read a thousand times over."""
+
+    def storage(numel: int) -> bytes:
+        items = [corpus.pickle_str("storage"), b"ctorch\nFloatStorage\n", corpus.pickle_str("0")]
+        return b"(" + b"".join(items) + corpus.pickle_str("cpu") + corpus.pickle_int(numel) + b"tQ"
+
+    def ints(*values: int) -> bytes:
+        return b"(" + b"".join(corpus.pickle_int(value) for value in values) + b"t"
+
+    def tensor(numel: int) -> bytes:  # _rebuild_tensor_v2 of the whole record, flat
+        arguments = storage(2000) + corpus.pickle_int(0) + ints(numel) + ints(1) + b"\x89ccollections\nOrderedDict\n)R"
+        return b"ctorch._utils\n_rebuild_tensor_v2\n(" + arguments + b"tR"
+
+    # {"w": tensor(16)}, then BUILD on it with (tensor(2000), 0, (1000, 1000), (1, 1)):
+    # torch then calls w.set_(that tensor's storage, 0, (1000, 1000), (1, 1)).
+    data_pkl = b"\x80\x02}" + corpus.pickle_str("w") + tensor(16)
+    data_pkl += b"(" + tensor(2000) + corpus.pickle_int(0) + ints(1000, 1000) + ints(1, 1) + b"tbs."
+    path = corpus.torch_zip(tmp_path / "rebuilt.pt", data_pkl, {"0": bytes(8000)})
+    assert fast(path)["w"].shape == (1000, 1000)  # the rebuilder saw a 16-element view
+    with pytest.raises(InputError, match=r"tensor 'w' reads its storage more than once .*1,000,000 elements"):
+        get_plugin_manager().load_model(path)
+
+
+def test_a_storage_saved_as_a_value_is_no_tensor_on_either_path(tmp_path, monkeypatch):
+    """torch.load gives a pickled storage back as a TypedStorage; both readers leave it out
+    of the parameters alike (it used to become a flat tensor on the fast path only)."""
+    path = tmp_path / "mixed.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated
+        torch.save({"w": torch.ones(3), "s": torch.ones(2).storage()}, path)
+    for loaded in (fast(path), careful(path, monkeypatch)):
+        assert isinstance(loaded["w"], torch.Tensor) and not isinstance(loaded["s"], torch.Tensor)
+        assert type(loaded["s"]).__name__ == "TypedStorage"
+    model = get_plugin_manager().load_model(path)
+    assert model.details["skipped_keys"] == ["s"] and list(model.layers[0].params) == ["w"]
 
 
 def ordered_dict_bomb(entries: int, copies: int) -> bytes:

@@ -99,12 +99,12 @@ def is_legacy_torch_save(head: bytes) -> bool:
 def _zip_kind(path: Path, head: bytes) -> str | None:
     if not head.startswith(zips.ZIP_MAGIC):
         return None
-    names = zips.zip_names(path)
-    if names is None:
+    directory = zips.read_directory(path)
+    if directory is None:
         # Cut short: no directory, but the first entry's name still says who wrote it,
         # and the loader can then say what is wrong instead of "unknown format".
         return zips.kind_of_entry(zips.first_entry_name(head))
-    return zips.archive_kind(names)
+    return directory.kind
 
 
 # ----------------------------------------------------------------------------- sniffers
@@ -135,10 +135,10 @@ def load_torch_save(path: Path) -> Model:
     head = _read_head(path)
     is_zip = head.startswith(zips.ZIP_MAGIC)
     if is_zip:
-        names = zips.zip_names(path)
-        if names is None:
+        directory = zips.read_directory(path)
+        if directory is None:
             raise InputError(path, "is truncated or corrupted: its zip directory is missing or unreadable")
-        if zips.archive_kind(names) != zips.TORCH_SAVE:
+        if directory.kind != zips.TORCH_SAVE:
             raise InputError(path, "is a zip archive but not a torch.save file (it has no data.pkl)")
     elif not is_legacy_torch_save(head):
         raise InputError(path, "is not a torch.save file (neither a zip archive nor a legacy torch pickle)")

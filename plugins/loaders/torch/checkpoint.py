@@ -106,9 +106,8 @@ def model_from_object(path: Path, obj: Any, producer: str) -> Model:
 def state_dict_layers(state_dict: dict) -> list[Layer]:
     """Inferred layers of a dict of tensors (non-tensor values are left out)."""
     params = (
-        (str(key), tensor_param(str(key).rpartition(".")[2], tensor, str(key)))
-        for key, tensor in state_dict.items()
-        if is_tensor(tensor)
+        (name, tensor_param(name.rpartition(".")[2], tensor, name))
+        for name, tensor in ((str(key), value) for key, value in state_dict.items() if is_tensor(value))
     )
     return infer_layers(params)
 

@@ -93,7 +93,7 @@ def check_pickled_part(data: bytes) -> str | None:
 
 def _budget_problem(facts: PickleFacts, pickle_bytes: int, record) -> str | None:
     """The copy budget, and each declared storage against its record (``record(key)``
-    gives the record's ZipInfo, or None when it is missing: torch then refuses)."""
+    gives the record's entry, or None when it is missing: torch then refuses)."""
     allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
     if facts.copied > allowed:
         return (

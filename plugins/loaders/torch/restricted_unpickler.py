@@ -27,7 +27,10 @@ Budgets, as the careful path has them (:mod:`.pickle_budget`), counted as the un
 goes instead of by a scan before it:
 
 - each storage must be exactly as large as its record, which must be stored
-  uncompressed (it is memory-mapped, copy-on-write, never read into memory);
+  uncompressed (it is memory-mapped, copy-on-write, never read into memory); what the
+  pickle gets for it is a sealed :class:`TypedStorage` record, good for nothing but
+  rebuilding tensors, and each tensor is made over the record's bytes directly (not as
+  a view of another tensor, which would keep that one alive too);
 - every tensor view lies inside its storage over its whole extent
   (:func:`.tensors.view_problem`);
 - the items copied by calls, NEWOBJs and BUILDs (``set(items)``, an ``OrderedDict``'s
@@ -156,6 +159,20 @@ class _StorageType(_Sealed):
         self.itemsize = dtype.itemsize
 
 
+class TypedStorage(_Sealed):
+    """A storage record as the pickle sees it (torch.load gives it a ``TypedStorage``,
+    hence the name, which error messages show): its dtype, its element count and where
+    its bytes start in the file, all checked when the persistent id is read. Only the
+    tensor rebuilders use it; it has no behaviour a pickle could use otherwise."""
+
+    __slots__ = ("dtype", "numel", "start")
+
+    def __init__(self, dtype: Any, numel: int, start: int) -> None:
+        self.dtype = dtype
+        self.numel = numel
+        self.start = start
+
+
 class _CountedStandIn(StandIn):
     """A stand-in whose construction and state are charged to the load's budget."""
 
@@ -225,7 +242,7 @@ def load(path: Path, archive: zips.Archive) -> Any:
     except Exception as exc:  # noqa: BLE001 - whatever it is, the careful path says it properly
         raise Unsure(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        unpickler.forget()
+        unpickler.release()
 
 
 class _Unpickler(pickle.Unpickler):
@@ -236,10 +253,11 @@ class _Unpickler(pickle.Unpickler):
         self.folder = folder
         self.mapped = mapped
         self.torch = torch
-        self.storages: dict[str, Any] = {}
-        self.storage_ids: set[int] = set()
+        self.storages: dict[str, TypedStorage] = {}
         self.globals: dict[tuple[str, str], Any] = {}
         self.file_size = len(mapped)
+        self.records = archive.by_name()  # normalised entry name -> entry
+        self.record_prefix = f"{folder}/data/"
         ordered_dict = type("OrderedDict", (_OrderedDict,), {"_budget": budget})
         self.known: dict[str, Any] = {
             "torch._utils._rebuild_tensor_v2": _Rebuilder(self.rebuild_tensor),
@@ -250,15 +268,16 @@ class _Unpickler(pickle.Unpickler):
             "torch.device": _Call(torch.device, budget),
         }
 
-    def forget(self) -> None:
-        """Drop what the load kept (the memo, storages, rebuilders). The rebuilders
-        refer back to the unpickler, so without this everything it kept (a tuple and a
-        flat storage tensor per tensor) would wait for a full garbage collection, which
-        a command runs rarely (:func:`inspector.cli.rare_collections`)."""
+    def release(self) -> None:
+        """Drop what the load made, once it is over. The memo holds the rebuilders, which
+        hold this unpickler: without this, everything the memo refers to (the argument
+        tuples of every tensor, 60,000 on a large state_dict) would stay until a full
+        garbage collection, which a command runs almost never
+        (:func:`inspector.cli.rare_collections`)."""
         self.memo.clear()
-        self.storages.clear()
-        self.globals.clear()
         self.known.clear()
+        self.globals.clear()
+        self.storages.clear()
 
     # ----------------------------------------------------------------- globals
 
@@ -312,7 +331,7 @@ class _Unpickler(pickle.Unpickler):
 
     # ----------------------------------------------------------------- storages
 
-    def persistent_load(self, saved_id: Any) -> Any:
+    def persistent_load(self, saved_id: Any) -> TypedStorage:
         if not (isinstance(saved_id, tuple) and len(saved_id) == 5 and saved_id[0] == "storage"):
             raise Unsure("persistent id")
         _, storage_type, key, _location, numel = saved_id
@@ -322,48 +341,51 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("storage size")
         cached = self.storages.get(key)
         if cached is not None:
-            if cached.dtype != storage_type.dtype or cached.numel() != numel:
+            if cached.dtype != storage_type.dtype or cached.numel != numel:
                 raise Unsure("storage read twice differently")
             return cached
         storage = self.storages[key] = self._storage(key, storage_type, numel)
-        self.storage_ids.add(id(storage))
         return storage
 
-    def _storage(self, key: str, storage_type: _StorageType, numel: int) -> Any:
-        """The record ``data/<key>`` as a flat tensor of its dtype, mapped from the file."""
-        torch = self.torch
-        info = self.archive.find(f"{self.folder}/data/{key}")
+    def _storage(self, key: str, storage_type: _StorageType, numel: int) -> TypedStorage:
+        """The record ``data/<key>``, checked: stored, exactly ``numel`` elements, inside the file."""
+        info = self.records.get(self.record_prefix + zips.normalise(key))  # as Archive.find finds it
         nbytes = numel * storage_type.itemsize
         if info is None or info.compress_type != zipfile.ZIP_STORED or info.file_size != nbytes:
             raise Unsure("storage record")
         if nbytes == 0:
-            return torch.empty(0, dtype=storage_type.dtype)
+            return TypedStorage(storage_type.dtype, 0, 0)
         start = zips.data_offset(info, self.mapped[info.header_offset : info.header_offset + zips.LOCAL_HEADER_BYTES])
         if start is None:
             raise Unsure("local header")
         if start + nbytes > self.file_size:
             raise Unsure("record past the end")
-        return torch.frombuffer(self.mapped, dtype=storage_type.dtype, count=numel, offset=start)
+        return TypedStorage(storage_type.dtype, numel, start)
 
     # ----------------------------------------------------------------- tensors
 
     def rebuild_tensor(
         self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, metadata: Any = None
     ) -> Any:
+        """The tensor ``storage`` holds at ``offset`` with ``size`` and ``stride``: a flat
+        tensor over the record's bytes, then given that view in place (``as_strided_``),
+        so it is no view of another tensor (one tensor a parameter, not two)."""
         torch = self.torch
-        if id(storage) not in self.storage_ids:
+        if type(storage) is not TypedStorage:
             raise Unsure("tensor storage")
         if not isinstance(size, tuple) or not isinstance(stride, tuple) or not isinstance(requires_grad, bool):
             raise Unsure("tensor arguments")
         if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
         self.budget.charge(len(size) + len(stride))
-        if view_problem(size, stride, offset, storage.numel()) is not None:
+        numel = storage.numel
+        if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")
-        if storage.numel() == 0 or 0 in size:
-            tensor = torch.empty(tuple(size), dtype=storage.dtype)
+        if numel == 0 or 0 in size:
+            tensor = torch.empty(size, dtype=storage.dtype)
         else:
-            tensor = storage.as_strided(tuple(size), tuple(stride), offset)
+            tensor = torch.frombuffer(self.mapped, dtype=storage.dtype, count=numel, offset=storage.start)
+            tensor.as_strided_(size, stride, offset)
         if requires_grad:
             tensor.requires_grad_(True)
         return tensor

@@ -16,6 +16,7 @@ once (:func:`inspector.ir.distinct_values`).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -42,12 +43,23 @@ def view_problem(
     re-reads its storage, ``as_strided`` windows, would cost more than the file).
     ``storage_numel`` None skips the storage checks.
     """
-    extent = _contiguous_extent(shape, strides)
-    if extent is not None and type(offset) is int and offset >= 0 and extent and storage_numel is not None:
-        # The usual view, decided at once: its elements are offset .. offset + extent - 1.
-        if offset + extent <= storage_numel:
-            return None
-        return f"points past the end of its storage (element {offset + extent - 1:,} of {storage_numel:,})"
+    # The usual view, decided at once: C-contiguous (each stride the product of the sizes
+    # after it), all sizes and strides non-negative integers, so its elements are
+    # offset .. offset + extent - 1.
+    extent = 1
+    axis = len(shape)
+    if axis == len(strides) and type(offset) is int and offset >= 0 and storage_numel is not None:
+        while axis and extent:
+            axis -= 1
+            size, stride = shape[axis], strides[axis]
+            if type(size) is not int or type(stride) is not int or size < 0 or stride != extent:
+                extent = 0  # not contiguous (or empty): the general checks below
+            else:
+                extent *= size
+        if extent:
+            if offset + extent <= storage_numel:
+                return None
+            return f"points past the end of its storage (element {offset + extent - 1:,} of {storage_numel:,})"
     values = (*shape, *strides, offset)
     if any(isinstance(value, bool) or not isinstance(value, int) for value in values):
         return "has a size, stride or offset that is not an integer"
@@ -73,20 +85,6 @@ def view_problem(
             f"{distinct:,} elements from {storage_numel:,} stored)"
         )
     return None
-
-
-def _contiguous_extent(shape: tuple, strides: tuple) -> int | None:
-    """The element count of a C-contiguous view whose sizes and strides are all
-    non-negative integers, else None."""
-    if len(shape) != len(strides):
-        return None
-    extent = 1
-    for axis in range(len(shape) - 1, -1, -1):
-        size, stride = shape[axis], strides[axis]
-        if type(size) is not int or type(stride) is not int or size < 0 or stride != extent:
-            return None
-        extent *= size
-    return extent
 
 
 # torch dtype name -> (numpy dtype name, same-size torch dtype to view through or None).
@@ -145,10 +143,12 @@ def tensor_param(role: str, tensor: Any, tensor_name: str) -> Param:
     Raises :class:`TensorProblem` when the tensor's view is not one a file can hold
     (:func:`view_problem`).
     """
+    # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
+    # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
     problem = _tensor_view_problem(tensor)
     if problem:
         raise TensorProblem(f"tensor {tensor_name!r} {problem}")
-    return Param(role, tuple(tensor.shape), numpy_dtype_name(tensor), lambda: tensor_to_numpy(tensor), tensor_name)
+    return Param(role, tensor.shape, numpy_dtype_name(tensor), lambda: tensor_to_numpy(tensor), tensor_name)
 
 
 def _tensor_view_problem(tensor: Any) -> str | None:
@@ -157,14 +157,11 @@ def _tensor_view_problem(tensor: Any) -> str | None:
     if tensor.layout != torch.strided or tensor.is_quantized:
         return view_problem(tuple(tensor.shape), (0,) * tensor.dim(), 0, None)  # no strides to check
     storage_numel = tensor.untyped_storage().nbytes() // tensor.element_size()
-    return view_problem(tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset(), storage_numel)
+    return view_problem(tensor.shape, tensor.stride(), tensor.storage_offset(), storage_numel)  # Size is a tuple
 
 
 def is_tensor(value: Any) -> bool:
-    """True for torch tensors (and Parameters), without importing torch for other values."""
-    module = type(value).__module__
-    if not module.startswith("torch"):
-        return False
-    import torch
-
-    return isinstance(value, torch.Tensor)
+    """True for torch tensors (and Parameters), without importing torch for other values:
+    there is no tensor before torch is imported."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)

@@ -33,7 +33,10 @@ def is_plain(value: Any, depth: int = 0) -> bool:
     if isinstance(value, _PLAIN_SCALARS):
         return True
     if isinstance(value, (tuple, list)) and depth < 3 and len(value) <= 64:
-        return all(is_plain(item, depth + 1) for item in value)
+        for item in value:  # scalars (kernel sizes, strides) without a call each
+            if not isinstance(item, _PLAIN_SCALARS) and not is_plain(item, depth + 1):
+                return False
+        return True
     return False
 
 

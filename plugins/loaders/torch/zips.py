@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plugins.loaders.torch.zip_directory import Entry, read_central_directory
+
 ZIP_MAGIC = b"PK\x03\x04"
 
 TORCH_SAVE = "torch.save"
@@ -60,15 +62,16 @@ class Archive:
 
     It offers what the loaders used of :class:`zipfile.ZipFile` (``namelist``,
     ``infolist``, ``getinfo``, ``read``, a context manager), with every lookup by
-    normalised name.
+    normalised name. Its entries are :class:`~.zip_directory.Entry` records, which have
+    the attributes of :class:`zipfile.ZipInfo` the loaders read.
     """
 
-    def __init__(self, path: Path, archive: zipfile.ZipFile, stream=None) -> None:
+    def __init__(self, path: Path, archive: zipfile.ZipFile, stream, directory: "Directory") -> None:
         self.path = Path(path)
-        self.zip = archive
+        self.zip = archive  # reads an entry's data, given its ZipInfo
         self._stream = stream  # the file the ZipFile reads, closed with it
-        self.infos = archive.infolist()
-        self._by_name = {normalise(info.filename): info for info in self.infos}
+        self.infos = directory.entries
+        self._by_name = directory.by_name()  # shared with the Directory: read only
 
     def __enter__(self) -> "Archive":
         return self
@@ -84,26 +87,31 @@ class Archive:
     def namelist(self) -> list[str]:
         return [info.filename for info in self.infos]
 
-    def infolist(self) -> list[zipfile.ZipInfo]:
+    def infolist(self) -> list[Entry]:
         return list(self.infos)
 
-    def find(self, name: str) -> zipfile.ZipInfo | None:
+    def by_name(self) -> dict[str, Entry]:
+        """Normalised name -> entry, for a reader that looks up many (read only)."""
+        return self._by_name
+
+    def find(self, name: str) -> Entry | None:
         """The entry called ``name``, ignoring case (as torch finds it), or None."""
         return self._by_name.get(normalise(name))
 
-    def getinfo(self, name: str) -> zipfile.ZipInfo:
+    def getinfo(self, name: str) -> Entry:
         info = self.find(name)
         if info is None:
             raise KeyError(f"there is no entry {name!r} in the archive")
         return info
 
-    def read(self, name: "str | zipfile.ZipInfo") -> bytes:
+    def read(self, name: "str | Entry") -> bytes:
         """The whole entry (its size is within the archive's checked budget)."""
-        return self.zip.read(name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name))
+        entry = name if isinstance(name, Entry) else self.getinfo(name)
+        return self.zip.read(entry.zipinfo())
 
-    def chunks(self, info: zipfile.ZipInfo, size: int = READ_CHUNK) -> Iterator[bytes]:
+    def chunks(self, info: Entry, size: int = READ_CHUNK) -> Iterator[bytes]:
         """The entry's bytes in pieces of at most ``size``, never all of it at once."""
-        with self.zip.open(info) as stream:
+        with self.zip.open(info.zipinfo()) as stream:
             while chunk := stream.read(size):
                 yield chunk
 
@@ -120,29 +128,35 @@ def open_archive(path: Path) -> Archive:
     """
     stream = open(path, "rb")  # noqa: SIM115 - the Archive closes it
     try:
-        archive = _ZipFileOfParsedDirectory(stream, _parsed_directory(stream))
+        directory = _parsed_directory(stream)
+        archive = _EntryReader(stream)
     except BaseException:
         stream.close()
         raise
     try:
-        entries = archive.infolist()
-        if entries and min(info.header_offset for info in entries) != 0:
+        if not directory.own:
             raise zipfile.BadZipFile("the zip directory found is not the file's own (the file is cut short?)")
-        check_entries(entries, Path(path).stat().st_size)
+        check_entries(directory.entries, Path(path).stat().st_size, directory.keys)
     except BaseException:
         archive.close()
         stream.close()
         raise
-    return Archive(path, archive, stream)
+    return Archive(path, archive, stream, directory)
 
 
-def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
+def check_entries(
+    entries: "list[zipfile.ZipInfo] | tuple[Entry, ...]",
+    file_size: int,
+    keys: "tuple[str, ...] | None" = None,
+) -> None:
     """Raise :class:`ArchiveError` for duplicate names, unreadable compression, stored
-    data outside the file, or declared sizes beyond the budget (module docstring)."""
+    data outside the file, or declared sizes beyond the budget (module docstring).
+    ``keys`` are the entries' normalised names when the caller has them already."""
+    if keys is None:
+        keys = tuple(normalise(info.filename) for info in entries)
     seen: dict[str, str] = {}
     total = 0
-    for info in entries:
-        key = normalise(info.filename)
+    for info, key in zip(entries, keys):
         if key in seen:
             raise ArchiveError(
                 f"holds two entries named {seen[key]!r} and {info.filename!r} (names are compared ignoring case, "
@@ -166,62 +180,92 @@ def check_entries(entries: list[zipfile.ZipInfo], file_size: int) -> None:
         )
 
 
-def zip_names(path: Path) -> list[str] | None:
-    """The entry names of the zip at ``path``, or None when its directory cannot be read.
+def read_directory(path: Path) -> "Directory | None":
+    """The directory of the zip at ``path``, or None when it cannot be read or is not the
+    file's own (see :func:`open_archive`).
 
     Each of the three torch sniffers, then the loader and :func:`open_archive` ask for
-    the directory; a large state_dict's (one entry per tensor) is parsed once, not five
-    times (:func:`_parsed_directory`).
+    it; a large state_dict's (one entry per tensor) is parsed, and its kind derived, once
+    rather than five times (:func:`_parsed_directory`).
     """
     try:
         with open(path, "rb") as stream:
-            entries = _parsed_directory(stream)
+            directory = _parsed_directory(stream)
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         return None
-    if entries and min(info.header_offset for info in entries) != 0:
-        return None  # not the file's own directory (see open_archive)
-    return [info.filename for info in entries]
+    return directory if directory.own else None
 
 
-def _parsed_directory(stream) -> tuple[zipfile.ZipInfo, ...]:
-    """The entries of the zip open as ``stream``, as zipfile parses them.
+class Directory:
+    """The entries of one zip file (:func:`~.zip_directory.read_central_directory`), and
+    what is derived from them alone, each computed once: every entry's normalised name
+    (:attr:`keys`), the lookup by normalised name (:meth:`by_name`) and the writer the
+    names point to (:attr:`kind`).
+
+    It is immutable once made and lives as long as its file's parse is reused
+    (:func:`_parsed_directory`); readers must not change what it hands out.
+    """
+
+    __slots__ = ("entries", "keys", "own", "_by_name", "_kind")
+
+    def __init__(self, entries: tuple[Entry, ...]) -> None:
+        self.entries = entries
+        self.keys = tuple(normalise(info.filename) for info in entries)
+        # torch writes its first entry at offset 0; a directory whose entries all start
+        # later is another zip's, found in a file cut short (see open_archive).
+        self.own = not entries or min(info.header_offset for info in entries) == 0
+        self._by_name: dict[str, Entry] | None = None
+        self._kind: str | None | bool = False  # False: not derived yet
+
+    @property
+    def kind(self) -> str | None:
+        """Which torch writer made the archive (:func:`archive_kind`), or None."""
+        if self._kind is False:
+            self._kind = _kind_of_keys(self.keys)
+        return self._kind
+
+    def by_name(self) -> dict[str, Entry]:
+        """Normalised name -> entry (with duplicate names, the last one: check the entries
+        with :func:`check_entries` before reading any)."""
+        if self._by_name is None:
+            self._by_name = dict(zip(self.keys, self.entries))
+        return self._by_name
+
+
+def _parsed_directory(stream) -> Directory:
+    """The directory of the zip open as ``stream``.
 
     A parse is reused only for the same file (device, inode, size, modification time)
     whose directory bytes are unchanged (their CRC), so a file rewritten in place is
-    read again. Raises what zipfile raises for a zip it cannot read.
+    read again. Raises what :func:`~.zip_directory.read_central_directory` raises for a
+    zip it cannot read (as zipfile would).
     """
     status = os.fstat(stream.fileno())
     key = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
     known = _DIRECTORIES.get(key)
     if known is not None and _crc_from(stream, known[0]) == known[1]:
         return known[2]
-    with zipfile.ZipFile(stream) as archive:
-        entries = tuple(archive.infolist())
-        start = archive.start_dir
-    _DIRECTORIES[key] = (start, _crc_from(stream, start), entries)
+    start, entries = read_central_directory(stream)
+    directory = Directory(entries)
+    _DIRECTORIES[key] = (start, _crc_from(stream, start), directory)
     while len(_DIRECTORIES) > 4:
         del _DIRECTORIES[next(iter(_DIRECTORIES))]
-    return entries
+    return directory
 
 
-class _ZipFileOfParsedDirectory(zipfile.ZipFile):
-    """A read-only ZipFile over entries parsed before (:func:`_parsed_directory`):
-    zipfile's constructor reads the directory with ``_RealGetContents``, which this
-    replaces by the known entries. (Were that private name ever gone, zipfile would
+class _EntryReader(zipfile.ZipFile):
+    """A read-only ZipFile that opens entries given as ZipInfo (:meth:`Entry.zipinfo`):
+    the directory is read by :func:`_parsed_directory`, so zipfile's own reading of it
+    (``_RealGetContents``) is skipped. (Were that private name ever gone, zipfile would
     simply parse the directory again.)"""
 
-    def __init__(self, stream, entries: tuple[zipfile.ZipInfo, ...]) -> None:
-        self._parsed_entries = entries
-        super().__init__(stream)
-
     def _RealGetContents(self) -> None:  # noqa: N802 - zipfile's name
-        for info in self._parsed_entries:
-            self.filelist.append(info)
-            self.NameToInfo[info.filename] = info
+        pass
 
 
-_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, tuple[zipfile.ZipInfo, ...]]] = {}
-"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, entries)."""
+_DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, Directory]] = {}
+"""(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, the
+parsed directory): the last four files, for the life of the process."""
 
 
 def _crc_from(stream, offset: int) -> int:
@@ -246,14 +290,23 @@ def kind_of_entry(name: str) -> str | None:
 def archive_kind(names: list[str]) -> str | None:
     """Which torch writer made an archive with these entries (names compared as torch's
     reader compares them, :func:`normalise`), or None."""
-    basenames = {normalise(name).split("/", 1)[-1] for name in names}
-    has_models = any(name.startswith("models/") for name in basenames)
-    has_weights = any(name.startswith("data/weights/") for name in basenames)
+    return _kind_of_keys([normalise(name) for name in names])
+
+
+_KIND_PREFIXES = ("models/", "data/weights/", "code/")
+
+
+def _kind_of_keys(keys: "list[str] | tuple[str, ...]") -> str | None:
+    """:func:`archive_kind` of names normalised already."""
+    basenames = {key.split("/", 1)[-1] for key in keys}
+    marked = [name for name in basenames if name.startswith(_KIND_PREFIXES)]  # none in a torch.save file
+    has_models = any(name.startswith("models/") for name in marked)
+    has_weights = any(name.startswith("data/weights/") for name in marked)
     if "archive_format" in basenames or (has_models and has_weights):
         return TORCH_EXPORT
     if "serialized_exported_program.json" in basenames:
         return TORCH_EXPORT_LEGACY
-    if "constants.pkl" in basenames or any(name.startswith("code/") for name in basenames):
+    if "constants.pkl" in basenames or any(name.startswith("code/") for name in marked):
         return TORCHSCRIPT
     if "data.pkl" in basenames:
         return TORCH_SAVE
@@ -282,7 +335,7 @@ LOCAL_HEADER_BYTES = 30
 """The fixed part of a zip entry's local header; its name and extra field follow."""
 
 
-def data_offset(info: zipfile.ZipInfo, header: bytes) -> int | None:
+def data_offset(info: Entry, header: bytes) -> int | None:
     """Where the data of entry ``info`` starts in the file, given the
     :data:`LOCAL_HEADER_BYTES` bytes at its ``header_offset`` (None: no local header
     there). The local header's own name and extra lengths count, not the directory's:
