@@ -288,6 +288,8 @@ class Matcher:
         self._tolerances: dict[frozenset[str], Tolerance] = {}
         self._last_guess: dict[str, str] = {}
         """Transform name -> the variant of its last accepted guess (see :meth:`guesses_first`)."""
+        self._order_by_op: dict[str, list[Transform]] = {}
+        """Op type -> the transforms in the order its layers try them (see :meth:`transforms_for`)."""
 
     # -- public ---------------------------------------------------------------------
 
@@ -395,7 +397,7 @@ class Matcher:
         tried: set[tuple[str, tuple[str, ...], str]] = set()
         found = anchors if anchors is not None else self.anchors(target, searching=must_explain)
         for anchor, matched_by in found:
-            for transform in self.transforms:
+            for transform in self.transforms_for(target):
                 if transform.target_kinds and target.kind not in transform.target_kinds:
                     continue
                 try:
@@ -415,6 +417,7 @@ class Matcher:
                             if attempt.ok:
                                 if candidate.get(GUESS):
                                     self._last_guess[transform.name] = candidate.variant
+                                self._prefer(target, transform)
                                 return self._layer_diff(target, attempt, OK), derivable
                             failed.append(attempt)
                         else:
@@ -465,6 +468,21 @@ class Matcher:
             )
         diff.reasons = reasons[:10]
         return diff, derivable
+
+    def transforms_for(self, target: Layer) -> list[Transform]:
+        """The transforms in the order ``target`` tries them: their own order, but the one
+        that explained the last layer of its op type first. An export treats the layers
+        of an op type alike (every Conv with its BatchNorm folded, or none), so after the
+        first one a folded Conv no longer re-computes and rejects the unfolded weight
+        before its fold. Only the order changes: a transform is still accepted only by
+        its values, and where two fit (a BatchNorm that changes nothing), the one the
+        model's other layers of that op type took is reported."""
+        return self._order_by_op.get(target.op_type, self.transforms)
+
+    def _prefer(self, target: Layer, transform: Transform) -> None:
+        order = self._order_by_op.get(target.op_type, self.transforms)
+        if order[0] is not transform:
+            self._order_by_op[target.op_type] = [transform, *(t for t in self.transforms if t is not transform)]
 
     def guesses_first(self, transform: Transform, candidates: Iterable[Candidate]) -> Iterable[Candidate]:
         """``candidates`` in order, but among guesses over the same layers (see

@@ -243,6 +243,38 @@ def test_the_guess_that_fit_the_last_layer_is_tried_first(monkeypatch):
     assert finding.message == "The file does not record BatchNorm eps; 3 folded layers fit with eps=0.001"
 
 
+def test_the_transform_that_fit_the_last_layer_of_an_op_type_is_tried_first(monkeypatch):
+    # An export folds every BatchNorm or none. Block 0's Conv is tried as the unfolded
+    # weight (identity) first, and folded; the next Convs try the fold first. Block 1's
+    # BatchNorm changes nothing, so either fits: it is reported folded, as the others.
+    r = rng(13)
+    layers, targets = [], []
+    for block in range(3):
+        w, bn = randn(r, 8, 4, 3, 3), bn_stats(r, 8)
+        if block == 1:
+            bn = {"weight": np.ones(8, np.float32), "bias": np.zeros(8, np.float32)}
+            bn["running_mean"], bn["running_var"] = np.zeros(8, np.float32), np.full(8, 1 - 1e-3, np.float32)
+        layers += [
+            layer(f"b{block}.conv", CONV, "Conv2d", {"groups": 1}, weight=w),
+            layer(f"b{block}.bn", BATCHNORM, "BatchNorm2d", {"eps": 1e-3}, **bn),
+        ]
+        targets.append(fused(*fold(w, bn, 1e-3), name=f"/b{block}/conv/Conv", hints=(f"b{block}.conv",)))
+    tried = []
+    for name in ("identity", FOLD):
+        cls = type(transform(name))
+        monkeypatch.setattr(
+            cls,
+            "reproduce",
+            lambda self, tgt, candidate, _original=cls.reproduce: (
+                tried.append((candidate.names[0], self.name)) or _original(self, tgt, candidate)
+            ),
+        )
+    result = diff(source(*layers), target(*targets))
+    assert [(entry.status, entry.transform) for entry in result.layers] == [(OK, FOLD)] * 3, describe(result)
+    assert tried == [("b0.conv", "identity"), ("b0.conv", FOLD), ("b1.conv", FOLD), ("b2.conv", FOLD)]
+    assert result.unmatched_source == []
+
+
 def test_an_eps_no_guess_fits_is_a_mismatch():
     w, bn, _, src = conv_bn(rng(8), bn_attrs=None)
     entry = layer_diff(diff(src, target(fused(*fold(w, bn, 1e-4)))), "/blk/conv/Conv")
