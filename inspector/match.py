@@ -279,7 +279,14 @@ class Matcher:
         self.used_params: set[tuple[str, str]] = set()
         """(layer, role) of the source parameters some target layer came from, so far."""
         self._uses: dict[str, list[tuple[str, str]]] = {}
-        self._unused = {layer.name: layer for layer in self.source.layers if self._unused_floats(layer)}
+        self._unused_roles: dict[str, set[str]] = {}
+        """Source layer name -> the roles of its float parameters (more than a scalar)
+        nothing used yet; only layers that have some."""
+        for layer in self.source.layers:
+            roles = {role for role, param in layer.params.items() if _is_float_tensor(param)}
+            if roles:
+                self._unused_roles[layer.name] = roles
+        self._unused = {layer.name: layer for layer in self.source.layers if layer.name in self._unused_roles}
         """The source layers holding a float parameter nothing used yet, in order."""
         self._by_signature: dict[tuple | None, list[Layer]] | None = None
         self._by_kind: dict[str, list[Layer]] = {}
@@ -343,17 +350,17 @@ class Matcher:
         self.used.update(diff.sources)
         uses = self._uses.pop(diff.target, ())
         self.used_params.update(uses)
-        for name in dict.fromkeys(name for name, _ in uses):
-            layer = self._unused.get(name)
-            if layer is not None and not self._unused_floats(layer):
-                del self._unused[name]
+        for name, role in uses:
+            roles = self._unused_roles.get(name)
+            if roles is not None:
+                roles.discard(role)
+                if not roles:
+                    del self._unused_roles[name]
+                    self._unused.pop(name, None)
 
     def _unused_floats(self, layer: Layer) -> bool:
         """Whether ``layer`` holds a float parameter (more than a scalar) nothing used."""
-        return any(
-            p.dtype.startswith(("float", "bfloat")) and p.numel > 1 and (layer.name, role) not in self.used_params
-            for role, p in layer.params.items()
-        )
+        return layer.name in self._unused_roles
 
     def _settle(self, result: DiffResult, layer: Layer, derivable: bool) -> None:
         """A constant no name explains: reconciled with a source parameter left unused
@@ -372,7 +379,7 @@ class Matcher:
             result.layers.append(diff)
             return
         for param in layer.params.values():
-            if param.dtype.startswith(("float", "bfloat")) and param.numel > 1:
+            if _is_float_tensor(param):
                 self.accounting.computed_at_export(
                     param,
                     layer,
@@ -873,6 +880,11 @@ def _release(layer: Layer) -> None:
     are copies out of the protobuf, so keeping them all would hold the model twice."""
     for param in layer.params.values():
         param.release()
+
+
+def _is_float_tensor(param: ir.Param) -> bool:
+    """A float parameter of more than one element (what an export must keep)."""
+    return param.numel > 1 and param.dtype.startswith(("float", "bfloat"))
 
 
 def _has_weights(layer: Layer) -> bool:
