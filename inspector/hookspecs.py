@@ -202,9 +202,11 @@ def graphinspect_transforms() -> Iterable[Transform]:
     does not apply, ``reproduce(target, candidate)`` computes the expected target
     parameters in float64, and ``groups(source)`` lists what ``fuse`` can fuse. For each
     target layer, transforms are tried in ascending ``order`` (the built-ins use 10 to
-    40, the default is 100); the first candidate that reproduces every parameter within
-    tolerance explains the layer, and the transform's ``name`` is what the reports show
-    (``layers[].transform`` and ``summary.by_transform`` of the diff document). A
+    40, the default is 100), the one that explained the last layer of the same op type
+    first (:meth:`~inspector.match.Matcher.transforms_for`); the first candidate that
+    reproduces every parameter within tolerance explains the layer, and the transform's
+    ``name`` is what the reports show (``layers[].transform`` and
+    ``summary.by_transform`` of the diff document). A
     transform that raises while matching is skipped where it fails and reported as a
     ``transform_error`` finding. ``name`` is unique among transforms.
 
