@@ -8,7 +8,8 @@ walks the protobuf wire format of the memory-mapped file instead (only the Model
 its graph and the graph's initializers are opened; everything else is copied as it is),
 records where each initializer's ``raw_data`` lies in the file, and parses a copy of the
 file with those bytes left out: the message holds the structure, and each weight is
-read later as a view of the mapped file, like external data (:class:`InFileSlices`).
+read into memory later, when asked, from a descriptor of the same file
+(:class:`InFileSlices`, :class:`~.tensors.DataFile`).
 
 Wire format (protobuf encoding): a field is a varint tag ``number << 3 | wire type``
 followed by a varint (type 0), 8 bytes (1), a varint length and that many bytes (2) or
@@ -23,8 +24,11 @@ initializers of one name, a tensor whose data is external) leaves the file to
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .tensors import DataFile
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -109,11 +113,14 @@ def _fields(data, start: int, end: int, wanted: frozenset[int]) -> list[tuple[in
 
 
 class InFileSlices:
-    """Initializer name -> (offset, length) of its ``raw_data`` in the file at ``path``."""
+    """Initializer name -> (offset, length) of its ``raw_data`` in the file at ``path``,
+    and ``file``, the open descriptor of the file that was parsed, to read them from
+    (the caller owns it: see :class:`~.tensors.DataFile`)."""
 
-    def __init__(self, path: Path, slices: dict[str, tuple[int, int]]) -> None:
+    def __init__(self, path: Path, slices: dict[str, tuple[int, int]], file: DataFile) -> None:
         self.path = path
         self.slices = slices
+        self.file = file
 
 
 def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] | None":
@@ -136,9 +143,14 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
                 return None
             if not slices:
                 return None
-    proto = ModelProto()
-    proto.ParseFromString(b"".join(pieces))
-    return proto, InFileSlices(path, slices)
+        file = DataFile(path, os.dup(stream.fileno()))
+    try:
+        proto = ModelProto()
+        proto.ParseFromString(b"".join(pieces))
+    except BaseException:
+        file.close()
+        raise
+    return proto, InFileSlices(path, slices, file)
 
 
 def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:

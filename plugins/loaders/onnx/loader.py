@@ -34,6 +34,15 @@ def load_onnx(path: Path) -> Model:
     """Load an ONNX model; raises :class:`InputError` for anything wrong with the file."""
     path = Path(path)
     model_proto, in_file = _parse(path)
+    try:
+        return _checked_model(path, model_proto, in_file)
+    except BaseException:
+        if in_file is not None:
+            in_file.file.close()  # at once: the Model that would have owned it is not made
+        raise
+
+
+def _checked_model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     if not model_proto.HasField("graph"):
         raise InputError(path, "is not a valid ONNX model (it has no graph)")
     try:
@@ -47,15 +56,12 @@ def load_onnx(path: Path) -> Model:
 def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     graph = model_proto.graph
     external = _check_external_data(path, graph)
-    # Initializer bytes left in the model file are read the way external data is.
-    kept_in_file = {
-        name: ExternalSlice(path, path.name, offset, length, copied=True)
-        for name, (offset, length) in (in_file.slices.items() if in_file is not None else ())
-    }
-    builder = LayerBuilder(path, graph, {**kept_in_file, **external})
+    # Initializer bytes left in the model file are read the way external data is, from
+    # the descriptor the file was parsed with.
+    builder = LayerBuilder(path, graph, external, in_file)
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
-    initializer_names = {tensor.name for tensor in graph.initializer}
+    initializer_names = builder.initializers
     return Model(
         format=FORMAT,
         path=str(path),
@@ -64,7 +70,7 @@ def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) 
         outputs=[_tensor_info(value) for value in graph.output],
         metadata={entry.key: entry.value for entry in model_proto.metadata_props},
         producer=f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
-        details=_details(model_proto, bool(external)),
+        details=_details(model_proto, bool(external), len(builder.with_subgraphs)),
         files=data_files,
         stored=builder.stored(),
     )
@@ -123,12 +129,8 @@ def _tensor_info(value: "ValueInfoProto") -> TensorInfo:
     return TensorInfo(value.name, tuple(shape), dtype_name(tensor_type.elem_type))
 
 
-def _details(model_proto: "ModelProto", external_data: bool) -> dict[str, Any]:
-    """Facts for the summary; ``subgraphs`` counts top-level nodes only (If/Loop/Scan)."""
-    from onnx import AttributeProto
-
-    graph_kinds = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
-    subgraphs = sum(1 for node in model_proto.graph.node if any(attr.type in graph_kinds for attr in node.attribute))
+def _details(model_proto: "ModelProto", external_data: bool, subgraphs: int) -> dict[str, Any]:
+    """Facts for the summary; ``subgraphs`` counts the top-level nodes with a body (If/Loop/Scan)."""
     doc_string = model_proto.doc_string.strip()
     if len(doc_string) > DOC_STRING_CHARS:
         doc_string = doc_string[: DOC_STRING_CHARS - 1] + "…"
