@@ -208,7 +208,7 @@ class Param:
         view_of: "Param | None" = None,
     ) -> None:
         self.name = name
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self.dtype = str(dtype)
         self.tensor_name = tensor_name if tensor_name is not None else name
         self.view_of = view_of
@@ -311,7 +311,7 @@ class Layer:
         self.params = dict(params or {})
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.hints = tuple(dict.fromkeys(h for h in hints if h))
+        self.hints = tuple(dict.fromkeys(filter(None, hints)))
         self.index = -1
         self.metadata = dict(metadata or {})
 

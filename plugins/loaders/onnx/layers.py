@@ -15,6 +15,11 @@ counts it once; the Param's ``name`` is its role in the first layer that uses it
 layers themselves carry no params (their tensor belongs to the layers consuming it).
 Which constant inputs are params, and under which role, is in :mod:`.kinds`; a tensor
 of strings is never one (it holds no numbers to compare).
+
+Repeated protobuf fields are read as ``field[:]`` throughout the loader: the slice is
+one call that copies the items into a list, while iterating the field (``for``,
+``tuple()``, ``list()``) ends in an IndexError raised and caught inside protobuf, which
+costs more than a short field's items (a tenth of a 10k-block model's load).
 """
 
 from __future__ import annotations
@@ -66,16 +71,22 @@ class GraphIndex:
     """
 
     def __init__(self, graph_proto: "GraphProto") -> None:
-        self.nodes = list(graph_proto.node)
+        self.nodes = graph_proto.node[:]
+        # Read once per node here (a protobuf field costs a wrapper object a read); the
+        # layers keep these very tuples and strings.
+        self.op_types: list[str] = []
+        """Each node's op type, qualified by its domain (:func:`.kinds.qualified_op_type`)."""
         self.outputs: list[tuple[str, ...]] = []
-        """Each node's outputs, by position (read once: the layers keep these tuples)."""
+        """Each node's outputs."""
         self.producers: dict[str, list["NodeProto"]] = {}
         self.constant_nodes: list["NodeProto"] = []
         self.passed_on: set[str] = set()
         producers = self.producers
         for node in self.nodes:
-            outputs = tuple(node.output)
+            outputs = tuple(node.output[:])
+            op_type = kinds.qualified_op_type(node.op_type, node.domain)
             self.outputs.append(outputs)
+            self.op_types.append(op_type)
             for name in outputs:
                 if name:
                     found = producers.get(name)
@@ -83,8 +94,7 @@ class GraphIndex:
                         producers[name] = [node]
                     else:
                         found.append(node)
-            op_type = node.op_type
-            if op_type in _PASS_THROUGH and outputs and node.domain in _DEFAULT_DOMAINS:
+            if op_type in _PASS_THROUGH and outputs:
                 self.passed_on.update(outputs)
                 if op_type == "Constant":
                     self.constant_nodes.append(node)
@@ -110,13 +120,14 @@ class LayerBuilder:
         graph_proto: "GraphProto",
         external: dict[str, ExternalSlice],
         in_file: InFileSlices | None = None,
+        index: GraphIndex | None = None,
     ) -> None:
         self.model_path = model_path
         self.graph_proto = graph_proto
-        self.graph = GraphIndex(graph_proto)
+        self.graph = index if index is not None else GraphIndex(graph_proto)
         self.external = external
         self.in_file = in_file
-        self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer}
+        self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer[:]}
         self._maybe_constant = self.graph.passed_on.union(self.initializers)
         self._maybe_constant.discard("")
         self._params: dict[str, Param] = {}
@@ -132,8 +143,9 @@ class LayerBuilder:
         layers = []
         unique = _UniqueNames().unique
         uses = self._uses
-        for position, node in enumerate(self.graph.nodes):
-            layer = self._layer(position, node, self.graph.outputs[position])
+        graph = self.graph
+        for position, node in enumerate(graph.nodes):
+            layer = self._layer(position, node, graph.op_types[position], graph.outputs[position])
             layer.name = unique(layer.name)
             if self._pending_uses:
                 for tensor_name, input_position, role in self._pending_uses:
@@ -153,10 +165,10 @@ class LayerBuilder:
         for name, tensor in self.initializers.items():
             param = self._params.get(name)
             if param is None:
-                param = self._param_for(self._stored_constant([name], tensor, "initializer"))
+                param = self._param_for(self._stored_constant((name,), tensor, "initializer"))
             found.append(StoredTensor(param, self._uses.get(name, []), "initializer"))
         for node in self.graph.constant_nodes:
-            constant = self._constant_node_value([node.output[0]], node)
+            constant = self._constant_node_value((node.output[0],), node)
             if constant is not None:
                 found.append(StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant"))
         for tensor in _subgraph_tensors(self.with_subgraphs):
@@ -164,7 +176,7 @@ class LayerBuilder:
                 StoredTensor(
                     Param(
                         tensor.name,
-                        tuple(tensor.dims),
+                        tuple(tensor.dims[:]),
                         dtype_name(tensor.data_type),
                         _not_read(tensor.name),
                         tensor.name,
@@ -175,20 +187,17 @@ class LayerBuilder:
             )
         return found
 
-    def _layer(self, position: int, node: "NodeProto", outputs: tuple[str, ...]) -> Layer:
-        node_type = node.op_type
-        domain = node.domain
-        op_type = node_type if domain in _DEFAULT_DOMAINS else f"{domain}.{node_type}"
-        inputs = tuple(node.input)
+    def _layer(self, position: int, node: "NodeProto", op_type: str, outputs: tuple[str, ...]) -> Layer:
+        inputs = node.input[:]
         entries = node.metadata_props
-        metadata = {entry.key: entry.value for entry in entries} if entries else {}
+        metadata = {entry.key: entry.value for entry in entries[:]} if entries else {}
         attrs = {}
         has_body = False
-        for attr in node.attribute:
+        for attr in node.attribute[:]:
             kind = attr.type
             # Lists of ints (kernel shapes, strides, pads) and ints are nearly all of them.
             if kind == _INTS:
-                attrs[attr.name] = list(attr.ints)
+                attrs[attr.name] = attr.ints[:]
             elif kind == _INT:
                 attrs[attr.name] = attr.i
             elif kind == _TENSOR:
@@ -209,7 +218,7 @@ class LayerBuilder:
         if kind == LINEAR:
             attrs[WEIGHT_LAYOUT] = linear.weight_layout(op_type, attrs, weight_position)
         return Layer(
-            node_name or f"{node_type}_{position}",
+            node_name or f"{node.op_type}_{position}",
             kind,
             op_type,
             attrs,
@@ -224,7 +233,7 @@ class LayerBuilder:
         """:func:`.tensors.summarize_tensor`, made once per distinct small tensor: a graph
         repeats its Constant values (shapes, axes, scalars) many times, and reading one
         costs more than the serialized bytes that say which it is."""
-        if math.prod(tensor.dims) > SMALL_TENSOR_VALUES:
+        if math.prod(tensor.dims[:]) > SMALL_TENSOR_VALUES:
             return summarize_tensor(tensor)  # no values shown: cheap
         key = tensor.SerializeToString()
         summary = self._summaries.get(key)
@@ -234,23 +243,23 @@ class LayerBuilder:
 
     # ----------------------------------------------------------------- params
 
-    def _params_of(self, op_type: str, inputs: tuple[str, ...]) -> tuple[dict[str, Param], list[str], int]:
+    def _params_of(self, op_type: str, inputs: list[str]) -> tuple[dict[str, Param], list[str], int]:
         """The node's params by role, the tensor names they go by (for hints), and the
         input position of its "weight" (1 if it has none)."""
         constants: dict[int, _Constant] = {}
+        sizes: dict[int, tuple[str, int]] = {}
         for position, tensor in enumerate(inputs):
             if tensor in self._maybe_constant:
                 constant = self._resolve(tensor)
                 if constant is not None and constant.dtype != "string":
                     constants[position] = constant
+                    sizes[position] = (constant.dtype, constant.numel)
         params: dict[str, Param] = {}
         names: list[str] = []
         weight_position = 1
         if not constants:
             return params, names, weight_position
-        roles = kinds.param_roles(
-            op_type, {position: (constant.dtype, constant.numel) for position, constant in constants.items()}
-        )
+        roles = kinds.param_roles(op_type, sizes)
         for position, role in roles.items():
             params[role] = self._param(role, constants[position])
             names.extend(constants[position].names)
@@ -275,11 +284,11 @@ class LayerBuilder:
 
     def _resolve(self, tensor: str) -> _Constant | None:
         """The constant behind an input tensor, following Identity chains; None if not constant."""
-        names: list[str] = []
+        names: tuple[str, ...] = ()
         for _ in range(MAX_IDENTITY_CHAIN):
             if not tensor:
                 return None  # an omitted optional input
-            names.append(tensor)
+            names += (tensor,)
             initializer = self.initializers.get(tensor)
             if initializer is not None:
                 return self._stored_constant(names, initializer, "initializer")
@@ -296,17 +305,17 @@ class LayerBuilder:
             tensor = producer.input[0]
         return None
 
-    def _stored_constant(self, names: list[str], tensor: Any, origin: str) -> _Constant:
+    def _stored_constant(self, names: tuple[str, ...], tensor: Any, origin: str) -> _Constant:
         """The constant of a stored tensor (an ``origin``: "initializer" or "constant")
         reached through ``names``; its facts and reader are made once."""
         name = names[-1]
         facts = self._stored_facts.get(name)
         if facts is None or facts[0] is not tensor:
             read = tensor_reader(tensor, self._where(name), self.model_path, f"{origin} {name!r}")
-            shape = tuple(tensor.dims)
+            shape = tuple(tensor.dims[:])
             facts = (tensor, dtype_name(tensor.data_type), shape, math.prod(shape), read)
             self._stored_facts[name] = facts
-        return _Constant(tuple(names), facts[1], facts[2], facts[3], facts[4])
+        return _Constant(names, facts[1], facts[2], facts[3], facts[4])
 
     def _where(self, name: str) -> ExternalSlice | None:
         """Where the bytes of the stored tensor ``name`` are when not in the proto: its
@@ -319,8 +328,8 @@ class LayerBuilder:
                 where = ExternalSlice(path, path.name, span[0], span[1], True, self.in_file.file)
         return where
 
-    def _constant_node_value(self, names: list[str], proto: "NodeProto") -> _Constant | None:
-        for attr in proto.attribute:
+    def _constant_node_value(self, names: tuple[str, ...], proto: "NodeProto") -> _Constant | None:
+        for attr in proto.attribute[:]:
             if attr.name == "value":
                 return self._stored_constant(names, attr.t, "constant")
             literal = _CONSTANT_LITERALS.get(attr.name)
@@ -331,7 +340,7 @@ class LayerBuilder:
                     array = array.reshape(())
                 else:
                     array = array.reshape(-1)
-                return _Constant(tuple(names), array.dtype.name, array.shape, array.size, lambda array=array: array)
+                return _Constant(names, array.dtype.name, array.shape, array.size, lambda array=array: array)
         return None  # strings and sparse values are not params
 
 
@@ -384,7 +393,7 @@ def _summarize_graph(graph: "GraphProto") -> str:
 
 
 _PLAIN_VALUES: dict[int, Callable[[Any], Any]] = {
-    _INTS: lambda attr: list(attr.ints),  # protobuf gives Python ints already
+    _INTS: lambda attr: attr.ints[:],  # a list of Python ints
     _INT: lambda attr: attr.i,
     _FLOAT: lambda attr: _float32_value(attr.f),
     _FLOATS: lambda attr: [_float32_value(value) for value in attr.floats],
@@ -402,6 +411,9 @@ class _UniqueNames:
         self._next: dict[str, int] = {}
 
     def unique(self, name: str) -> str:
+        if name not in self._used:  # the first of its name (so not in _next either)
+            self._used.add(name)
+            return name
         unique = name
         count = self._next.get(name, 1)
         while unique in self._used:

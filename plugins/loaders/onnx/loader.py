@@ -7,6 +7,8 @@ are checked (present, inside the model's directory, long enough) but not read;
 Anything wrong with the file ends in :class:`~inspector.errors.InputError` with a
 one-line problem: not protobuf / truncated, no graph, missing or short external data,
 a graph whose fields are not what ONNX defines.
+
+Repeated protobuf fields are read as ``field[:]``, one call, not iterated (see :mod:`.layers`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from inspector.errors import InputError
 from inspector.ir import Model, TensorInfo
 
 from .in_file_data import InFileSlices, parse_leaving_data_in_file
-from .layers import LayerBuilder
+from .layers import GraphIndex, LayerBuilder
 from .linear import normalise_linears
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
 
 FORMAT = "onnx"
 DOC_STRING_CHARS = 200
@@ -55,10 +57,11 @@ def _checked_model(path: Path, model_proto: "ModelProto", in_file: InFileSlices 
 
 def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     graph = model_proto.graph
-    external = _check_external_data(path, graph)
+    index = GraphIndex(graph)
+    external = _check_external_data(path, graph, index.constant_nodes)
     # Initializer bytes left in the model file are read the way external data is, from
     # the descriptor the file was parsed with.
-    builder = LayerBuilder(path, graph, external, in_file)
+    builder = LayerBuilder(path, graph, external, in_file, index)
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = builder.initializers
@@ -92,20 +95,21 @@ def _parse(path: Path) -> "tuple[ModelProto, InFileSlices | None]":
         raise InputError(path, f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})") from exc
 
 
-def _check_external_data(path: Path, graph: "GraphProto") -> dict[str, ExternalSlice]:
-    """tensor name -> its checked external slice, for initializers and Constant values.
+def _check_external_data(
+    path: Path, graph: "GraphProto", constant_nodes: "list[NodeProto]"
+) -> dict[str, ExternalSlice]:
+    """tensor name -> its checked external slice, for initializers and the values of
+    ``constant_nodes`` (the graph's Constant nodes, :attr:`.layers.GraphIndex.constant_nodes`).
 
     Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
     """
     files = ExternalFiles(path)
     slices: dict[str, ExternalSlice] = {}
-    for tensor in graph.initializer:
+    for tensor in graph.initializer[:]:
         if uses_external_data(tensor):
             slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
-    for node in graph.node:
-        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or not node.output:
-            continue
-        for attr in node.attribute:
+    for node in constant_nodes:
+        for attr in node.attribute[:]:
             if attr.name == "value" and uses_external_data(attr.t):
                 slices[node.output[0]] = files.slice(attr.t, f"constant {node.output[0]!r}")
     return slices

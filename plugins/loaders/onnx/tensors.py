@@ -11,6 +11,8 @@ memory until a parameter is used. Initializers whose bytes stayed in the model f
 a :class:`DataFile` the model's readers share.
 
 onnx is imported inside the functions; :mod:`inspector` never sees a proto.
+
+Repeated protobuf fields are read as ``field[:]``, one call, not iterated (see :mod:`.layers`).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def expected_nbytes(tensor: "TensorProto") -> int | None:
     """The byte size of the tensor's raw data, or None when it is not fixed (strings)."""
     from onnx import TensorProto
 
-    numel = math.prod(tensor.dims)
+    numel = math.prod(tensor.dims[:])
     bits = {
         TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4,
         TensorProto.INT2: 2, TensorProto.UINT2: 2,
@@ -146,7 +148,7 @@ class ExternalFiles:
         Raises :class:`InputError` naming the file when it is missing, outside the model's
         directory, or too short; ``needed_by`` says who needs it ("initializer 'fc.weight'").
         """
-        entries = {entry.key: entry.value for entry in tensor.external_data}
+        entries = {entry.key: entry.value for entry in tensor.external_data[:]}
         location = entries.get("location", "")
         if not location:
             raise InputError(self.model_path, f"{needed_by} is stored externally but names no file")
@@ -219,7 +221,7 @@ def tensor_reader(
 
 
 def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
-    shape = tuple(tensor.dims)
+    shape = tuple(tensor.dims[:])
     numel = math.prod(shape)
     dtype = _numpy_dtype(tensor.data_type) if dtype_name(tensor.data_type) != "string" else None
     plain = dtype is not None and numel * dtype.itemsize == where.length and sys.byteorder == "little"
@@ -266,7 +268,7 @@ def summarize_tensor(tensor: "TensorProto") -> str:
 
     Values are shown only for small inline tensors; nothing external is read.
     """
-    shape = [int(d) for d in tensor.dims]
+    shape = tensor.dims[:]
     text = f"tensor {dtype_name(tensor.data_type)}{shape}"
     if uses_external_data(tensor) or math.prod(shape) > SMALL_TENSOR_VALUES:
         return text
