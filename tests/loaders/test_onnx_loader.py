@@ -427,7 +427,7 @@ def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
         for node, gs_node in zip(index.nodes, imported.nodes):
             assert list(node.input) == [tensor.name for tensor in gs_node.inputs]
             for name, tensor in zip(node.input, gs_node.inputs):
-                ours = [producer.name for producer in index.producers.get(name, [])] if name else []
+                ours = [producer.name for producer in index.producers(name)] if name else []
                 assert ours == [producer.name for producer in tensor.inputs], (path.name, name)
     layers = load_onnx(repeated).layers
     assert [layer.name for layer in layers] == ["first", "again", "resize"]

@@ -63,11 +63,12 @@ class _Constant(NamedTuple):
 class GraphIndex:
     """The nodes of a graph and, for each tensor name, the nodes producing it.
 
-    ONNX asks for single assignment; a crafted graph may break it, so each name maps to
-    every producer and a constant is followed only through a name with exactly one.
-    ``constant_nodes`` are the Constant nodes (default domain, with an output), in graph
-    order; ``passed_on`` the names a Constant or Identity node of the default domain
-    produces: with the initializers, the only names an input can be a constant through.
+    ONNX asks for single assignment; a crafted graph may break it, so a name may have
+    several producers (:meth:`producers`), and a constant is followed only through a
+    name with exactly one (:attr:`single_producer`). ``constant_nodes`` are the Constant
+    nodes (default domain, with an output), in graph order; ``passed_on`` the names a
+    Constant or Identity node of the default domain produces: with the initializers,
+    the only names an input can be a constant through.
     """
 
     def __init__(self, graph_proto: "GraphProto") -> None:
@@ -78,27 +79,39 @@ class GraphIndex:
         """Each node's op type, qualified by its domain (:func:`.kinds.qualified_op_type`)."""
         self.outputs: list[tuple[str, ...]] = []
         """Each node's outputs."""
-        self.producers: dict[str, list["NodeProto"]] = {}
+        self.single_producer: dict[str, "NodeProto"] = {}
+        """Name -> its producer, for names with exactly one (nearly all: no list each)."""
+        self._several: dict[str, list["NodeProto"]] = {}  # name -> its producers, for names with more
         self.constant_nodes: list["NodeProto"] = []
         self.passed_on: set[str] = set()
-        producers = self.producers
+        single, several = self.single_producer, self._several
         for node in self.nodes:
             outputs = tuple(node.output[:])
             op_type = kinds.qualified_op_type(node.op_type, node.domain)
             self.outputs.append(outputs)
             self.op_types.append(op_type)
             for name in outputs:
-                if name:
-                    found = producers.get(name)
-                    if found is None:
-                        producers[name] = [node]
-                    else:
-                        found.append(node)
+                if not name:
+                    continue
+                if name in single:
+                    several[name] = [single.pop(name), node]
+                elif name in several:
+                    several[name].append(node)
+                else:
+                    single[name] = node
             if op_type in _PASS_THROUGH and outputs:
                 self.passed_on.update(outputs)
                 if op_type == "Constant":
                     self.constant_nodes.append(node)
         self.passed_on.discard("")
+
+    def producers(self, name: str) -> list["NodeProto"]:
+        """Every node producing ``name``, in graph order."""
+        several = self._several.get(name)
+        if several is not None:
+            return list(several)
+        single = self.single_producer.get(name)
+        return [single] if single is not None else []
 
 
 _PASS_THROUGH = ("Identity", "Constant")
@@ -292,10 +305,9 @@ class LayerBuilder:
             initializer = self.initializers.get(tensor)
             if initializer is not None:
                 return self._stored_constant(names, initializer, "initializer")
-            producers = self.graph.producers.get(tensor, ())
-            if len(producers) != 1:
-                return None
-            producer = producers[0]
+            producer = self.graph.single_producer.get(tensor)
+            if producer is None:
+                return None  # a graph input, or a name several nodes produce
             if producer.domain not in _DEFAULT_DOMAINS:
                 return None
             if producer.op_type == "Constant":

@@ -201,23 +201,25 @@ def tensor_reader(
 
     Inline tensors are converted from the in-memory proto; external ones are
     memory-mapped from their slice (read-only), or read and unpacked for packed types.
-    Any failure becomes an :class:`InputError` naming ``needed_by``.
+    Any failure becomes an :class:`InputError` naming ``needed_by``. (A partial, not a
+    closure: two objects per tensor for the garbage collector to walk, where a closure,
+    its cell tuple and cells make six.)
     """
+    return functools.partial(_read, tensor, where, model_path, needed_by)
 
-    def read() -> np.ndarray:
-        try:
-            if where is None:
-                from onnx import numpy_helper
 
-                return numpy_helper.to_array(tensor)
-            return _read_external(tensor, where)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
-            problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
+def _read(tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str) -> np.ndarray:
+    try:
+        if where is None:
+            from onnx import numpy_helper
 
-    return read
+            return numpy_helper.to_array(tensor)
+        return _read_external(tensor, where)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
+        problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
 
 
 def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
