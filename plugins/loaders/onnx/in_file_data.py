@@ -186,12 +186,13 @@ def _rewrite_fields(data, start: int, end: int, number: int, rewrite) -> _Pieces
         if value is None:
             continue
         value_pieces, length = value
-        kept = data[kept_from:field_start]
-        header = tag + _encode_varint(length)
-        pieces.append(kept)
+        if kept_from < field_start:
+            pieces.append(data[kept_from:field_start])
+            total += field_start - kept_from
+        header = tag + (bytes((length,)) if length < 0x80 else _encode_varint(length))
         pieces.append(header)
         pieces += value_pieces
-        total += len(kept) + len(header) + length
+        total += len(header) + length
         kept_from = value_end
     if kept_from == start:
         return None
@@ -219,4 +220,7 @@ def _strip_tensor(data, start: int, end: int, slices: dict[str, tuple[int, int]]
         return None
     field_start, value_start, value_end = raw
     slices[name] = (value_start, value_end - value_start)
-    return [data[start:field_start], data[value_end:end]], (field_start - start) + (end - value_end)
+    head = data[start:field_start]
+    if value_end == end:  # raw_data is the last field, as ONNX writes it
+        return [head], field_start - start
+    return [head, data[value_end:end]], (field_start - start) + (end - value_end)
