@@ -35,11 +35,12 @@ from inspector.errors import InputError
 from inspector.ir import LINEAR, WEIGHT_LAYOUT, Layer, Param, StoredTensor, Use
 
 from . import hints, kinds, linear
+from .attributes import BODIES, INT, INTS, TENSOR, attribute_value, body_tensors
 from .in_file_data import InFileSlices
 from .tensors import SMALL_TENSOR_VALUES, ExternalSlice, dtype_name, summarize_tensor, tensor_reader
 
 if TYPE_CHECKING:
-    from onnx import AttributeProto, GraphProto, NodeProto, TensorProto
+    from onnx import GraphProto, NodeProto, TensorProto
 
 MAX_IDENTITY_CHAIN = 64
 """Identity nodes followed back from an input before giving up (a guard, not a limit seen)."""
@@ -184,7 +185,7 @@ class LayerBuilder:
             constant = self._constant_node_value((node.output[0],), node)
             if constant is not None:
                 found.append(StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant"))
-        for tensor in _subgraph_tensors(self.with_subgraphs):
+        for tensor in body_tensors(self.with_subgraphs):
             found.append(
                 StoredTensor(
                     Param(
@@ -209,15 +210,15 @@ class LayerBuilder:
         for attr in node.attribute[:]:
             kind = attr.type
             # Lists of ints (kernel shapes, strides, pads) and ints are nearly all of them.
-            if kind == _INTS:
+            if kind == INTS:
                 attrs[attr.name] = attr.ints[:]
-            elif kind == _INT:
+            elif kind == INT:
                 attrs[attr.name] = attr.i
-            elif kind == _TENSOR:
+            elif kind == TENSOR:
                 attrs[attr.name] = self._summary(attr.t)
             else:
-                attrs[attr.name] = _attribute_value(attr, kind)
-            has_body = has_body or kind in _BODIES
+                attrs[attr.name] = attribute_value(attr, kind)
+            has_body = has_body or kind in BODIES
         if has_body:
             self.with_subgraphs.append(node)
         if op_type in _PASS_THROUGH or self._maybe_constant.isdisjoint(inputs):
@@ -364,56 +365,6 @@ _CONSTANT_LITERALS = {
 }
 
 
-# AttributeProto.AttributeType, as the ONNX specification numbers them.
-_FLOAT, _INT, _STRING, _TENSOR, _GRAPH, _FLOATS, _INTS, _STRINGS, _TENSORS, _GRAPHS, _SPARSE_TENSOR = range(1, 12)
-_BODIES = (_GRAPH, _GRAPHS)
-
-
-def plain_attribute(attr: "AttributeProto") -> Any:
-    """An attribute's value as plain Python; tensors and graphs as one-line summaries."""
-    return _attribute_value(attr, attr.type)
-
-
-def _attribute_value(attr: "AttributeProto", kind: int) -> Any:
-    # Numbers and strings (nearly every attribute) by one lookup; the rest below.
-    plain = _PLAIN_VALUES.get(kind)
-    if plain is not None:
-        return plain(attr)
-    if kind == _TENSOR:
-        return summarize_tensor(attr.t)
-    if kind == _TENSORS:
-        return [summarize_tensor(tensor) for tensor in attr.tensors]
-    if kind == _GRAPH:
-        return _summarize_graph(attr.g)
-    if kind == _GRAPHS:
-        return [_summarize_graph(graph) for graph in attr.graphs]
-    if kind == _SPARSE_TENSOR:
-        return f"sparse tensor {dtype_name(attr.sparse_tensor.values.data_type)}{list(attr.sparse_tensor.dims)}"
-    from onnx import AttributeProto
-
-    return f"<{AttributeProto.AttributeType.Name(kind).lower()} attribute>"
-
-
-def _float32_value(value: float) -> float:
-    # Attributes are float32: 1e-5 is stored as 9.99999974737875e-06. The shortest
-    # decimal that round-trips through float32 is what the exporter was given.
-    return float(str(np.float32(value)))
-
-
-def _summarize_graph(graph: "GraphProto") -> str:
-    return f"graph {graph.name!r} ({len(graph.node)} nodes)"
-
-
-_PLAIN_VALUES: dict[int, Callable[[Any], Any]] = {
-    _INTS: lambda attr: attr.ints[:],  # a list of Python ints
-    _INT: lambda attr: attr.i,
-    _FLOAT: lambda attr: _float32_value(attr.f),
-    _FLOATS: lambda attr: [_float32_value(value) for value in attr.floats],
-    _STRING: lambda attr: attr.s.decode("utf-8", "replace"),
-    _STRINGS: lambda attr: [value.decode("utf-8", "replace") for value in attr.strings],
-}
-
-
 class _UniqueNames:
     """Hands out ``name``, then ``name#2``, ``name#3``... for repeats, in constant time
     per name (a graph may repeat one name over 100k nodes)."""
@@ -434,21 +385,6 @@ class _UniqueNames:
         self._next[name] = count
         self._used.add(unique)
         return unique
-
-
-def _subgraph_tensors(nodes: "list[NodeProto]"):
-    """Initializers and Constant values inside the If/Loop/Scan bodies of ``nodes``, at any depth."""
-    stack = [nodes]
-    while stack:
-        for node in stack.pop():
-            for attr in node.attribute:
-                bodies = [attr.g] if attr.type == _GRAPH else list(attr.graphs) if attr.type == _GRAPHS else []
-                for body in bodies:
-                    yield from body.initializer
-                    for inner in body.node:
-                        if inner.op_type == "Constant":
-                            yield from (a.t for a in inner.attribute if a.name == "value")
-                    stack.append(body.node)
 
 
 def _not_read(name: str):
