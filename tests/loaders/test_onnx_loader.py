@@ -639,3 +639,12 @@ def test_subgraph_bodies_are_counted_and_their_tensors_listed_unread(tmp_path):
     assert listed == ["e_w", "t_c_t", "i_w", "i_c_t", "i_w", "i_c_t"]
     with pytest.raises(InputError, match="inside a subgraph"):
         model.stored[0].param.array()
+
+
+def test_attribute_types_are_numbered_as_onnx_numbers_them():
+    """The loader reads attribute types by number, without importing onnx's enum."""
+    from plugins.loaders.onnx import attributes
+
+    kinds = ("FLOAT", "INT", "STRING", "TENSOR", "GRAPH", "FLOATS", "INTS", "STRINGS", "TENSORS", "GRAPHS")
+    for kind in (*kinds, "SPARSE_TENSOR"):
+        assert getattr(attributes, kind) == getattr(onnx.AttributeProto, kind), kind
