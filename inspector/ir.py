@@ -311,7 +311,7 @@ class Layer:
         self.params = dict(params or {})
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.hints = tuple(dict.fromkeys(h for h in hints if h))
+        self.hints = tuple(dict.fromkeys(filter(None, hints)))
         self.index = -1
         self.metadata = dict(metadata or {})
 

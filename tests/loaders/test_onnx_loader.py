@@ -7,6 +7,8 @@ demand (Constant/Identity chains, fp16/bf16 initializers, external data).
 
 from __future__ import annotations
 
+import gc
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -425,7 +427,7 @@ def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
         for node, gs_node in zip(index.nodes, imported.nodes):
             assert list(node.input) == [tensor.name for tensor in gs_node.inputs]
             for name, tensor in zip(node.input, gs_node.inputs):
-                ours = [producer.name for producer in index.producers.get(name, [])] if name else []
+                ours = [producer.name for producer in index.producers(name)] if name else []
                 assert ours == [producer.name for producer in tensor.inputs], (path.name, name)
     layers = load_onnx(repeated).layers
     assert [layer.name for layer in layers] == ["first", "again", "resize"]
@@ -487,3 +489,162 @@ def test_two_initializers_of_one_name_leave_the_file_to_onnx(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
     path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(2 * weight, "w")])
     assert parse_leaving_data_in_file(path) is None
+
+
+# --------------------------------------------------------------------------- one descriptor per model file
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _large_chain(tmp_path: Path, count: int = 12) -> tuple[Path, list[np.ndarray]]:
+    """``count`` MatMuls, each with its own 300x300 weight: a file past MIN_BYTES whose
+    weights stay in the file."""
+    rng = np.random.default_rng(2)
+    weights = [rng.standard_normal((300, 300)).astype(np.float32) for _ in range(count)]
+    nodes = [
+        helper.make_node(
+            "MatMul", ["x" if index == 0 else f"h{index - 1}", f"w{index}"], [f"h{index}"], name=f"mm{index}"
+        )
+        for index in range(count)
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 300])]
+    initializers = [numpy_helper.from_array(weight, f"w{index}") for index, weight in enumerate(weights)]
+    return _save(tmp_path, nodes, initializers, inputs=inputs), weights
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_in_file_weights_are_read_from_one_descriptor_closed_with_the_model(tmp_path, monkeypatch):
+    """Every weight left in the file is read with pread from the one descriptor the file
+    was parsed with (no open per read), and that descriptor goes with the model: when
+    the last reference to it is dropped, without waiting for the cycle collector."""
+    path, weights = _large_chain(tmp_path)
+    before = _open_descriptors()
+    model = load_onnx(path)
+    assert _open_descriptors() == before + 1
+
+    opened = []
+    real_open, real_os_open = open, os.open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a) or real_os_open(*a, **k))
+    for index, weight in enumerate(weights):
+        np.testing.assert_array_equal(model.layer(f"mm{index}").params["weight"].array(), weight)
+    monkeypatch.undo()
+    assert opened == []
+    assert _open_descriptors() == before + 1
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del model
+        assert _open_descriptors() == before
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_a_failed_load_closes_the_descriptor_at_once(tmp_path):
+    path, _ = _large_chain(tmp_path)
+    proto = onnx.load(str(path))
+    missing = helper.make_tensor("far", TensorProto.FLOAT, [2], [0.0, 0.0])
+    missing.data_location = TensorProto.EXTERNAL
+    missing.external_data.add(key="location", value="nowhere.bin")
+    proto.graph.initializer.append(missing)
+    onnx.save(proto, str(path))
+    before = _open_descriptors()
+    with pytest.raises(InputError, match="nowhere.bin"):
+        load_onnx(path)
+    assert _open_descriptors() == before  # while the exception and its frames still live
+
+
+def test_in_file_weights_come_from_the_parsed_file_and_refuse_a_truncated_one(tmp_path):
+    path, weights = _large_chain(tmp_path)
+    model = load_onnx(path)
+    # Another file put in its place is not read: the bytes come from the file that was parsed.
+    replacement = tmp_path / "other.onnx"
+    replacement.write_bytes(b"\0" * path.stat().st_size)
+    os.replace(replacement, path)
+    np.testing.assert_array_equal(model.layer("mm0").params["weight"].array(), weights[0])
+
+    (tmp_path / "again").mkdir()
+    path, weights = _large_chain(tmp_path / "again")
+    model = load_onnx(path)
+    with open(path, "r+b") as stream:
+        stream.truncate(stream.seek(0, 2) // 2)  # after the load: its late weights are gone
+    last = model.layer(f"mm{len(weights) - 1}").params["weight"]
+    with pytest.raises(
+        InputError, match=r"initializer 'w11' cannot be read \(ValueError: the file ends \d+ bytes early"
+    ):
+        last.array()
+
+
+def test_a_closed_data_file_refuses_to_read(tmp_path):
+    from plugins.loaders.onnx.tensors import DataFile
+
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(16)))
+    file = DataFile(data, os.open(data, os.O_RDONLY))
+    assert file.read(4, 3) == bytes([4, 5, 6])
+    with pytest.raises(ValueError, match="ends 4 bytes early"):
+        file.read(12, 8)
+    file.close()
+    file.close()
+    assert file.closed
+    with pytest.raises(ValueError, match="was closed"):
+        file.read(0, 1)
+
+
+def test_subgraph_bodies_are_counted_and_their_tensors_listed_unread(tmp_path):
+    """If/Loop/Scan bodies are not loaded: their top-level nodes are counted in
+    ``details["subgraphs"]``, and their initializers and Constant values, at any depth,
+    are listed as stored tensors that refuse to be read."""
+
+    def const(name, value):
+        return helper.make_node(
+            "Constant", [], [name], value=helper.make_tensor(f"{name}_t", TensorProto.FLOAT, [1], [value])
+        )
+
+    def body(name, nodes, initializers):
+        out = nodes[-1].output[0]
+        return helper.make_graph(
+            nodes, name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1])], initializers
+        )
+
+    inner = body(
+        "inner",
+        [const("i_c", 3.0), helper.make_node("Identity", ["i_w"], ["i_out"])],
+        [helper.make_tensor("i_w", TensorProto.FLOAT, [1], [4.0])],
+    )
+    else_branch = body(
+        "else",
+        [helper.make_node("If", ["cond"], ["e_out"], then_branch=inner, else_branch=inner)],
+        [helper.make_tensor("e_w", TensorProto.FLOAT, [1], [2.0])],
+    )
+    then_branch = body("then", [const("t_c", 1.0)], [])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["cond_f"], name="relu"),
+        helper.make_node("Cast", ["cond_f"], ["cond"], to=TensorProto.BOOL, name="cast"),
+        helper.make_node("If", ["cond"], ["y"], name="if", then_branch=then_branch, else_branch=else_branch),
+    ]
+    path = _save(tmp_path, nodes, [], inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])])
+    model = load_onnx(path)
+    assert model.details["subgraphs"] == 1
+    assert model.layer("if").attrs == {"else_branch": "graph 'else' (1 nodes)", "then_branch": "graph 'then' (1 nodes)"}
+    listed = [stored.param.tensor_name for stored in model.stored]
+    assert {stored.origin for stored in model.stored} == {"subgraph"}
+    # The top node's bodies first (attributes in file order: else, then), then deeper
+    # bodies; the inner body is listed once per attribute naming it.
+    assert listed == ["e_w", "t_c_t", "i_w", "i_c_t", "i_w", "i_c_t"]
+    with pytest.raises(InputError, match="inside a subgraph"):
+        model.stored[0].param.array()
+
+
+def test_attribute_types_are_numbered_as_onnx_numbers_them():
+    """The loader reads attribute types by number, without importing onnx's enum."""
+    from plugins.loaders.onnx import attributes
+
+    kinds = ("FLOAT", "INT", "STRING", "TENSOR", "GRAPH", "FLOATS", "INTS", "STRINGS", "TENSORS", "GRAPHS")
+    for kind in (*kinds, "SPARSE_TENSOR"):
+        assert getattr(attributes, kind) == getattr(onnx.AttributeProto, kind), kind

@@ -51,9 +51,8 @@ def legacy_scope(name: str) -> str | None:
     "/" and nodes at the root (``"/Constant"``) have none. Only the folder part counts,
     and a node and its outputs share it: it is worked out once per folder.
     """
-    if not name.startswith("/"):
-        return None
-    return _folder_scope(name[1:].rpartition("/")[0])
+    folder = _folder(name)
+    return _folder_scope(folder) if folder is not None else None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -61,6 +60,8 @@ def _folder_scope(folder: str) -> str | None:
     components = folder.split("/") if folder else []
     if not components or not all(components):
         return None
+    if "." not in folder:
+        return ".".join(components)  # no component can repeat the path's tail
     atoms: list[str] = []
     for component in components:
         parts = component.split(".")
@@ -77,6 +78,8 @@ def _folder_scope(folder: str) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def without_call_suffixes(scope: str) -> str:
     """``"m.model.2.conv_1"`` -> ``"m.model.2.conv"``: the scope of the module called again."""
+    if "_" not in scope:
+        return scope
     return ".".join(_CALL_SUFFIX.sub("", atom) for atom in scope.split("."))
 
 
@@ -111,17 +114,42 @@ def tensor_owner(name: str) -> str | None:
 
 def layer_hints(
     node_name: str, first_output: str, metadata: Mapping[str, str], param_names: Iterable[str]
-) -> list[str]:
-    """Every name a node is known by, strongest first (the rules in the module docstring)."""
-    hints: list[str] = []
-    for name in (node_name, first_output):
-        scope = legacy_scope(name)
-        if scope:
-            hints += [scope, without_call_suffixes(scope)]
-    scope = dynamo_scope(metadata)
+) -> tuple[str, ...]:
+    """Every name a node is known by, strongest first (the rules in the module docstring).
+
+    Rule 1 depends only on the folder of each name, worked out once per folder
+    (:func:`_folder_hints`); a node and its output share it, and most nodes add nothing
+    else (no dynamo metadata, no named param)."""
+    node_folder = _folder(node_name)
+    output_folder = _folder(first_output)
+    hints = _folder_hints(node_folder)
+    if output_folder != node_folder:
+        hints = _joined(hints, _folder_hints(output_folder))
+    scope = dynamo_scope(metadata) if metadata else None
+    names = [name for name in param_names if not is_anonymous(name)] if param_names else ()
     if scope:
-        hints += [scope, _DYNAMO_CALL_SUFFIX.sub("", scope)]
-    names = [name for name in param_names if not is_anonymous(name)]
-    hints += [owner for owner in map(tensor_owner, names) if owner]
-    hints += [name for name in names if not name.startswith("/")]
-    return list(dict.fromkeys(hint for hint in hints if hint))
+        hints = _joined(hints, (scope, _DYNAMO_CALL_SUFFIX.sub("", scope)))
+    if names:
+        hints = _joined(hints, [owner for owner in map(tensor_owner, names) if owner])
+        hints = _joined(hints, [name for name in names if not name.startswith("/")])
+    return hints
+
+
+def _folder(name: str) -> str | None:
+    """The folder part of a legacy name ("/m/conv/Conv" -> "m/conv"), None if not one."""
+    return name[1:].rpartition("/")[0] if name.startswith("/") else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _folder_hints(folder: str | None) -> tuple[str, ...]:
+    """Rule 1 for a name in ``folder`` (:func:`_folder`): its scope, then without call suffixes."""
+    scope = _folder_scope(folder) if folder is not None else None
+    if not scope:
+        return ()
+    stripped = without_call_suffixes(scope)
+    return (scope,) if stripped in (scope, "") else (scope, stripped)
+
+
+def _joined(hints: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
+    """``hints`` followed by those of ``more`` that are new and not empty."""
+    return tuple(dict.fromkeys((*hints, *(hint for hint in more if hint))))

@@ -27,6 +27,8 @@ from .kinds import MATMUL_OPS
 
 def normalise_linears(layers: list[Layer]) -> list[Layer]:
     """``layers`` with every Linear's layout recorded and MatMul biases joined."""
+    if not any(_may_take_a_bias(layer) for layer in layers):
+        return layers  # no MatMul to join a bias to: the graph's edges are not needed
     consumers: dict[str, list[Layer]] = {}
     producers: dict[str, tuple[Layer, int]] = {}
     for layer in layers:
@@ -39,17 +41,21 @@ def normalise_linears(layers: list[Layer]) -> list[Layer]:
     for layer in layers:
         if id(layer) in absorbed:
             continue
-        if layer.kind == LINEAR:
-            if layer.op_type in MATMUL_OPS and "bias" not in layer.params and layer.outputs:
-                following = consumers.get(layer.outputs[0], [])
-                add = _bias_add(layer, following)
-                if add is not None:
-                    absorbed.add(id(add))
-                    layer = _joined(layer, add, next(iter(add.params.values())))
-                else:
-                    layer = _with_split_bias(layer, following, producers)
+        if _may_take_a_bias(layer):
+            following = consumers.get(layer.outputs[0], [])
+            add = _bias_add(layer, following)
+            if add is not None:
+                absorbed.add(id(add))
+                layer = _joined(layer, add, next(iter(add.params.values())))
+            else:
+                layer = _with_split_bias(layer, following, producers)
         normalised.append(layer)
     return normalised
+
+
+def _may_take_a_bias(layer: Layer) -> bool:
+    """Whether ``layer`` is a MatMul Linear whose bias may be an Add (or a Split) after it."""
+    return layer.kind == LINEAR and layer.op_type in MATMUL_OPS and "bias" not in layer.params and bool(layer.outputs)
 
 
 def weight_layout(op_type: str, attrs: dict, weight_position: int) -> str:

@@ -7,6 +7,8 @@ are checked (present, inside the model's directory, long enough) but not read;
 Anything wrong with the file ends in :class:`~inspector.errors.InputError` with a
 one-line problem: not protobuf / truncated, no graph, missing or short external data,
 a graph whose fields are not what ONNX defines.
+
+Repeated protobuf fields are read as ``field[:]``, one call, not iterated (see :mod:`.layers`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from inspector.errors import InputError
 from inspector.ir import Model, TensorInfo
 
 from .in_file_data import InFileSlices, parse_leaving_data_in_file
-from .layers import LayerBuilder
+from .layers import GraphIndex, LayerBuilder
 from .linear import normalise_linears
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
 
 FORMAT = "onnx"
 DOC_STRING_CHARS = 200
@@ -34,6 +36,15 @@ def load_onnx(path: Path) -> Model:
     """Load an ONNX model; raises :class:`InputError` for anything wrong with the file."""
     path = Path(path)
     model_proto, in_file = _parse(path)
+    try:
+        return _checked_model(path, model_proto, in_file)
+    except BaseException:
+        if in_file is not None:
+            in_file.file.close()  # at once: the Model that would have owned it is not made
+        raise
+
+
+def _checked_model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     if not model_proto.HasField("graph"):
         raise InputError(path, "is not a valid ONNX model (it has no graph)")
     try:
@@ -46,16 +57,14 @@ def load_onnx(path: Path) -> Model:
 
 def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     graph = model_proto.graph
-    external = _check_external_data(path, graph)
-    # Initializer bytes left in the model file are read the way external data is.
-    kept_in_file = {
-        name: ExternalSlice(path, path.name, offset, length, copied=True)
-        for name, (offset, length) in (in_file.slices.items() if in_file is not None else ())
-    }
-    builder = LayerBuilder(path, graph, {**kept_in_file, **external})
+    index = GraphIndex(graph)
+    external = _check_external_data(path, graph, index.constant_nodes)
+    # Initializer bytes left in the model file are read the way external data is, from
+    # the descriptor the file was parsed with.
+    builder = LayerBuilder(path, graph, external, in_file, index)
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
-    initializer_names = {tensor.name for tensor in graph.initializer}
+    initializer_names = builder.initializers
     return Model(
         format=FORMAT,
         path=str(path),
@@ -64,7 +73,7 @@ def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) 
         outputs=[_tensor_info(value) for value in graph.output],
         metadata={entry.key: entry.value for entry in model_proto.metadata_props},
         producer=f"{model_proto.producer_name} {model_proto.producer_version}".strip(),
-        details=_details(model_proto, bool(external)),
+        details=_details(model_proto, bool(external), len(builder.with_subgraphs)),
         files=data_files,
         stored=builder.stored(),
     )
@@ -86,20 +95,21 @@ def _parse(path: Path) -> "tuple[ModelProto, InFileSlices | None]":
         raise InputError(path, f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})") from exc
 
 
-def _check_external_data(path: Path, graph: "GraphProto") -> dict[str, ExternalSlice]:
-    """tensor name -> its checked external slice, for initializers and Constant values.
+def _check_external_data(
+    path: Path, graph: "GraphProto", constant_nodes: "list[NodeProto]"
+) -> dict[str, ExternalSlice]:
+    """tensor name -> its checked external slice, for initializers and the values of
+    ``constant_nodes`` (the graph's Constant nodes, :attr:`.layers.GraphIndex.constant_nodes`).
 
     Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
     """
     files = ExternalFiles(path)
     slices: dict[str, ExternalSlice] = {}
-    for tensor in graph.initializer:
+    for tensor in graph.initializer[:]:
         if uses_external_data(tensor):
             slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
-    for node in graph.node:
-        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or not node.output:
-            continue
-        for attr in node.attribute:
+    for node in constant_nodes:
+        for attr in node.attribute[:]:
             if attr.name == "value" and uses_external_data(attr.t):
                 slices[node.output[0]] = files.slice(attr.t, f"constant {node.output[0]!r}")
     return slices
@@ -123,12 +133,8 @@ def _tensor_info(value: "ValueInfoProto") -> TensorInfo:
     return TensorInfo(value.name, tuple(shape), dtype_name(tensor_type.elem_type))
 
 
-def _details(model_proto: "ModelProto", external_data: bool) -> dict[str, Any]:
-    """Facts for the summary; ``subgraphs`` counts top-level nodes only (If/Loop/Scan)."""
-    from onnx import AttributeProto
-
-    graph_kinds = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
-    subgraphs = sum(1 for node in model_proto.graph.node if any(attr.type in graph_kinds for attr in node.attribute))
+def _details(model_proto: "ModelProto", external_data: bool, subgraphs: int) -> dict[str, Any]:
+    """Facts for the summary; ``subgraphs`` counts the top-level nodes with a body (If/Loop/Scan)."""
     doc_string = model_proto.doc_string.strip()
     if len(doc_string) > DOC_STRING_CHARS:
         doc_string = doc_string[: DOC_STRING_CHARS - 1] + "…"

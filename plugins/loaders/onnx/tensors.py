@@ -6,9 +6,13 @@ EXTERNAL``, with ``location``/``offset``/``length`` entries). External files are
 when the model is loaded (every file exists, inside the model's directory, and long
 enough) but never read then: :func:`tensor_reader` returns a callable that memory-maps
 just the tensor's own slice when the values are asked for, so a 2 GB model costs no
-memory until a parameter is used.
+memory until a parameter is used. Initializers whose bytes stayed in the model file
+(:mod:`.in_file_data`) are read with ``os.pread`` from one descriptor of that file,
+a :class:`DataFile` the model's readers share.
 
 onnx is imported inside the functions; :mod:`inspector` never sees a proto.
+
+Repeated protobuf fields are read as ``field[:]``, one call, not iterated (see :mod:`.layers`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import functools
 import math
 import os
 import sys
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -33,20 +37,60 @@ SMALL_TENSOR_VALUES = 8
 """Tensor attributes with at most this many inline elements are summarised with values."""
 
 
-@dataclass(frozen=True, slots=True)
-class ExternalSlice:
+class DataFile:
+    """One open, read-only descriptor of a model file, from which the initializers whose
+    raw_data stayed in the file (:mod:`.in_file_data`) are read with ``os.pread``: one
+    descriptor for all of them instead of an open per read, and the bytes read come from
+    the very file that was parsed, even if its path is replaced afterwards.
+
+    Lifetime: the loader opens it (a duplicate of the descriptor it parsed the file
+    with) and hands it to the readers of the model's tensors; the Model owns it through
+    its Params, and it is closed when the last of them is freed (the readers hold no
+    reference back, so CPython frees it the moment the Model and its Params go; at the
+    latest, at exit), or at once by :meth:`close` when the load fails. A read after
+    :meth:`close` raises instead of reading whatever file reuses the number.
+    """
+
+    __slots__ = ("path", "_descriptor", "_closer", "__weakref__")
+
+    def __init__(self, path: Path, descriptor: int) -> None:
+        """Take ownership of ``descriptor``, open for reading on ``path``."""
+        self.path = path
+        self._descriptor = descriptor
+        self._closer = weakref.finalize(self, os.close, descriptor)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset``; ValueError if the file ends before them."""
+        if not self._closer.alive:
+            raise ValueError(f"{self.path} was closed")
+        data = os.pread(self._descriptor, length, offset)
+        if len(data) != length:
+            raise ValueError(f"the file ends {length - len(data)} bytes early")
+        return data
+
+    def close(self) -> None:
+        self._closer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._closer.alive
+
+
+class ExternalSlice(NamedTuple):
     """Where an external tensor's bytes are: ``length`` bytes of ``file`` from ``offset``.
 
     ``copied`` slices (an initializer's raw_data left in the model file itself) are read
-    into memory when asked, and freed with the array: mapping them would keep every page
-    of the model resident once read. External data files are memory-mapped (they may be
-    larger than memory)."""
+    into memory when asked, from the model's :class:`DataFile` ``opened``, and freed
+    with the array: mapping them would keep every page of the model resident once read.
+    External data files are memory-mapped (they may be larger than memory). (A named
+    tuple: a model may have one per initializer, and a tuple is the cheapest to make.)"""
 
     file: Path
     location: str
     offset: int
     length: int
     copied: bool = False
+    opened: DataFile | None = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -76,7 +120,7 @@ def expected_nbytes(tensor: "TensorProto") -> int | None:
     """The byte size of the tensor's raw data, or None when it is not fixed (strings)."""
     from onnx import TensorProto
 
-    numel = math.prod(tensor.dims)
+    numel = math.prod(tensor.dims[:])
     bits = {
         TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4,
         TensorProto.INT2: 2, TensorProto.UINT2: 2,
@@ -104,7 +148,7 @@ class ExternalFiles:
         Raises :class:`InputError` naming the file when it is missing, outside the model's
         directory, or too short; ``needed_by`` says who needs it ("initializer 'fc.weight'").
         """
-        entries = {entry.key: entry.value for entry in tensor.external_data}
+        entries = {entry.key: entry.value for entry in tensor.external_data[:]}
         location = entries.get("location", "")
         if not location:
             raise InputError(self.model_path, f"{needed_by} is stored externally but names no file")
@@ -157,31 +201,31 @@ def tensor_reader(
 
     Inline tensors are converted from the in-memory proto; external ones are
     memory-mapped from their slice (read-only), or read and unpacked for packed types.
-    Any failure becomes an :class:`InputError` naming ``needed_by``.
+    Any failure becomes an :class:`InputError` naming ``needed_by``. (A partial, not a
+    closure: two objects per tensor for the garbage collector to walk, where a closure,
+    its cell tuple and cells make six.)
     """
+    return functools.partial(_read, tensor, where, model_path, needed_by)
 
-    def read() -> np.ndarray:
-        try:
-            if where is None:
-                from onnx import numpy_helper
 
-                return numpy_helper.to_array(tensor)
-            return _read_external(tensor, where)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
-            problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
+def _read(tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str) -> np.ndarray:
+    try:
+        if where is None:
+            from onnx import numpy_helper
 
-    return read
+            return numpy_helper.to_array(tensor)
+        return _read_external(tensor, where)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
+        problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
 
 
 def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
-    from onnx import TensorProto, numpy_helper
-
-    shape = tuple(int(d) for d in tensor.dims)
+    shape = tuple(tensor.dims[:])
     numel = math.prod(shape)
-    dtype = np.dtype(_numpy_dtype(tensor.data_type)) if dtype_name(tensor.data_type) != "string" else None
+    dtype = _numpy_dtype(tensor.data_type) if dtype_name(tensor.data_type) != "string" else None
     plain = dtype is not None and numel * dtype.itemsize == where.length and sys.byteorder == "little"
     if plain:
         if numel == 0:
@@ -193,6 +237,8 @@ def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
         mapped = np.memmap(where.file, dtype=dtype, mode="r", offset=where.offset, shape=(numel,))
         return np.asarray(mapped).reshape(shape)
     # Packed (4-, 2-, 6-bit) types, or a big-endian host: let onnx decode the bytes.
+    from onnx import TensorProto, numpy_helper
+
     inline = TensorProto()
     inline.data_type = tensor.data_type
     inline.dims.extend(shape)
@@ -202,6 +248,8 @@ def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
 
 def _slice_bytes(where: ExternalSlice) -> bytes:
     """The bytes of ``where``, read into memory."""
+    if where.opened is not None:
+        return where.opened.read(where.offset, where.length)
     with open(where.file, "rb") as stream:
         data = os.pread(stream.fileno(), where.length, where.offset)
     if len(data) != where.length:
@@ -209,10 +257,12 @@ def _slice_bytes(where: ExternalSlice) -> bytes:
     return data
 
 
-def _numpy_dtype(data_type: int):
+@functools.lru_cache(maxsize=256)
+def _numpy_dtype(data_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX element type (cached like :func:`dtype_name`)."""
     from onnx import helper
 
-    return helper.tensor_dtype_to_np_dtype(data_type)
+    return np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
 
 
 def summarize_tensor(tensor: "TensorProto") -> str:
@@ -220,7 +270,7 @@ def summarize_tensor(tensor: "TensorProto") -> str:
 
     Values are shown only for small inline tensors; nothing external is read.
     """
-    shape = [int(d) for d in tensor.dims]
+    shape = tensor.dims[:]
     text = f"tensor {dtype_name(tensor.data_type)}{shape}"
     if uses_external_data(tensor) or math.prod(shape) > SMALL_TENSOR_VALUES:
         return text
