@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.cells import cell_len
+from rich.cells import cell_len as _rich_cell_len
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +31,13 @@ GAP = 2
 """Spaces between two columns."""
 
 _SPACES = re.compile(r"( +)")
+
+
+def cell_len(text: str) -> int:
+    """The columns ``text`` takes on a terminal: its length when it is printable ASCII
+    (every cell of numbers, nearly every name: one column a character), else rich's
+    count (wide, zero-width and control characters)."""
+    return len(text) if text.isascii() and text.isprintable() else _rich_cell_len(text)
 
 
 @dataclass(frozen=True, slots=True)
