@@ -276,8 +276,6 @@ class Matcher:
         """Transform name -> (first target layer, error) for transforms that raised."""
         self.used: set[str] = set()
         """Source layers some target layer came from, so far."""
-        self.used_params: set[tuple[str, str]] = set()
-        """(layer, role) of the source parameters some target layer came from, so far."""
         self._uses: dict[str, list[tuple[str, str]]] = {}
         self._unused_roles: dict[str, set[str]] = {}
         """Source layer name -> the roles of its float parameters (more than a scalar)
@@ -348,9 +346,7 @@ class Matcher:
     def _keep(self, result: DiffResult, diff: LayerDiff) -> None:
         result.layers.append(diff)
         self.used.update(diff.sources)
-        uses = self._uses.pop(diff.target, ())
-        self.used_params.update(uses)
-        for name, role in uses:
+        for name, role in self._uses.pop(diff.target, ()):
             roles = self._unused_roles.get(name)
             if roles is not None:
                 roles.discard(role)

@@ -63,10 +63,7 @@ class DataFile:
         """``length`` bytes from ``offset``; ValueError if the file ends before them."""
         if not self._closer.alive:
             raise ValueError(f"{self.path} was closed")
-        data = os.pread(self._descriptor, length, offset)
-        if len(data) != length:
-            raise ValueError(f"the file ends {length - len(data)} bytes early")
-        return data
+        return _pread_exactly(self._descriptor, offset, length)
 
     def close(self) -> None:
         self._closer()
@@ -251,9 +248,14 @@ def _slice_bytes(where: ExternalSlice) -> bytes:
     if where.opened is not None:
         return where.opened.read(where.offset, where.length)
     with open(where.file, "rb") as stream:
-        data = os.pread(stream.fileno(), where.length, where.offset)
-    if len(data) != where.length:
-        raise ValueError(f"the file ends {where.length - len(data)} bytes early")
+        return _pread_exactly(stream.fileno(), where.offset, where.length)
+
+
+def _pread_exactly(descriptor: int, offset: int, length: int) -> bytes:
+    """``length`` bytes from ``offset``; ValueError if the file ends before them."""
+    data = os.pread(descriptor, length, offset)
+    if len(data) != length:
+        raise ValueError(f"the file ends {length - len(data)} bytes early")
     return data
 
 
