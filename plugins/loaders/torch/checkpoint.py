@@ -105,10 +105,11 @@ def model_from_object(path: Path, obj: Any, producer: str) -> Model:
 
 def state_dict_layers(state_dict: dict) -> list[Layer]:
     """Inferred layers of a dict of tensors (non-tensor values are left out)."""
-    params = (
-        (name, tensor_param(name.rpartition(".")[2], tensor, name))
-        for name, tensor in ((str(key), value) for key, value in state_dict.items() if is_tensor(value))
-    )
+    params = []
+    for key, value in state_dict.items():
+        if is_tensor(value):
+            name = str(key)
+            params.append((name, tensor_param(name.rpartition(".")[2], value, name)))
     return infer_layers(params)
 
 
