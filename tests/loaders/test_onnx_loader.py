@@ -482,6 +482,39 @@ def test_initializer_bytes_stay_in_a_large_file(tmp_path):
         load_onnx(cut)
 
 
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_parsing_a_large_file_keeps_little_of_it_resident(tmp_path, monkeypatch):
+    """Walking the file touches a page of every initializer; the walk gives the map's
+    pages back as it goes, so at most about DROP_BYTES of the file is resident at once,
+    and the parse is the same."""
+    from plugins.loaders.onnx import in_file_data
+    from tests.loaders.test_restricted_unpickler import resident_bytes
+
+    drop_bytes = 2**20
+    monkeypatch.setattr(in_file_data, "DROP_BYTES", drop_bytes)
+    rng = np.random.default_rng(2)
+    count = 4000
+    weights = [rng.standard_normal((16, 64)).astype(np.float32) for _ in range(count)]  # 16 MiB, 4 KiB each
+    inputs = ["x", *(f"h{i}" for i in range(count - 1))]
+    nodes = [helper.make_node("Add", [inputs[i], f"w{i}"], [f"h{i}"], name=f"add{i}") for i in range(count)]
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)])
+    peaks = []
+    real_drop = in_file_data._drop_pages
+
+    def measured(data):
+        peaks.append(resident_bytes(path))
+        real_drop(data)
+
+    monkeypatch.setattr(in_file_data, "_drop_pages", measured)
+    stripped, in_file = in_file_data.parse_leaving_data_in_file(path)
+    assert len(peaks) >= 2 * (path.stat().st_size // drop_bytes) - 2  # the graph's walk, then the tensors'
+    # A fault may map more than its page: up to a 2 MiB folio of the page cache at each end.
+    assert max(peaks) <= drop_bytes + 4 * 2**20 < path.stat().st_size // 3
+    assert len(in_file.slices) == count and len(stripped.graph.initializer) == count
+    model = load_onnx(path)
+    np.testing.assert_array_equal(model.layer(f"add{count - 1}").params["bias"].array(), weights[-1])
+
+
 def test_two_initializers_of_one_name_leave_the_file_to_onnx(tmp_path):
     from plugins.loaders.onnx.in_file_data import parse_leaving_data_in_file
 

@@ -42,6 +42,11 @@ LENGTH_DELIMITED = 2
 _TENSOR_FIELDS = frozenset((TENSOR_NAME, TENSOR_RAW_DATA, TENSOR_DATA_LOCATION))
 MIN_BYTES = 1 << 20
 """Smaller files are parsed whole: there is nothing worth leaving in the file."""
+DROP_BYTES = 16 << 20
+"""The walk gives back the map's resident pages each time it has gone this far. Reading
+each initializer's header touches a page of it, so a file of small tensors would
+otherwise be resident in full (all of it counted in the process's memory) until the walk
+ends; nothing keeps a view of the map, and what the walk copied out is bytes of its own."""
 
 
 class _Malformed(Exception):
@@ -61,6 +66,12 @@ def _varint(data, position: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _drop_pages(data) -> None:
+    """Give back the resident pages of the file's map (see :data:`DROP_BYTES`)."""
+    if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        data.madvise(mmap.MADV_DONTNEED)
+
+
 def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
@@ -78,7 +89,11 @@ def _fields(data, start: int, end: int, wanted: frozenset[int]) -> list[tuple[in
     them) read inline: a graph of 30k nodes and 20k initializers is about 200k fields."""
     found = []
     position = start
+    dropped_at = start
     while position < end:
+        if position - dropped_at >= DROP_BYTES:
+            _drop_pages(data)
+            dropped_at = position
         field_start = position
         tag = data[position]
         if tag < 0x80:
@@ -159,7 +174,13 @@ def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
     def graph(start: int, end: int) -> _Pieces | None:
         return _rewrite_fields(data, start, end, GRAPH_INITIALIZER, tensor)
 
+    dropped_at = 0
+
     def tensor(start: int, end: int) -> _Pieces | None:
+        nonlocal dropped_at
+        if start - dropped_at >= DROP_BYTES:
+            _drop_pages(data)
+            dropped_at = start
         return _strip_tensor(data, start, end, slices)
 
     model = _rewrite_fields(data, 0, size, MODEL_GRAPH, graph)
