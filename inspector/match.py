@@ -305,8 +305,10 @@ class Matcher:
         result.transform_explains = {t.name: t.explains for t in self.transforms if t.explains}
         with progress.step("Matching layers", total=len(self._targets) + len(self._others)) as step:
             for layer in self._targets:
-                self._keep(result, self.explain(layer, must_explain=True))
+                diff = self.explain(layer, must_explain=True)
+                self._keep(result, diff)
                 _release(layer)
+                self._release_sources(diff)
                 step.advance()
             # Other constants: first by their names, then (once every named one has taken
             # its source) against the parameters still unused, then by equal values.
@@ -317,6 +319,7 @@ class Matcher:
                     leftovers.append((layer, derivable))
                 else:
                     self._keep(result, diff)
+                    self._release_sources(diff)
                 _release(layer)
                 step.advance()
         for layer, derivable in leftovers:
@@ -353,6 +356,15 @@ class Matcher:
                 if not roles:
                     del self._unused_roles[name]
                     self._unused.pop(name, None)
+
+    def _release_sources(self, diff: LayerDiff) -> None:
+        """Drop the values of the source layers a finished target layer read: another
+        layer that needs them reads them again (a view of a mapped file costs
+        microseconds), and the checkpoint's pages need not stay resident for it."""
+        for name in diff.sources:
+            layer = self.source.layer(name)
+            if layer is not None:
+                _release(layer)
 
     def _unused_floats(self, layer: Layer) -> bool:
         """Whether ``layer`` holds a float parameter (more than a scalar) nothing used."""
@@ -872,8 +884,8 @@ def _elements(reproduction: Reproduction) -> int:
 
 
 def _release(layer: Layer) -> None:
-    """Drop a finished target layer's values (their ranges stay): an ONNX file's tensors
-    are copies out of the protobuf, so keeping them all would hold the model twice."""
+    """Drop a finished layer's values (their ranges stay): an ONNX file's tensors are
+    copies out of the protobuf, so keeping them all would hold the model twice."""
     for param in layer.params.values():
         param.release()
 

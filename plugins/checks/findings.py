@@ -90,6 +90,9 @@ _INTEGER_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8",
 _BATCHED_DTYPES = frozenset({"float16", "float32", "float64"})
 BATCH_ELEMENTS = 1 << 20
 """Elements of small float tensors checked for NaN/Inf in one pass (see :func:`_shown_finite`)."""
+BATCH_PARAMS = 4096
+"""Tensors checked in one pass, at most: each may lie on a page of its own in a mapped
+file, and a pass keeps the pages of all of them resident until it is done."""
 
 
 def _shown_finite(params: list[Param]) -> set[int]:
@@ -106,6 +109,8 @@ def _shown_finite(params: list[Param]) -> set[int]:
     def check() -> None:
         if arrays and np.isfinite(np.concatenate(arrays)).all():
             finite.update(id(param) for param in batch)
+        for param in batch:
+            param.release()  # the values are not needed again: read again if they are
         batch.clear()
         arrays.clear()
 
@@ -120,7 +125,7 @@ def _shown_finite(params: list[Param]) -> set[int]:
         array = param.array()
         if array.dtype.char not in "efd":  # float16, float32, float64 (dtype.name is slow)
             continue
-        if elements + array.size > BATCH_ELEMENTS:
+        if elements + array.size > BATCH_ELEMENTS or len(batch) == BATCH_PARAMS:
             check()
             elements = 0
         batch.append(param)

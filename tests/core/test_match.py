@@ -9,10 +9,13 @@ raises is skipped where it fails and reported.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
-from inspector.ir import ATTENTION, BATCHNORM, CONV, IN_OUT, LAYERNORM, LINEAR, OUT_IN, WEIGHT_LAYOUT
+from inspector.ir import ATTENTION, BATCHNORM, CONV, IN_OUT, LAYERNORM, LINEAR, OUT_IN, WEIGHT_LAYOUT, Layer, Param
 from inspector.match import SEARCH_LIMIT, HintResolver, Matcher, align
 from inspector.results import MISMATCH, OK, UNMATCHED, Tolerance
 from inspector.transforms import Reproduction, SourceIndex, Transform
@@ -491,6 +494,36 @@ def test_a_small_model_end_to_end():
     assert result.unmatched_source == ["head.attn"]
     assert result.verdict == "differs"
     assert [f.code for f in result.findings] == ["mismatch", "unmatched_source"]
+
+
+def test_a_diff_keeps_no_values_of_either_model_once_done():
+    """Every array read for matching and for the checks is let go when its layer is done
+    (their ranges stay): a large model is never held whole on top of what is resident."""
+    r = rng(18)
+    alive: list[weakref.ref] = []
+
+    def reread(role: str, values: np.ndarray, tensor_name: str) -> Param:
+        def read() -> np.ndarray:
+            array = values.copy()
+            alive.append(weakref.ref(array))
+            return array
+
+        return Param(role, values.shape, values.dtype.name, read, tensor_name)
+
+    def rereading(name: str, kind: str, op_type: str, hints=(), **arrays) -> Layer:
+        params = {role: reread(role, values, f"{name}.{role}") for role, values in arrays.items()}
+        return layer(name, kind, op_type, hints=hints, **params)
+
+    convs = [randn(r, 8, 8, 3, 3) for _ in range(6)]
+    src = source(
+        *(rereading(f"b{i}.conv", CONV, "Conv2d", weight=convs[i]) for i in range(6)),
+        *(rereading(f"b{i}.bn", BATCHNORM, "BatchNorm2d", **bn_stats(r, 8)) for i in range(6)),
+    )
+    tgt = target(*(rereading(f"/b{i}/conv/Conv", CONV, "Conv", (f"b{i}.conv",), weight=convs[i]) for i in range(6)))
+    result = diff(src, tgt)
+    assert [entry.status for entry in result.layers] == [OK] * 6
+    gc.collect()
+    assert alive and not [ref for ref in alive if ref() is not None]
 
 
 @pytest.mark.parametrize("trans_b", [1, 0])
