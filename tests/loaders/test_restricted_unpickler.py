@@ -26,7 +26,7 @@ from tests.support.packages import temporary_package
 
 def fast(path: Path):
     with zips.open_archive(path) as archive:
-        return restricted_unpickler.load(path, archive)
+        return restricted_unpickler.load(path, archive)[0]
 
 
 def careful(path: Path, monkeypatch):
@@ -35,7 +35,7 @@ def careful(path: Path, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(restricted_unpickler, "load", unsure)
-        return unpickle.load_torch_save(path, is_zip=True)
+        return unpickle.load_torch_save(path, is_zip=True)[0]
 
 
 def assert_same(fast_value, careful_value, where: str = "") -> None:
@@ -158,6 +158,46 @@ def test_tensors_are_mapped_from_the_file_copy_on_write(tmp_path):
     assert fast(path)["w"].sum().item() == 1000.0
 
 
+def resident_bytes(path: Path) -> int:
+    """How much of the file at ``path`` this process's maps of it hold resident (Linux)."""
+    resident, mapping = 0, None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                mapping = fields[5] if len(fields) > 5 else None
+            elif fields[0] == "Rss:" and mapping == str(path):
+                resident += int(fields[1]) * 1024
+    return resident
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+@pytest.mark.parametrize("trim_bytes", [2**20, 2**40])
+def test_a_mapped_checkpoint_gives_its_pages_back_as_it_is_read(tmp_path, monkeypatch, trim_bytes):
+    """Loading touches none of the weights' pages; reading them all keeps about
+    ``TRIM_BYTES`` of them resident, not the file; the values are the file's, read-only."""
+    from plugins.loaders.torch.tensors import MappedFile
+
+    monkeypatch.setattr(MappedFile, "TRIM_BYTES", trim_bytes)
+    generator = torch.Generator().manual_seed(5)
+    state = {f"block{i}.weight": torch.randn(64, 256, generator=generator) for i in range(256)}  # 16 MiB
+    path = tmp_path / "big.pt"
+    torch.save(state, path)
+    model = get_plugin_manager().load_model(path)
+    assert resident_bytes(path) < 64 * 1024  # the local headers were read past the map
+    for layer in model.layers:
+        values = layer.params["weight"].array()
+        np.testing.assert_array_equal(values, state[f"{layer.name}.weight"].numpy())
+        with pytest.raises(ValueError, match="read-only"):
+            values[0, 0] = 1.0
+    full = sum(tensor.nbytes for tensor in state.values())
+    if trim_bytes < full:
+        # A fault may map more than its page: up to a 2 MiB folio of the page cache at each end.
+        assert resident_bytes(path) <= trim_bytes + 4 * 2**20 < full // 3
+    else:
+        assert resident_bytes(path) >= full  # what the trimming saves: the test can tell
+
+
 def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
     """Files outside what it reads are handed to the careful path, which reads them."""
     net = randomised_net()
@@ -174,7 +214,7 @@ def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
         with pytest.raises(restricted_unpickler.Unsure):
             fast(path)
     for path in (deflated, numpy_values):
-        loaded = unpickle.load_torch_save(path, is_zip=True)
+        loaded, _ = unpickle.load_torch_save(path, is_zip=True)
         state = loaded.get("model", loaded)
         assert torch.equal(state["0.weight"], net.state_dict()["0.weight"])
 

@@ -35,6 +35,9 @@ def test_sniffers_loader_and_archive_share_one_parse(tmp_path, monkeypatch):
     model = get_plugin_manager().load_model(path)
     assert len(model.layers) == 50 and model.layer("layer7").params["weight"].array().tolist() == [7.0, 7.0]
     assert len(parses) == 1
+    assert zips._DIRECTORIES == {}  # a parse is not kept past the load that needed it
+    get_plugin_manager().load_model(path)
+    assert len(parses) == 2  # loaded again, parsed again
 
 
 def test_a_file_rewritten_in_place_is_parsed_again(tmp_path):

@@ -25,7 +25,7 @@ from typing import Any
 
 from inspector.ir import Layer, Param
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
-from plugins.loaders.torch.tensors import is_tensor, tensor_param
+from plugins.loaders.torch.tensors import TensorReader, is_tensor, tensor_param, tensor_to_numpy
 from plugins.loaders.torch.unpickle import StandIn, is_module
 from plugins.loaders.torch.values import plain_attrs
 
@@ -54,20 +54,23 @@ def class_name_of(module: Any) -> str:
     return name or f"{type(module).__module__}.{type(module).__qualname__}"
 
 
-def module_tree(root: StandIn) -> tuple[dict[str, str], list[Layer]]:
-    """``Model.modules`` (path -> qualified class name) and the layers of a pickled module."""
+def module_tree(root: StandIn, read_tensor: TensorReader = tensor_to_numpy) -> tuple[dict[str, str], list[Layer]]:
+    """``Model.modules`` (path -> qualified class name) and the layers of a pickled module,
+    their params' values read with ``read_tensor``."""
     modules: dict[str, str] = {}
     layers: list[Layer] = []
     for path, module in named_modules(root):
         qualified = class_name_of(module)
         modules[path] = qualified
-        layer = module_layer(path, module, qualified)
+        layer = module_layer(path, module, qualified, read_tensor)
         if layer is not None:
             layers.append(layer)
     return modules, layers
 
 
-def module_layer(path: str, module: StandIn, qualified: str) -> Layer | None:
+def module_layer(
+    path: str, module: StandIn, qualified: str, read_tensor: TensorReader = tensor_to_numpy
+) -> Layer | None:
     """The layer of one module, or None when it owns no tensors itself."""
     state = module.__dict__
     params: dict[str, Param] = {}
@@ -76,7 +79,7 @@ def module_layer(path: str, module: StandIn, qualified: str) -> Layer | None:
         for role, tensor in (state.get(table) or {}).items():
             if is_tensor(tensor):
                 key = f"{path}.{role}" if path else str(role)
-                params[str(role)] = tensor_param(str(role), tensor, key)
+                params[str(role)] = tensor_param(str(role), tensor, key, read_tensor)
     if not params:
         return None
     attrs = plain_attrs(state)

@@ -57,7 +57,7 @@ from typing import Any
 from inspector.errors import InputError
 from plugins.loaders.torch import zips
 from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK, storage_dtype
-from plugins.loaders.torch.tensors import view_problem
+from plugins.loaders.torch.tensors import MappedFile, TensorReader, view_problem
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, plan_globals, python3_name
 
 PROTOCOL_2 = b"\x80\x02"
@@ -210,8 +210,9 @@ class _OrderedDict(OrderedDict):
         return (OrderedDict, (), dict(self.__dict__) or None, None, iter(self.items()))
 
 
-def load(path: Path, archive: zips.Archive) -> Any:
-    """The object the torch.save archive at ``path`` holds, or :class:`Unsure`."""
+def load(path: Path, archive: zips.Archive) -> tuple[Any, TensorReader]:
+    """The object the torch.save archive at ``path`` holds, and the reader of its tensors'
+    values (a :class:`~.tensors.MappedFile`'s); or :class:`Unsure`."""
     import torch
 
     infos = archive.infolist()
@@ -232,7 +233,7 @@ def load(path: Path, archive: zips.Archive) -> Any:
         raise Unsure("cannot map the file") from exc
     unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped, torch)
     try:
-        return unpickler.load()
+        return unpickler.load(), MappedFile(mapped).read
     except CopyBudgetExceeded as exc:
         raise InputError(path, str(exc)) from None
     except MemoryError:
@@ -355,7 +356,8 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("storage record")
         if nbytes == 0:
             return TypedStorage(storage_type.dtype, 0, 0)
-        start = zips.data_offset(info, self.mapped[info.header_offset : info.header_offset + zips.LOCAL_HEADER_BYTES])
+        # Read past the map: slicing it would make every page holding a header resident.
+        start = zips.data_offset(info, self.archive.read_at(info.header_offset, zips.LOCAL_HEADER_BYTES))
         if start is None:
             raise Unsure("local header")
         if start + nbytes > self.file_size:

@@ -15,8 +15,11 @@ once (:func:`inspector.ir.distinct_values`).
 
 from __future__ import annotations
 
+import functools
 import math
+import mmap
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -137,8 +140,54 @@ def tensor_to_numpy(tensor: Any) -> np.ndarray:
     return values.numpy()
 
 
-def tensor_param(role: str, tensor: Any, tensor_name: str) -> Param:
-    """A :class:`Param` over ``tensor``: shape and dtype now, values on first use.
+TensorReader = Callable[[Any], np.ndarray]
+"""What a Param's values are read with: :func:`tensor_to_numpy`, or a :class:`MappedFile`'s
+:meth:`~MappedFile.read` for tensors over that file's map."""
+
+
+class MappedFile:
+    """The map of a file whose tensors are views of it, giving its pages back as reads
+    pile up.
+
+    A page of a mapped file counts in the process's resident memory from the first read
+    of it until the map is gone. A diff reads each parameter once or a few times and keeps
+    only numbers about it, so a large checkpoint would otherwise end up resident in full
+    (300 MiB at 30,000 Conv+BN blocks) for nothing. After every :attr:`TRIM_BYTES` of
+    values read, the map's resident pages are dropped (``madvise(MADV_DONTNEED)``): the
+    map stays valid, and a value read again faults back in from the page cache. The map
+    is copy-on-write and never written (arrays read through it are read-only), so what
+    comes back is the file's bytes, as before.
+    """
+
+    __slots__ = ("mapped", "_pending")
+
+    TRIM_BYTES = 16 * 2**20
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self.mapped = mapped
+        self._pending = 0
+
+    def read(self, tensor: Any) -> np.ndarray:
+        """The values of ``tensor`` (a view of this file), read-only."""
+        if self._pending >= self.TRIM_BYTES:
+            self.trim()
+        array = tensor_to_numpy(tensor)
+        array.flags.writeable = False
+        # The pages a read may touch: a small tensor shares its page with its neighbours,
+        # so 30,000 BatchNorm vectors of 256 bytes make 120 MiB resident, not 7.
+        self._pending += array.nbytes + mmap.PAGESIZE
+        return array
+
+    def trim(self) -> None:
+        """Give back the resident pages of the map (where the platform can)."""
+        self._pending = 0
+        if hasattr(mmap, "MADV_DONTNEED"):
+            self.mapped.madvise(mmap.MADV_DONTNEED)
+
+
+def tensor_param(role: str, tensor: Any, tensor_name: str, read: TensorReader = tensor_to_numpy) -> Param:
+    """A :class:`Param` over ``tensor``: shape and dtype now, values by ``read(tensor)`` on
+    first use.
 
     Raises :class:`TensorProblem` when the tensor's view is not one a file can hold
     (:func:`view_problem`).
@@ -148,7 +197,7 @@ def tensor_param(role: str, tensor: Any, tensor_name: str) -> Param:
     problem = _tensor_view_problem(tensor)
     if problem:
         raise TensorProblem(f"tensor {tensor_name!r} {problem}")
-    return Param(role, tensor.shape, numpy_dtype_name(tensor), lambda: tensor_to_numpy(tensor), tensor_name)
+    return Param(role, tensor.shape, numpy_dtype_name(tensor), functools.partial(read, tensor), tensor_name)
 
 
 def _tensor_view_problem(tensor: Any) -> str | None:

@@ -56,6 +56,7 @@ from typing import Any
 from inspector.errors import InputError
 from plugins.loaders.torch.pickle_budget import check_archive, check_legacy
 from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED
+from plugins.loaders.torch.tensors import TensorReader, tensor_to_numpy
 
 BLOCKED_MODULES: tuple[str, ...] = (
     "builtins",
@@ -352,8 +353,9 @@ def refusal(path: Path, names: list[str]) -> InputError:
     )
 
 
-def load_torch_save(path: Path, is_zip: bool) -> Any:
-    """The object a torch.save file holds, read without running code from it (see above).
+def load_torch_save(path: Path, is_zip: bool) -> tuple[Any, TensorReader]:
+    """The object a torch.save file holds, read without running code from it (see above),
+    and the reader of its tensors' values for :func:`~.tensors.tensor_param`.
 
     Tensors are memory-mapped where the format allows (zip). Raises :class:`InputError`
     for a refused pickle and for a file torch cannot read, and
@@ -365,7 +367,7 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
         # The legacy format predates get_unsafe_globals_in_checkpoint: only what the
         # default weights-only unpickler allows (tensors, dicts) can be read from it.
         check_legacy(path)
-        return _torch_load(path, GlobalsPlan(), mmap=False)
+        return _torch_load(path, GlobalsPlan(), mmap=False), tensor_to_numpy
     from plugins.loaders.torch import restricted_unpickler, zips
 
     with zips.open_archive(path) as archive:
@@ -392,7 +394,8 @@ def load_torch_save(path: Path, is_zip: bool) -> Any:
     plan = plan_globals(unsafe, facts.uses if facts is not None else None)
     if plan.refused:
         raise refusal(path, plan.refused)
-    return _torch_load(path, plan, mmap=mappable)
+    # torch maps the file itself here: its pages stay resident as they are read.
+    return _torch_load(path, plan, mmap=mappable), tensor_to_numpy
 
 
 def _torch_load(path: Path, plan: GlobalsPlan, mmap: bool) -> Any:

@@ -27,7 +27,7 @@ def read_state_dict(path: Path, wrapper_key: str | None = None) -> dict[str, Any
     """
     with Path(path).open("rb") as stream:
         is_zip = stream.read(4).startswith(zips.ZIP_MAGIC)
-    value = load_torch_save(Path(path), is_zip)
+    value, _ = load_torch_save(Path(path), is_zip)
     if wrapper_key:
         for part in wrapper_key.split("."):
             value = value[part]

@@ -109,6 +109,11 @@ class Archive:
         entry = name if isinstance(name, Entry) else self.getinfo(name)
         return self.zip.read(entry.zipinfo())
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        """At most ``length`` bytes of the file from ``offset`` (fewer where it ends),
+        read without moving the entry reader's position."""
+        return os.pread(self._stream.fileno(), length, offset)
+
     def chunks(self, info: Entry, size: int = READ_CHUNK) -> Iterator[bytes]:
         """The entry's bytes in pieces of at most ``size``, never all of it at once."""
         with self.zip.open(info.zipinfo()) as stream:
@@ -265,7 +270,14 @@ class _EntryReader(zipfile.ZipFile):
 
 _DIRECTORIES: dict[tuple[int, int, int, int], tuple[int, int, Directory]] = {}
 """(device, inode, size, mtime) -> (directory offset, CRC of the bytes from there, the
-parsed directory): the last four files, for the life of the process."""
+parsed directory): the last four files, until :func:`forget_directories`."""
+
+
+def forget_directories() -> None:
+    """Drop every kept directory parse. A loader calls it once its file is read: the parse
+    serves the sniffers and that one load, and a large state_dict's (an entry object and
+    two names per tensor) would otherwise stay for the rest of the command."""
+    _DIRECTORIES.clear()
 
 
 def _crc_from(stream, offset: int) -> int:
