@@ -198,6 +198,46 @@ def test_a_mapped_checkpoint_gives_its_pages_back_as_it_is_read(tmp_path, monkey
         assert resident_bytes(path) >= full  # what the trimming saves: the test can tell
 
 
+def test_params_of_a_mapped_checkpoint_read_the_file_without_keeping_tensors(tmp_path):
+    """A Param keeps where its values lie in the map, not a torch tensor; every dtype and
+    view reads as torch.load reads it."""
+    generator = torch.Generator().manual_seed(6)
+    base = torch.randn(6, 8, generator=generator)
+    state = {
+        "a.weight": base,
+        "a.bias": base[2],  # a view at an offset of a shared storage
+        "b.weight": base.t(),  # strided
+        "b.bias": torch.randn(8, generator=generator).to(torch.bfloat16),
+        "c.weight": torch.randn(3, 4, generator=generator).half(),
+        "c.num_batches_tracked": torch.tensor(7),
+        "d.weight": torch.zeros(1).expand(5),  # stride 0
+        "e.weight": torch.empty(0, 3),
+        "g.weight": torch.tensor([True, False]),
+    }
+    path = tmp_path / "mixed.pt"
+    torch.save(state, path)
+
+    def live_tensors() -> int:
+        return sum(issubclass(type(item), torch.Tensor) for item in gc.get_objects())
+
+    gc.collect()
+    before = live_tensors()
+    model = get_plugin_manager().load_model(path)
+    gc.collect()
+    assert live_tensors() == before
+    params = {param.tensor_name: param for _, param in model.params()}
+    for name, tensor in state.items():
+        values = params[name].array()
+        assert not values.flags.writeable, name
+        if tensor.dtype == torch.bfloat16:
+            expected = tensor.float().numpy()
+            values = values.astype(np.float32)
+        else:
+            expected = tensor.numpy()
+        assert values.shape == expected.shape and values.dtype == expected.dtype, name
+        np.testing.assert_array_equal(values, expected, err_msg=name)
+
+
 def test_real_files_the_fast_path_hands_over_still_load(tmp_path, monkeypatch):
     """Files outside what it reads are handed to the careful path, which reads them."""
     net = randomised_net()

@@ -29,7 +29,7 @@ from inspector.errors import InputError
 from inspector.ir import Layer, Model
 from plugins.loaders.torch.modules import class_name_of, module_tree
 from plugins.loaders.torch.state_dict import infer_layers
-from plugins.loaders.torch.tensors import TensorReader, is_tensor, tensor_param, tensor_to_numpy
+from plugins.loaders.torch.tensors import TensorReader, is_tensor, tensor_param, through_torch
 from plugins.loaders.torch.unpickle import StandIn, is_module
 from plugins.loaders.torch.values import NotPlain, metadata_text, to_plain
 
@@ -65,9 +65,9 @@ _NOT_A_MODEL_KEYS = frozenset(
 """Checkpoint entries that are training state: never the model, never metadata."""
 
 
-def model_from_object(path: Path, obj: Any, producer: str, read_tensor: TensorReader = tensor_to_numpy) -> Model:
+def model_from_object(path: Path, obj: Any, producer: str, reader: TensorReader = through_torch) -> Model:
     """The Model of the object a torch.save file holds; InputError when it holds none.
-    Its params' values are read with ``read_tensor``."""
+    Its params' values are read with ``reader``."""
     found = _find_model(obj, depth=0)
     if found is None:
         raise InputError(path, f"holds no model: {_describe(obj)}")
@@ -78,14 +78,14 @@ def model_from_object(path: Path, obj: Any, producer: str, read_tensor: TensorRe
         details["checkpoint_keys"] = [str(key) for key in obj]
     metadata = _checkpoint_metadata(checkpoint) if checkpoint is not None else {}
     if is_module(value):
-        modules, layers = module_tree(value, read_tensor)
+        modules, layers = module_tree(value, reader)
         metadata.update(_module_metadata(value, metadata))
         model_format = "pytorch-module"
     else:
         skipped = [str(key) for key, item in value.items() if not is_tensor(item)]
         if skipped:
             details["skipped_keys"] = skipped[:50]
-        modules, layers = {}, state_dict_layers(value, read_tensor)
+        modules, layers = {}, state_dict_layers(value, reader)
         model_format = "pytorch-state-dict"
     if not any(layer.params for layer in layers):
         raise InputError(path, f"holds no model: the {model_format.replace('pytorch-', '')} has no tensors")
@@ -104,13 +104,13 @@ def model_from_object(path: Path, obj: Any, producer: str, read_tensor: TensorRe
     )
 
 
-def state_dict_layers(state_dict: dict, read_tensor: TensorReader = tensor_to_numpy) -> list[Layer]:
+def state_dict_layers(state_dict: dict, reader: TensorReader = through_torch) -> list[Layer]:
     """Inferred layers of a dict of tensors (non-tensor values are left out)."""
     params = []
     for key, value in state_dict.items():
         if is_tensor(value):
             name = str(key)
-            params.append((name, tensor_param(name.rpartition(".")[2], value, name, read_tensor)))
+            params.append((name, tensor_param(name.rpartition(".")[2], value, name, reader)))
     return infer_layers(params)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from inspector.ir import Layer, Param
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
-from plugins.loaders.torch.tensors import TensorReader, is_tensor, tensor_param, tensor_to_numpy
+from plugins.loaders.torch.tensors import TensorReader, is_tensor, tensor_param, through_torch
 from plugins.loaders.torch.unpickle import StandIn, is_module
 from plugins.loaders.torch.values import plain_attrs
 
@@ -54,23 +54,21 @@ def class_name_of(module: Any) -> str:
     return name or f"{type(module).__module__}.{type(module).__qualname__}"
 
 
-def module_tree(root: StandIn, read_tensor: TensorReader = tensor_to_numpy) -> tuple[dict[str, str], list[Layer]]:
+def module_tree(root: StandIn, reader: TensorReader = through_torch) -> tuple[dict[str, str], list[Layer]]:
     """``Model.modules`` (path -> qualified class name) and the layers of a pickled module,
-    their params' values read with ``read_tensor``."""
+    their params' values read with ``reader``."""
     modules: dict[str, str] = {}
     layers: list[Layer] = []
     for path, module in named_modules(root):
         qualified = class_name_of(module)
         modules[path] = qualified
-        layer = module_layer(path, module, qualified, read_tensor)
+        layer = module_layer(path, module, qualified, reader)
         if layer is not None:
             layers.append(layer)
     return modules, layers
 
 
-def module_layer(
-    path: str, module: StandIn, qualified: str, read_tensor: TensorReader = tensor_to_numpy
-) -> Layer | None:
+def module_layer(path: str, module: StandIn, qualified: str, reader: TensorReader = through_torch) -> Layer | None:
     """The layer of one module, or None when it owns no tensors itself."""
     state = module.__dict__
     params: dict[str, Param] = {}
@@ -79,7 +77,7 @@ def module_layer(
         for role, tensor in (state.get(table) or {}).items():
             if is_tensor(tensor):
                 key = f"{path}.{role}" if path else str(role)
-                params[str(role)] = tensor_param(str(role), tensor, key, read_tensor)
+                params[str(role)] = tensor_param(str(role), tensor, key, reader)
     if not params:
         return None
     attrs = plain_attrs(state)

@@ -233,7 +233,7 @@ def load(path: Path, archive: zips.Archive) -> tuple[Any, TensorReader]:
         raise Unsure("cannot map the file") from exc
     unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped, torch)
     try:
-        return unpickler.load(), MappedFile(mapped).read
+        return unpickler.load(), MappedFile(mapped).reader
     except CopyBudgetExceeded as exc:
         raise InputError(path, str(exc)) from None
     except MemoryError:

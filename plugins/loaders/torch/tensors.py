@@ -140,38 +140,71 @@ def tensor_to_numpy(tensor: Any) -> np.ndarray:
     return values.numpy()
 
 
-TensorReader = Callable[[Any], np.ndarray]
-"""What a Param's values are read with: :func:`tensor_to_numpy`, or a :class:`MappedFile`'s
-:meth:`~MappedFile.read` for tensors over that file's map."""
+ValuesReader = Callable[[], np.ndarray]
+TensorReader = Callable[[Any], ValuesReader]
+"""How a Param will read a tensor: given the tensor, the callable that returns its values.
+:func:`through_torch` keeps the tensor; a :class:`MappedFile`'s :meth:`~MappedFile.reader`
+keeps only where the values lie in the file."""
+
+
+def through_torch(tensor: Any) -> ValuesReader:
+    """Read ``tensor`` with :func:`tensor_to_numpy` (the tensor is kept until then)."""
+    return functools.partial(tensor_to_numpy, tensor)
 
 
 class MappedFile:
-    """The map of a file whose tensors are views of it, giving its pages back as reads
-    pile up.
+    """The map of a file whose tensors are views of it: reads their values straight from
+    the map, and gives its pages back as reads pile up.
 
-    A page of a mapped file counts in the process's resident memory from the first read
-    of it until the map is gone. A diff reads each parameter once or a few times and keeps
-    only numbers about it, so a large checkpoint would otherwise end up resident in full
-    (300 MiB at 30,000 Conv+BN blocks) for nothing. After every :attr:`TRIM_BYTES` of
-    values read, the map's resident pages are dropped (``madvise(MADV_DONTNEED)``): the
-    map stays valid, and a value read again faults back in from the page cache. The map
-    is copy-on-write and never written (arrays read through it are read-only), so what
-    comes back is the file's bytes, as before.
+    - A Param keeps where its values lie (dtype, shape, byte strides and offset), not the
+      torch tensor: 60,000 tensors cost 40 MiB of torch objects for as long as a command
+      runs. Tensors elsewhere (empty ones) or of a dtype numpy has not are read through
+      torch.
+    - A page of a mapped file counts in the process's resident memory from the first read
+      of it until the map is gone. A diff reads each parameter once or a few times and
+      keeps only numbers about it, so a large checkpoint would otherwise end up resident
+      in full (300 MiB at 30,000 Conv+BN blocks) for nothing. After every
+      :attr:`TRIM_BYTES` of values read, the map's resident pages are dropped
+      (``madvise(MADV_DONTNEED)``): the map stays valid, and a value read again faults
+      back in from the page cache. The map is copy-on-write and never written (arrays
+      read through it are read-only), so what comes back is the file's bytes, as before.
     """
 
-    __slots__ = ("mapped", "_pending")
+    __slots__ = ("mapped", "_bytes", "_address", "_pending")
 
     TRIM_BYTES = 16 * 2**20
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self.mapped = mapped
+        self._bytes = np.frombuffer(mapped, dtype=np.uint8)
+        self._address = self._bytes.ctypes.data
         self._pending = 0
 
-    def read(self, tensor: Any) -> np.ndarray:
-        """The values of ``tensor`` (a view of this file), read-only."""
+    def reader(self, tensor: Any) -> ValuesReader:
+        """The reader of ``tensor``'s values (checked by :func:`tensor_param` first)."""
+        dtype = _numpy_dtype(tensor)
+        if dtype is None:
+            return functools.partial(self._read_tensor, tensor)
+        strides = tuple(stride * dtype.itemsize for stride in tensor.stride())
+        if tensor.numel() == 0:  # no bytes to read, wherever torch put its storage
+            return functools.partial(self._read_view, dtype, tuple(tensor.shape), strides, 0)
+        storage = tensor.untyped_storage()
+        start = storage.data_ptr() - self._address
+        if start < 0 or start + storage.nbytes() > len(self._bytes):
+            return functools.partial(self._read_tensor, tensor)
+        offset = start + tensor.storage_offset() * dtype.itemsize
+        return functools.partial(self._read_view, dtype, tuple(tensor.shape), strides, offset)
+
+    def _read_view(self, dtype: np.dtype, shape: tuple, strides: tuple, offset: int) -> np.ndarray:
+        array = np.ndarray(shape, dtype, buffer=self._bytes, offset=offset, strides=strides)
+        return self._count(array)
+
+    def _read_tensor(self, tensor: Any) -> np.ndarray:
+        return self._count(tensor_to_numpy(tensor))
+
+    def _count(self, array: np.ndarray) -> np.ndarray:
         if self._pending >= self.TRIM_BYTES:
             self.trim()
-        array = tensor_to_numpy(tensor)
         array.flags.writeable = False
         # The pages a read may touch: a small tensor shares its page with its neighbours,
         # so 30,000 BatchNorm vectors of 256 bytes make 120 MiB resident, not 7.
@@ -185,9 +218,36 @@ class MappedFile:
             self.mapped.madvise(mmap.MADV_DONTNEED)
 
 
-def tensor_param(role: str, tensor: Any, tensor_name: str, read: TensorReader = tensor_to_numpy) -> Param:
-    """A :class:`Param` over ``tensor``: shape and dtype now, values by ``read(tensor)`` on
-    first use.
+def _numpy_dtype(tensor: Any) -> np.dtype | None:
+    """The numpy dtype ``tensor``'s bytes read as, or None (read it through torch)."""
+    if tensor.layout is not _torch_strided() or tensor.is_quantized:
+        return None
+    name = torch_dtype_name(tensor.dtype)
+    if name in _VIEWS:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, _VIEWS[name][0]))
+    return _NUMPY_DTYPES.get(name)
+
+
+_NUMPY_DTYPES = {
+    name: np.dtype(name)
+    for name in (
+        "float16", "float32", "float64", "complex64", "complex128", "bool",
+        "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    )
+}  # fmt: skip
+
+
+def _torch_strided() -> Any:
+    import torch
+
+    return torch.strided
+
+
+def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader = through_torch) -> Param:
+    """A :class:`Param` over ``tensor``: shape and dtype now, values by ``reader(tensor)``
+    on first use.
 
     Raises :class:`TensorProblem` when the tensor's view is not one a file can hold
     (:func:`view_problem`).
@@ -197,7 +257,7 @@ def tensor_param(role: str, tensor: Any, tensor_name: str, read: TensorReader = 
     problem = _tensor_view_problem(tensor)
     if problem:
         raise TensorProblem(f"tensor {tensor_name!r} {problem}")
-    return Param(role, tensor.shape, numpy_dtype_name(tensor), functools.partial(read, tensor), tensor_name)
+    return Param(role, tensor.shape, numpy_dtype_name(tensor), reader(tensor), tensor_name)
 
 
 def _tensor_view_problem(tensor: Any) -> str | None:

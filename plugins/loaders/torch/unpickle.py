@@ -56,7 +56,7 @@ from typing import Any
 from inspector.errors import InputError
 from plugins.loaders.torch.pickle_budget import check_archive, check_legacy
 from plugins.loaders.torch.pickle_uses import CALLED, INSTANTIATED
-from plugins.loaders.torch.tensors import TensorReader, tensor_to_numpy
+from plugins.loaders.torch.tensors import TensorReader, through_torch
 
 BLOCKED_MODULES: tuple[str, ...] = (
     "builtins",
@@ -367,7 +367,7 @@ def load_torch_save(path: Path, is_zip: bool) -> tuple[Any, TensorReader]:
         # The legacy format predates get_unsafe_globals_in_checkpoint: only what the
         # default weights-only unpickler allows (tensors, dicts) can be read from it.
         check_legacy(path)
-        return _torch_load(path, GlobalsPlan(), mmap=False), tensor_to_numpy
+        return _torch_load(path, GlobalsPlan(), mmap=False), through_torch
     from plugins.loaders.torch import restricted_unpickler, zips
 
     with zips.open_archive(path) as archive:
@@ -395,7 +395,7 @@ def load_torch_save(path: Path, is_zip: bool) -> tuple[Any, TensorReader]:
     if plan.refused:
         raise refusal(path, plan.refused)
     # torch maps the file itself here: its pages stay resident as they are read.
-    return _torch_load(path, plan, mmap=mappable), tensor_to_numpy
+    return _torch_load(path, plan, mmap=mappable), through_torch
 
 
 def _torch_load(path: Path, plan: GlobalsPlan, mmap: bool) -> Any:
