@@ -180,7 +180,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% endfor %}
 <section id="layers-section">
 <h2>Layers</h2>
-{% if rows %}
+{% if has_rows %}
 <fieldset class="filter"><legend>Show layers</legend>
 {% for status in statuses %}
 <label><input type="checkbox" id="show-{{ status.name }}" checked>

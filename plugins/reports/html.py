@@ -26,6 +26,7 @@ smaller and safer than hand-built markup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from inspector.hookspecs import hookimpl
@@ -109,10 +110,11 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
             if (count := sum(1 for layer in layers if layer["status"] == status))
         ],
         "columns": COLUMNS,
-        "rows": [
+        "has_rows": bool(layers),
+        "rows": (  # made as the page is written, each row once
             layer_tbody(index, layer, anchors[id(layer)], notes, beside.get(layer["target"], []))
             for index, layer in enumerate(layers)
-        ],
+        ),
         "hidden": hidden_layers_text(document),
         "notes": _notes(layers, notes),
         "other_findings": _finding_groups(document, other_severities(document)),
@@ -120,7 +122,29 @@ def render(document: dict[str, Any], stream, options: dict[str, Any]) -> None:
         "tool": {"name": visible(document["tool"]["name"]), "version": visible(document["tool"]["version"])},
         "schema": visible(document["schema"]),
     }
-    stream.write(_page().render(context).lstrip() + "\n")
+    write_streamed(_page().generate(context), stream)
+
+
+WRITE_EVERY = 1024
+"""Pieces of the page :func:`write_streamed` gathers before it writes them."""
+
+
+def write_streamed(pieces: Iterable[str], stream) -> None:
+    """Write a page from the pieces a template generates, without leading whitespace and
+    with a final newline, about a thousand at a time: the page of a 30,000-layer model is
+    60 MiB, and the rows it is made of as much again, so neither is held whole."""
+    pending: list[str] = []
+    started = False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        pending.append(piece)
+        if len(pending) >= WRITE_EVERY:
+            stream.write("".join(pending))
+            pending.clear()
+    pending.append("\n")
+    stream.write("".join(pending))
 
 
 def _page():

@@ -14,7 +14,7 @@ import pytest
 
 import inspector
 from inspector.ir import BATCHNORM, CONV, IN_OUT, LINEAR, WEIGHT_LAYOUT
-from inspector.output import json_safe
+from inspector.output import dump_json, json_safe
 from inspector.report import (
     MAX_CHANNEL_ERRORS,
     MAX_LISTED_CHANNELS,
@@ -209,6 +209,30 @@ def test_unused_sources_and_findings(case):
 def test_the_document_is_standard_json(case):
     _, document, _ = case
     assert json.loads(json.dumps(json_safe(document), allow_nan=False)) == json.loads(json.dumps(document))
+
+
+def test_a_long_report_is_written_in_pieces_that_join_to_the_document():
+    """Entries are written as they are encoded, a thousand lines or so at a time, never
+    as one string; the text is the document, one entry per line, NaN written as null."""
+    document = {
+        "schema": "x",
+        "layers": [{"name": f"n{i}", "err": float(i) / 7, "nested": {"a": [i, None]}} for i in range(3000)],
+        "findings": [{"code": "nan", "value": float("nan")}],
+        "empty": [],
+        "plain": [1, 2.5, "three"],
+    }
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+    dump_json(document, Stream())
+    text = "".join(writes)
+    assert len(writes) >= 3 and max(map(len, writes)) < len(text) / 2
+    assert json.loads(text) == json_safe(document)
+    lines = text.splitlines()
+    assert lines[3] == '    {"name": "n0", "err": 0.0, "nested": {"a": [0, null]}},' and len(lines) == 3000 + 10
 
 
 def test_bad_channels_are_listed_up_to_a_limit_and_counted_in_full():

@@ -169,6 +169,26 @@ def test_a_large_model_shares_strip_bars_and_keeps_its_problem_visible():
     assert float(band.attrs["width"]) >= 7  # wide enough to see, however many layers
 
 
+def test_a_large_page_is_written_in_pieces_as_it_is_made():
+    """The page of thousands of layers is written a thousand template pieces or so at a
+    time (never held whole), and is the same well-formed page, a body per layer."""
+    document = many_layers(3000, {17: "mismatch"})
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+    (reporter,) = list(html_report.graphinspect_reporters())
+    reporter.render(document, Stream(), {})
+    page = "".join(writes)
+    assert len(writes) >= 3 and max(map(len, writes)) < len(page) / 2
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n")
+    assert page == render(html_report, document)
+    table = by_id(parse(page).root, "layers")
+    assert len(list(table.iter("tbody"))) == 3000
+
+
 # ----------------------------------------------------------------- names are text
 
 
