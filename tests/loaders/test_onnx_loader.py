@@ -515,6 +515,48 @@ def test_parsing_a_large_file_keeps_little_of_it_resident(tmp_path, monkeypatch)
     np.testing.assert_array_equal(model.layer(f"add{count - 1}").params["bias"].array(), weights[-1])
 
 
+@pytest.mark.parametrize("size", ["inline", "in_file"])
+def test_a_loaded_model_keeps_no_part_of_the_parsed_file(tmp_path, size):
+    """Any part of a parsed protobuf keeps the whole parse in memory; once loaded, the
+    model holds none (initializers in the file or inline, Constant values, shapes), and
+    every value still reads as onnx reads it."""
+    rng = np.random.default_rng(3)
+    rows = 1500 if size == "in_file" else 8  # past 1 MiB, the initializers' bytes stay in the file
+    weights = [rng.standard_normal((rows, 64)).astype(np.float32) for _ in range(3)]
+    nodes = []
+    for i in range(3):
+        nodes.append(
+            helper.make_node(
+                "Constant",
+                [],
+                [f"shape{i}"],
+                name=f"shape{i}",
+                value=numpy_helper.from_array(np.array([-1, 64], np.int64)),
+            )
+        )
+        nodes.append(
+            helper.make_node("Reshape", ["x" if i == 0 else f"r{i - 1}", f"shape{i}"], [f"s{i}"], name=f"reshape{i}")
+        )
+        nodes.append(helper.make_node("Gemm", [f"s{i}", f"w{i}"], [f"r{i}"], name=f"gemm{i}", transB=1))
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)])
+
+    from google.protobuf.message import Message
+
+    def protos() -> int:
+        return sum(issubclass(type(item), Message) for item in gc.get_objects())
+
+    load_onnx(path)  # modules imported on first use may make messages of their own
+    gc.collect()
+    before = protos()
+    model = load_onnx(path)
+    gc.collect()
+    assert protos() == before
+    for i, weight in enumerate(weights):
+        np.testing.assert_array_equal(model.layer(f"gemm{i}").params["weight"].array(), weight)
+    stored = {tensor.param.tensor_name: tensor.param for tensor in model.stored}
+    np.testing.assert_array_equal(stored["shape1"].array(), [-1, 64])
+
+
 def test_two_initializers_of_one_name_leave_the_file_to_onnx(tmp_path):
     from plugins.loaders.onnx.in_file_data import parse_leaving_data_in_file
 

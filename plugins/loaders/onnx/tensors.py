@@ -201,17 +201,44 @@ def tensor_reader(
     Any failure becomes an :class:`InputError` naming ``needed_by``. (A partial, not a
     closure: two objects per tensor for the garbage collector to walk, where a closure,
     its cell tuple and cells make six.)
+
+    The reader keeps what it needs of ``tensor``, not the tensor: a part of a parsed
+    protobuf message keeps the memory of the whole message alive, and the parsed graph of
+    100k nodes is 100 MiB no one needs once the model is loaded. It keeps the shape and
+    dtype of a tensor stored elsewhere, and the serialized bytes of a small inline one
+    (at most :data:`OWN_COPY_BYTES`: a scalar, a shape); a larger inline tensor is kept
+    as it is, its bytes being most of that memory anyway.
     """
-    return functools.partial(_read, tensor, where, model_path, needed_by)
+    kept: "_Header | bytes | TensorProto"
+    if where is not None:
+        kept = _Header(tuple(tensor.dims), tensor.data_type)
+    elif tensor.ByteSize() <= OWN_COPY_BYTES:
+        kept = tensor.SerializeToString()
+    else:
+        kept = tensor
+    return functools.partial(_read, kept, where, model_path, needed_by)
 
 
-def _read(tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str) -> np.ndarray:
+OWN_COPY_BYTES = 1 << 16
+"""Inline tensors up to this size (serialized) are kept as bytes of their own."""
+
+
+class _Header(NamedTuple):
+    """The shape and element type of a tensor whose bytes are elsewhere."""
+
+    dims: tuple[int, ...]
+    data_type: int
+
+
+def _read(
+    kept: "_Header | bytes | TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str
+) -> np.ndarray:
     try:
         if where is None:
-            from onnx import numpy_helper
+            from onnx import TensorProto, numpy_helper
 
-            return numpy_helper.to_array(tensor)
-        return _read_external(tensor, where)
+            return numpy_helper.to_array(TensorProto.FromString(kept) if isinstance(kept, bytes) else kept)
+        return _read_external(kept, where)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - corrupt data fails in many ways; say which tensor
@@ -219,8 +246,8 @@ def _read(tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, 
         raise InputError(model_path, f"{needed_by} cannot be read ({problem})") from exc
 
 
-def _read_external(tensor: "TensorProto", where: ExternalSlice) -> np.ndarray:
-    shape = tuple(tensor.dims[:])
+def _read_external(tensor: "_Header | TensorProto", where: ExternalSlice) -> np.ndarray:
+    shape = tuple(tensor.dims)
     numel = math.prod(shape)
     dtype = _numpy_dtype(tensor.data_type) if dtype_name(tensor.data_type) != "string" else None
     plain = dtype is not None and numel * dtype.itemsize == where.length and sys.byteorder == "little"
