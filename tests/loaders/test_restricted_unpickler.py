@@ -30,7 +30,7 @@ def fast(path: Path):
 
 
 def careful(path: Path, monkeypatch):
-    def unsure(path, archive):
+    def unsure(path, archive, records=False):
         raise restricted_unpickler.Unsure("the test asks for the careful path")
 
     with monkeypatch.context() as patch:
@@ -146,6 +146,45 @@ def test_files_read_fast_equal_the_careful_path(tmp_path, monkeypatch):
     custom = fast(tmp_path / "custom.pt")
     assert type(custom)._standin_global == f"{package}.blocks.Block"
     assert isinstance(custom.act, FunctionReference)  # kept, never looked up
+
+    # The loader reads tensors as records of where they lie, not torch tensors: the same
+    # model, metadata and values as from the careful path's tensors.
+    from plugins.loaders.torch.checkpoint import model_from_object
+
+    for name in [*files, "custom"]:
+        path = tmp_path / f"{name}.pt"
+        from_records = get_plugin_manager().load_model(path)
+        from_tensors = model_from_object(path, careful(path, monkeypatch), "torch.save (zip)")
+        assert_same_model(from_records, from_tensors, name)
+
+
+def assert_same_model(model, expected, where: str) -> None:
+    assert (model.format, model.modules, model.metadata, model.details) == (
+        expected.format,
+        expected.modules,
+        expected.metadata,
+        expected.details,
+    ), where
+    assert len(model.layers) == len(expected.layers), where
+    for layer, other in zip(model.layers, expected.layers, strict=True):
+        facts = (layer.name, layer.kind, layer.op_type, layer.attrs, layer.hints, layer.metadata, list(layer.params))
+        assert facts == (
+            other.name,
+            other.kind,
+            other.op_type,
+            other.attrs,
+            other.hints,
+            other.metadata,
+            list(other.params),
+        )
+        for role, param in layer.params.items():
+            expected_param = other.params[role]
+            assert (param.tensor_name, param.shape, param.dtype) == (
+                expected_param.tensor_name,
+                expected_param.shape,
+                expected_param.dtype,
+            ), (where, layer.name, role)
+            np.testing.assert_array_equal(param.array(), expected_param.array(), err_msg=f"{where} {layer.name}.{role}")
 
 
 def test_tensors_are_mapped_from_the_file_copy_on_write(tmp_path):
@@ -302,6 +341,8 @@ def test_a_view_a_pickle_sets_after_the_rebuild_is_still_checked(tmp_path):
     data_pkl += b"(" + tensor(2000) + corpus.pickle_int(0) + ints(1000, 1000) + ints(1, 1) + b"tbs."
     path = corpus.torch_zip(tmp_path / "rebuilt.pt", data_pkl, {"0": bytes(8000)})
     assert fast(path)["w"].shape == (1000, 1000)  # the rebuilder saw a 16-element view
+    with zips.open_archive(path) as archive, pytest.raises(restricted_unpickler.Unsure):
+        restricted_unpickler.load(path, archive, records=True)  # a record takes no BUILD: handed over
     with pytest.raises(InputError, match=r"tensor 'w' reads its storage more than once .*1,000,000 elements"):
         get_plugin_manager().load_model(path)
 

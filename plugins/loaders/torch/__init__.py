@@ -144,7 +144,7 @@ def load_torch_save(path: Path) -> Model:
             raise InputError(path, "is a zip archive but not a torch.save file (it has no data.pkl)")
     elif not is_legacy_torch_save(head):
         raise InputError(path, "is not a torch.save file (neither a zip archive nor a legacy torch pickle)")
-    obj, reader = unpickle_torch_save(path, is_zip)
+    obj, reader = unpickle_torch_save(path, is_zip, records=True)
     return model_from_object(path, obj, "torch.save (zip)" if is_zip else "torch.save (legacy format)", reader)
 
 

@@ -57,7 +57,7 @@ from typing import Any
 from inspector.errors import InputError
 from plugins.loaders.torch import zips
 from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK, storage_dtype
-from plugins.loaders.torch.tensors import MappedFile, TensorReader, view_problem
+from plugins.loaders.torch.tensors import MappedFile, MappedTensor, TensorReader, numpy_dtype_of, view_problem
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, plan_globals, python3_name
 
 PROTOCOL_2 = b"\x80\x02"
@@ -210,9 +210,12 @@ class _OrderedDict(OrderedDict):
         return (OrderedDict, (), dict(self.__dict__) or None, None, iter(self.items()))
 
 
-def load(path: Path, archive: zips.Archive) -> tuple[Any, TensorReader]:
+def load(path: Path, archive: zips.Archive, records: bool = False) -> tuple[Any, TensorReader]:
     """The object the torch.save archive at ``path`` holds, and the reader of its tensors'
-    values (a :class:`~.tensors.MappedFile`'s); or :class:`Unsure`."""
+    values (a :class:`~.tensors.MappedFile`'s); or :class:`Unsure`.
+
+    With ``records``, its tensors are :class:`~.tensors.MappedTensor` records where numpy
+    has their dtype (for the layer representation), not torch tensors."""
     import torch
 
     infos = archive.infolist()
@@ -231,9 +234,11 @@ def load(path: Path, archive: zips.Archive) -> tuple[Any, TensorReader]:
             mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
     except (OSError, ValueError) as exc:
         raise Unsure("cannot map the file") from exc
+    mapped_file = MappedFile(mapped)
     unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped, torch)
+    unpickler.mapped_records = mapped_file if records else None
     try:
-        return unpickler.load(), MappedFile(mapped).reader
+        return unpickler.load(), mapped_file.reader
     except CopyBudgetExceeded as exc:
         raise InputError(path, str(exc)) from None
     except MemoryError:
@@ -254,6 +259,8 @@ class _Unpickler(pickle.Unpickler):
         self.folder = folder
         self.mapped = mapped
         self.torch = torch
+        self.mapped_records: MappedFile | None = None
+        """The file tensors are made records of (see :func:`load`), or None."""
         self.storages: dict[str, TypedStorage] = {}
         self.globals: dict[tuple[str, str], Any] = {}
         self.file_size = len(mapped)
@@ -383,6 +390,10 @@ class _Unpickler(pickle.Unpickler):
         numel = storage.numel
         if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")
+        if self.mapped_records is not None:  # a record has no gradient to ask for
+            dtype = _numpy_dtypes(storage.dtype)
+            if dtype is not None:
+                return self.mapped_records.record(dtype, tuple(size), tuple(stride), offset, (numel, storage.start))
         if numel == 0 or 0 in size:
             tensor = torch.empty(size, dtype=storage.dtype)
         else:
@@ -394,11 +405,23 @@ class _Unpickler(pickle.Unpickler):
 
     def rebuild_parameter(self, data: Any, requires_grad: Any, hooks: Any) -> Any:
         torch = self.torch
-        if not isinstance(data, torch.Tensor) or not isinstance(requires_grad, bool):
+        if not isinstance(data, (torch.Tensor, MappedTensor)) or not isinstance(requires_grad, bool):
             raise Unsure("parameter arguments")
         if not _no_hooks(hooks):
             raise Unsure("parameter hooks")
+        if type(data) is MappedTensor:
+            return data  # a parameter's values are all a record keeps
         return torch.nn.Parameter(data, requires_grad)
+
+
+_DTYPES: dict[Any, Any] = {}
+
+
+def _numpy_dtypes(torch_dtype: Any) -> Any:
+    """:func:`~.tensors.numpy_dtype_of`, once per dtype."""
+    if torch_dtype not in _DTYPES:
+        _DTYPES[torch_dtype] = numpy_dtype_of(torch_dtype)
+    return _DTYPES[torch_dtype]
 
 
 def _no_hooks(hooks: Any) -> bool:

@@ -353,9 +353,11 @@ def refusal(path: Path, names: list[str]) -> InputError:
     )
 
 
-def load_torch_save(path: Path, is_zip: bool) -> tuple[Any, TensorReader]:
+def load_torch_save(path: Path, is_zip: bool, records: bool = False) -> tuple[Any, TensorReader]:
     """The object a torch.save file holds, read without running code from it (see above),
-    and the reader of its tensors' values for :func:`~.tensors.tensor_param`.
+    and the reader of its tensors' values for :func:`~.tensors.tensor_param`. With
+    ``records``, tensors read by the restricted unpickler may be
+    :class:`~.tensors.MappedTensor` records rather than torch tensors.
 
     Tensors are memory-mapped where the format allows (zip). Raises :class:`InputError`
     for a refused pickle and for a file torch cannot read, and
@@ -374,7 +376,7 @@ def load_torch_save(path: Path, is_zip: bool) -> tuple[Any, TensorReader]:
         # torch maps records as they lie in the file: a deflated one would read as noise.
         mappable = all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
         try:
-            return restricted_unpickler.load(path, archive)
+            return restricted_unpickler.load(path, archive, records)
         except restricted_unpickler.Unsure:
             pass  # not a plain file: the careful path below reads it, and says why it does not
     facts = check_archive(path)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from plugins.loaders.torch.tensors import is_tensor
+from plugins.loaders.torch.tensors import MappedTensor, is_tensor
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, is_module
 
 METADATA_VALUE_LIMIT = 4000
@@ -72,6 +72,9 @@ def to_plain(value: Any, depth: int = 0) -> Any:
     if is_tensor(value):
         if value.numel() > SMALL_TENSOR:
             raise NotPlain("a large tensor")
+        if type(value) is MappedTensor:
+            values = value.values()
+            return (values if values.dtype.kind in "biufc" else values.astype(float)).tolist()
         return value.detach().cpu().tolist()
     if isinstance(value, FunctionReference):
         return value.global_name
