@@ -156,10 +156,11 @@ class MappedFile:
     """The map of a file whose tensors are views of it: reads their values straight from
     the map, and gives its pages back as reads pile up.
 
-    - A Param keeps where its values lie (dtype, shape, byte strides and offset), not the
+    - A Param keeps where its values lie (dtype, shape, byte strides and offset), not a
       torch tensor: 60,000 tensors cost 40 MiB of torch objects for as long as a command
-      runs. Tensors elsewhere (empty ones) or of a dtype numpy has not are read through
-      torch.
+      runs. The restricted unpickler makes :class:`MappedTensor` records for the loader
+      (:meth:`record`); a torch tensor over the map is read from where it lies
+      (:meth:`reader`), one of a dtype numpy has not through torch.
     - A page of a mapped file counts in the process's resident memory from the first read
       of it until the map is gone. A diff reads each parameter once or a few times and
       keeps only numbers about it, so a large checkpoint would otherwise end up resident
@@ -195,15 +196,17 @@ class MappedFile:
             return functools.partial(self._read_tensor, tensor)
         strides = tuple(stride * dtype.itemsize for stride in tensor.stride())
         if tensor.numel() == 0:  # no bytes to read, wherever torch put its storage
-            return functools.partial(self._read_view, dtype, tuple(tensor.shape), strides, 0)
+            return functools.partial(self.read_view, dtype, tuple(tensor.shape), strides, 0)
         storage = tensor.untyped_storage()
         start = storage.data_ptr() - self._address
         if start < 0 or start + storage.nbytes() > len(self._bytes):
             return functools.partial(self._read_tensor, tensor)
         offset = start + tensor.storage_offset() * dtype.itemsize
-        return functools.partial(self._read_view, dtype, tuple(tensor.shape), strides, offset)
+        return functools.partial(self.read_view, dtype, tuple(tensor.shape), strides, offset)
 
-    def _read_view(self, dtype: np.dtype, shape: tuple, strides: tuple, offset: int) -> np.ndarray:
+    def read_view(self, dtype: np.dtype, shape: tuple, strides: tuple, offset: int) -> np.ndarray:
+        """The values of ``shape`` and byte ``strides`` from byte ``offset`` of the file
+        (numpy refuses a view past the map's end)."""
         array = np.ndarray(shape, dtype, buffer=self._bytes, offset=offset, strides=strides)
         return self._count(array)
 
@@ -254,14 +257,11 @@ class MappedTensor:
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    def view_problem(self) -> str | None:
-        return view_problem(self.shape, self.strides, self.offset, self.storage[0])
-
     def reader(self) -> ValuesReader:
         itemsize = self.dtype.itemsize
         strides = tuple(stride * itemsize for stride in self.strides)
         offset = self.storage[1] + self.offset * itemsize if self.numel() else 0
-        return functools.partial(self.file._read_view, self.dtype, self.shape, strides, offset)
+        return functools.partial(self.file.read_view, self.dtype, self.shape, strides, offset)
 
     def values(self) -> np.ndarray:
         """The values, read-only (a view of the map)."""
@@ -311,10 +311,7 @@ def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader 
     Raises :class:`TensorProblem` when the tensor's view is not one a file can hold
     (:func:`view_problem`).
     """
-    if type(tensor) is MappedTensor:
-        problem = tensor.view_problem()
-        if problem:
-            raise TensorProblem(f"tensor {tensor_name!r} {problem}")
+    if type(tensor) is MappedTensor:  # checked when made, and no pickle can change it
         return Param(role, tensor.shape, tensor.dtype.name, tensor.reader(), tensor_name)
     # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
     # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
