@@ -324,8 +324,8 @@ class LayerBuilder:
         name = names[-1]
         facts = self._stored_facts.get(name)
         if facts is None or facts[0] is not tensor:
-            read = tensor_reader(tensor, self._where(name), self.model_path, f"{origin} {name!r}")
             shape = tuple(tensor.dims[:])
+            read = tensor_reader(tensor, self._where(name), self.model_path, f"{origin} {name!r}", shape)
             facts = (tensor, dtype_name(tensor.data_type), shape, math.prod(shape), read)
             self._stored_facts[name] = facts
         return _Constant(names, facts[1], facts[2], facts[3], facts[4])

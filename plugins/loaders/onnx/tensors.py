@@ -192,7 +192,11 @@ class ExternalFiles:
 
 
 def tensor_reader(
-    tensor: "TensorProto", where: ExternalSlice | None, model_path: Path, needed_by: str
+    tensor: "TensorProto",
+    where: ExternalSlice | None,
+    model_path: Path,
+    needed_by: str,
+    shape: tuple[int, ...] | None = None,
 ) -> Callable[[], np.ndarray]:
     """A callable returning the values of ``tensor`` (in its stored dtype) when called.
 
@@ -207,11 +211,12 @@ def tensor_reader(
     100k nodes is 100 MiB no one needs once the model is loaded. It keeps the shape and
     dtype of a tensor stored elsewhere, and the serialized bytes of a small inline one
     (at most :data:`OWN_COPY_BYTES`: a scalar, a shape); a larger inline tensor is kept
-    as it is, its bytes being most of that memory anyway.
+    as it is, its bytes being most of that memory anyway. ``shape`` saves reading the
+    dims again when the caller has them.
     """
     kept: "_Header | bytes | TensorProto"
     if where is not None:
-        kept = _Header(tuple(tensor.dims), tensor.data_type)
+        kept = _Header(shape if shape is not None else tuple(tensor.dims), tensor.data_type)
     elif tensor.ByteSize() <= OWN_COPY_BYTES:
         kept = tensor.SerializeToString()
     else:

@@ -235,10 +235,12 @@ def load(path: Path, archive: zips.Archive, records: bool = False) -> tuple[Any,
     except (OSError, ValueError) as exc:
         raise Unsure("cannot map the file") from exc
     mapped_file = MappedFile(mapped)
-    unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped, torch)
+    unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped_file, torch)
     unpickler.mapped_records = mapped_file if records else None
     try:
-        return unpickler.load(), mapped_file.reader
+        value = unpickler.load()
+        mapped_file.trim()
+        return value, mapped_file.reader
     except CopyBudgetExceeded as exc:
         raise InputError(path, str(exc)) from None
     except MemoryError:
@@ -252,18 +254,22 @@ def load(path: Path, archive: zips.Archive, records: bool = False) -> tuple[Any,
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, stream, budget: _Budget, archive: zips.Archive, folder: str, mapped: mmap.mmap, torch) -> None:
+    def __init__(
+        self, stream, budget: _Budget, archive: zips.Archive, folder: str, mapped_file: MappedFile, torch
+    ) -> None:
         super().__init__(stream)
         self.budget = budget
         self.archive = archive
         self.folder = folder
-        self.mapped = mapped
+        self.mapped_file = mapped_file
+        self.mapped = mapped_file.mapped
+        self.headers_read = 0
         self.torch = torch
         self.mapped_records: MappedFile | None = None
         """The file tensors are made records of (see :func:`load`), or None."""
         self.storages: dict[str, TypedStorage] = {}
         self.globals: dict[tuple[str, str], Any] = {}
-        self.file_size = len(mapped)
+        self.file_size = len(self.mapped)
         self.records = archive.by_name()  # normalised entry name -> entry
         self.record_prefix = f"{folder}/data/"
         ordered_dict = type("OrderedDict", (_OrderedDict,), {"_budget": budget})
@@ -363,8 +369,11 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("storage record")
         if nbytes == 0:
             return TypedStorage(storage_type.dtype, 0, 0)
-        # Read past the map: slicing it would make every page holding a header resident.
-        start = zips.data_offset(info, self.archive.read_at(info.header_offset, zips.LOCAL_HEADER_BYTES))
+        header = self.mapped[info.header_offset : info.header_offset + zips.LOCAL_HEADER_BYTES]
+        self.headers_read += 1
+        if self.headers_read % HEADERS_PER_TRIM == 0:
+            self.mapped_file.trim()  # each header read makes its page resident
+        start = zips.data_offset(info, header)
         if start is None:
             raise Unsure("local header")
         if start + nbytes > self.file_size:
@@ -413,6 +422,10 @@ class _Unpickler(pickle.Unpickler):
             return data  # a parameter's values are all a record keeps
         return torch.nn.Parameter(data, requires_grad)
 
+
+HEADERS_PER_TRIM = 4096
+"""Records whose local headers are read through the map before its pages are given back
+(about 8 MiB of a state_dict of small tensors)."""
 
 _DTYPES: dict[Any, Any] = {}
 

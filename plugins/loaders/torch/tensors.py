@@ -259,7 +259,7 @@ class MappedTensor:
 
     def reader(self) -> ValuesReader:
         itemsize = self.dtype.itemsize
-        strides = tuple(stride * itemsize for stride in self.strides)
+        strides = tuple([stride * itemsize for stride in self.strides])
         offset = self.storage[1] + self.offset * itemsize if self.numel() else 0
         return functools.partial(self.file.read_view, self.dtype, self.shape, strides, offset)
 
@@ -280,6 +280,11 @@ def numpy_dtype_of(torch_dtype: Any) -> np.dtype | None:
 
         return np.dtype(getattr(ml_dtypes, _VIEWS[name][0]))
     return _NUMPY_DTYPES.get(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype: np.dtype) -> str:
+    return dtype.name  # numpy makes the string anew each time it is asked
 
 
 def _numpy_dtype(tensor: Any) -> np.dtype | None:
@@ -312,7 +317,7 @@ def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader 
     (:func:`view_problem`).
     """
     if type(tensor) is MappedTensor:  # checked when made, and no pickle can change it
-        return Param(role, tensor.shape, tensor.dtype.name, tensor.reader(), tensor_name)
+        return Param(role, tensor.shape, _dtype_name(tensor.dtype), tensor.reader(), tensor_name)
     # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
     # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
     problem = _tensor_view_problem(tensor)

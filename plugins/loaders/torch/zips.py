@@ -109,11 +109,6 @@ class Archive:
         entry = name if isinstance(name, Entry) else self.getinfo(name)
         return self.zip.read(entry.zipinfo())
 
-    def read_at(self, offset: int, length: int) -> bytes:
-        """At most ``length`` bytes of the file from ``offset`` (fewer where it ends),
-        read without moving the entry reader's position."""
-        return os.pread(self._stream.fileno(), length, offset)
-
     def chunks(self, info: Entry, size: int = READ_CHUNK) -> Iterator[bytes]:
         """The entry's bytes in pieces of at most ``size``, never all of it at once."""
         with self.zip.open(info.zipinfo()) as stream:
