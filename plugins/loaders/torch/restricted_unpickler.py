@@ -400,7 +400,7 @@ class _Unpickler(pickle.Unpickler):
         if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")
         if self.mapped_records is not None:  # a record has no gradient to ask for
-            dtype = _numpy_dtypes(storage.dtype)
+            dtype = numpy_dtype_of(storage.dtype)
             if dtype is not None:
                 return self.mapped_records.record(dtype, tuple(size), tuple(stride), offset, (numel, storage.start))
         if numel == 0 or 0 in size:
@@ -426,15 +426,6 @@ class _Unpickler(pickle.Unpickler):
 HEADERS_PER_TRIM = 4096
 """Records whose local headers are read through the map before its pages are given back
 (about 8 MiB of a state_dict of small tensors)."""
-
-_DTYPES: dict[Any, Any] = {}
-
-
-def _numpy_dtypes(torch_dtype: Any) -> Any:
-    """:func:`~.tensors.numpy_dtype_of`, once per dtype."""
-    if torch_dtype not in _DTYPES:
-        _DTYPES[torch_dtype] = numpy_dtype_of(torch_dtype)
-    return _DTYPES[torch_dtype]
 
 
 def _no_hooks(hooks: Any) -> bool:

@@ -143,8 +143,9 @@ def tensor_to_numpy(tensor: Any) -> np.ndarray:
 ValuesReader = Callable[[], np.ndarray]
 TensorReader = Callable[[Any], ValuesReader]
 """How a Param will read a tensor: given the tensor, the callable that returns its values.
-:func:`through_torch` keeps the tensor; a :class:`MappedFile`'s :meth:`~MappedFile.reader`
-keeps only where the values lie in the file."""
+:func:`through_torch`, or a :class:`MappedFile`'s :meth:`~MappedFile.reader`, which also
+counts the read towards giving the map's pages back. (A :class:`MappedTensor` record
+brings its own reader.)"""
 
 
 def through_torch(tensor: Any) -> ValuesReader:
@@ -159,8 +160,8 @@ class MappedFile:
     - A Param keeps where its values lie (dtype, shape, byte strides and offset), not a
       torch tensor: 60,000 tensors cost 40 MiB of torch objects for as long as a command
       runs. The restricted unpickler makes :class:`MappedTensor` records for the loader
-      (:meth:`record`); a torch tensor over the map is read from where it lies
-      (:meth:`reader`), one of a dtype numpy has not through torch.
+      (:meth:`record`) of every tensor whose dtype numpy has; the others are read
+      through torch (:meth:`reader`).
     - A page of a mapped file counts in the process's resident memory from the first read
       of it until the map is gone. A diff reads each parameter once or a few times and
       keeps only numbers about it, so a large checkpoint would otherwise end up resident
@@ -171,14 +172,13 @@ class MappedFile:
       read through it are read-only), so what comes back is the file's bytes, as before.
     """
 
-    __slots__ = ("mapped", "_bytes", "_address", "_pending")
+    __slots__ = ("mapped", "_bytes", "_pending")
 
     TRIM_BYTES = 16 * 2**20
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self.mapped = mapped
         self._bytes = np.frombuffer(mapped, dtype=np.uint8)
-        self._address = self._bytes.ctypes.data
         self._pending = 0
 
     def record(
@@ -190,19 +190,9 @@ class MappedFile:
         return MappedTensor(self, dtype, shape, strides, offset, storage)
 
     def reader(self, tensor: Any) -> ValuesReader:
-        """The reader of ``tensor``'s values (checked by :func:`tensor_param` first)."""
-        dtype = _numpy_dtype(tensor)
-        if dtype is None:
-            return functools.partial(self._read_tensor, tensor)
-        strides = tuple(stride * dtype.itemsize for stride in tensor.stride())
-        if tensor.numel() == 0:  # no bytes to read, wherever torch put its storage
-            return functools.partial(self.read_view, dtype, tuple(tensor.shape), strides, 0)
-        storage = tensor.untyped_storage()
-        start = storage.data_ptr() - self._address
-        if start < 0 or start + storage.nbytes() > len(self._bytes):
-            return functools.partial(self._read_tensor, tensor)
-        offset = start + tensor.storage_offset() * dtype.itemsize
-        return functools.partial(self.read_view, dtype, tuple(tensor.shape), strides, offset)
+        """The reader of a torch tensor over the map: one of a dtype numpy has not (every
+        other tensor is a :meth:`record`), read through torch and counted like the rest."""
+        return functools.partial(self._read_tensor, tensor)
 
     def read_view(self, dtype: np.dtype, shape: tuple, strides: tuple, offset: int) -> np.ndarray:
         """The values of ``shape`` and byte ``strides`` from byte ``offset`` of the file
@@ -271,6 +261,7 @@ class MappedTensor:
         return f"MappedTensor({self.dtype.name}{list(self.shape)})"
 
 
+@functools.lru_cache(maxsize=64)
 def numpy_dtype_of(torch_dtype: Any) -> np.dtype | None:
     """The numpy dtype of a torch dtype's bytes (ml_dtypes' for bfloat16 and float8), or
     None when numpy has none (complex32, quantized types)."""
@@ -287,13 +278,6 @@ def _dtype_name(dtype: np.dtype) -> str:
     return dtype.name  # numpy makes the string anew each time it is asked
 
 
-def _numpy_dtype(tensor: Any) -> np.dtype | None:
-    """The numpy dtype ``tensor``'s bytes read as, or None (read it through torch)."""
-    if tensor.layout is not _torch_strided() or tensor.is_quantized:
-        return None
-    return numpy_dtype_of(tensor.dtype)
-
-
 _NUMPY_DTYPES = {
     name: np.dtype(name)
     for name in (
@@ -301,12 +285,6 @@ _NUMPY_DTYPES = {
         "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     )
 }  # fmt: skip
-
-
-def _torch_strided() -> Any:
-    import torch
-
-    return torch.strided
 
 
 def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader = through_torch) -> Param:
