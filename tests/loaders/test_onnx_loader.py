@@ -409,6 +409,7 @@ def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
     nodes in the same order, each input produced by the same nodes."""
     gs = pytest.importorskip("onnx_graphsurgeon")
     from plugins.loaders.onnx.layers import GraphIndex
+    from plugins.loaders.onnx.nodes import GraphNodes
 
     repeated = _save(
         tmp_path,
@@ -421,17 +422,33 @@ def test_graph_structure_agrees_with_onnx_graphsurgeon(exports, tmp_path):
     )
     for path in (*exports.values(), repeated):
         proto = onnx.load(str(path))
-        index = GraphIndex(proto.graph)
         imported = gs.import_onnx(proto)
-        assert [(node.name, node.op_type) for node in index.nodes] == [(node.name, node.op) for node in imported.nodes]
-        for node, gs_node in zip(index.nodes, imported.nodes):
-            assert list(node.input) == [tensor.name for tensor in gs_node.inputs]
-            for name, tensor in zip(node.input, gs_node.inputs):
-                ours = [producer.name for producer in index.producers(name)] if name else []
-                assert ours == [producer.name for producer in tensor.inputs], (path.name, name)
+        # Both ways the loader has the nodes: parsed with the graph, and as their bytes.
+        for nodes in (GraphNodes.of_graph(proto.graph), _encoded_nodes(proto.graph)):
+            index = GraphIndex(nodes)
+            ours = list(index.nodes)
+            assert [(node.name, node.op_type) for node in ours] == [(node.name, node.op) for node in imported.nodes]
+            for node, gs_node in zip(ours, imported.nodes):
+                assert list(node.input) == [tensor.name for tensor in gs_node.inputs]
+                for name, tensor in zip(node.input, gs_node.inputs):
+                    producers = [index.nodes.node(position).name for position in index.producers(name)] if name else []
+                    assert producers == [producer.name for producer in tensor.inputs], (path.name, name)
     layers = load_onnx(repeated).layers
     assert [layer.name for layer in layers] == ["first", "again", "resize"]
     assert list(layers[2].inputs) == ["a", "", "", "sizes"]
+
+
+def _encoded_nodes(graph):
+    """The graph's nodes as :mod:`.in_file_data` keeps a large file's: GraphProto node fields."""
+    from array import array
+
+    from plugins.loaders.onnx.nodes import GraphNodes
+
+    encoded, ends = b"", array("Q")
+    for node in graph.node:
+        encoded += onnx.GraphProto(node=[node]).SerializeToString()
+        ends.append(len(encoded))
+    return GraphNodes.encoded(encoded, ends)
 
 
 def test_initializer_bytes_stay_in_a_large_file(tmp_path):
@@ -467,6 +484,10 @@ def test_initializer_bytes_stay_in_a_large_file(tmp_path):
             offset, length = in_file.slices[tensor.name]
             assert raw[offset : offset + length] == tensor.raw_data
             tensor.ClearField("raw_data")
+    # The nodes are kept apart, as their bytes: parsed back, the same nodes.
+    assert [node.SerializeToString() for node in in_file.nodes] == [node.SerializeToString() for node in full.graph.node]
+    assert in_file.nodes.node(2) == full.graph.node[2]
+    stripped.graph.node.extend(in_file.nodes)
     assert stripped == full  # everything else, byte for byte the same message
     model = load_onnx(path)
     np.testing.assert_array_equal(model.layer("mm").params["weight"].array(), big)
@@ -555,6 +576,91 @@ def test_a_loaded_model_keeps_no_part_of_the_parsed_file(tmp_path, size):
         np.testing.assert_array_equal(model.layer(f"gemm{i}").params["weight"].array(), weight)
     stored = {tensor.param.tensor_name: tensor.param for tensor in model.stored}
     np.testing.assert_array_equal(stored["shape1"].array(), [-1, 64])
+
+
+def test_nodes_left_in_a_large_file_load_as_nodes_parsed_whole(tmp_path, monkeypatch):
+    """A large file's nodes are parsed a chunk at a time, and a Constant again on its own
+    when an input resolves to it: the model is the one the whole parse gives, for every
+    way a node can be a constant, a repeat or odd, with chunks of a few nodes and nodes
+    larger than a chunk."""
+    from plugins.loaders.onnx import in_file_data, nodes
+    from tests.loaders.test_restricted_unpickler import assert_same_model
+
+    rng = np.random.default_rng(4)
+    big = rng.standard_normal((600, 600)).astype(np.float32)  # past MIN_BYTES, left in the file
+    small = rng.standard_normal((4, 4)).astype(np.float32)
+    inline = rng.standard_normal((70, 300)).astype(np.float32)  # a Constant larger than a chunk
+    then_branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["t"], value=numpy_helper.from_array(small, "inner"))],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, [4, 4])],
+        initializer=[numpy_helper.from_array(small, "body_init")],
+    )
+    graph_nodes = [
+        helper.make_node("Identity", ["big"], ["big_1"], name="id_a"),
+        helper.make_node("Identity", ["big_1"], ["big_2"], name="id_b"),
+        helper.make_node("MatMul", ["x", "big_2"], ["h"], name="mm"),
+        helper.make_node("Constant", [], ["c_inline"], value=numpy_helper.from_array(inline)),
+        helper.make_node("Constant", [], ["c_floats"], value_floats=[1.0, 2.0, 3.0]),
+        helper.make_node("Constant", [], ["c_int"], value_int=7, name="same"),
+        helper.make_node("Constant", [], ["small"], value=numpy_helper.from_array(2 * small), name="same"),
+        helper.make_node("Identity", ["c_inline"], ["c_inline_1"], name="id_c", domain="custom"),
+        helper.make_node("MatMul", ["h", "small"], ["h2"], name="mm_small"),  # the initializer, not the Constant
+        helper.make_node("MatMul", ["h2", "c_inline"], ["h3"], name="mm_inline"),
+        helper.make_node("Add", ["h3", "c_floats"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["twice"]),
+        helper.make_node("Relu", ["a"], ["twice"]),  # a second producer of "twice"
+        helper.make_node("Add", ["twice", "c_inline_1"], ["b"], name="add_custom_identity"),
+        helper.make_node("If", ["cond"], ["branch"], then_branch=then_branch, else_branch=then_branch, name="if"),
+        *(helper.make_node("Relu", [f"r{i}" if i else "b"], [f"r{i + 1}"]) for i in range(50)),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 600])]
+    path = _save(
+        tmp_path,
+        graph_nodes,
+        [numpy_helper.from_array(big, "big"), numpy_helper.from_array(small, "small")],
+        inputs=inputs,
+    )
+    monkeypatch.setattr(nodes, "CHUNK_BYTES", 64)
+    in_parts = load_onnx(path)
+    monkeypatch.setattr(in_file_data, "MIN_BYTES", 2**40)
+    whole = load_onnx(path)
+    assert_same_model(in_parts, whole, "nodes in chunks")
+    assert [layer.inputs for layer in in_parts.layers] == [layer.inputs for layer in whole.layers]
+    assert [layer.outputs for layer in in_parts.layers] == [layer.outputs for layer in whole.layers]
+
+    def stored(model):
+        return [
+            (tensor.param.tensor_name, tensor.origin, tensor.uses, None if tensor.origin == "subgraph" else tensor.param.array())
+            for tensor in model.stored
+        ]
+
+    for ours, theirs in zip(stored(in_parts), stored(whole), strict=True):
+        assert ours[:3] == theirs[:3]
+        np.testing.assert_array_equal(ours[3], theirs[3])
+    assert [tensor.origin for tensor in in_parts.stored].count("subgraph") == 4  # both branches' two
+    np.testing.assert_array_equal(in_parts.layer("mm").params["weight"].array(), big)
+    np.testing.assert_array_equal(in_parts.layer("mm_small").params["weight"].array(), small)
+    np.testing.assert_array_equal(in_parts.layer("mm_inline").params["weight"].array(), inline)
+    assert "weight" not in in_parts.layer("add_custom_identity").params  # not followed through a custom domain
+    assert in_parts.details["subgraphs"] == 1
+
+
+def test_a_corrupt_node_left_in_a_large_file_is_one_line(tmp_path):
+    """A node left in the file is parsed only when the loader reads it: a broken one gives
+    the same one-line error as a broken file."""
+    weight = np.ones((600, 600), dtype=np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm_node")]
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w")])
+    raw = path.read_bytes()
+    name = raw.index(b"mm_node")
+    # The node's name field (tag 0x1A, length 7) becomes a varint field of a name's number:
+    # the graph's framing holds, the node does not parse.
+    assert raw[name - 2 : name] == b"\x1a\x07"
+    path.write_bytes(raw[: name - 2] + b"\x18\xff" + raw[name:])
+    with pytest.raises(InputError, match=r"model.onnx: is not a valid ONNX model \(truncated or corrupted"):
+        load_onnx(path)
 
 
 def test_two_initializers_of_one_name_leave_the_file_to_onnx(tmp_path):

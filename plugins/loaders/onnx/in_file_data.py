@@ -9,12 +9,14 @@ its graph and the graph's initializers are opened; everything else is copied as 
 records where each initializer's ``raw_data`` lies in the file, and parses a copy of the
 file with those bytes left out: the message holds the structure, and each weight is
 read into memory later, when asked, from a descriptor of the same file
-(:class:`InFileSlices`, :class:`~.tensors.DataFile`).
+(:class:`InFileSlices`, :class:`~.tensors.DataFile`). The graph's nodes are left out of
+the message too and kept as their bytes, parsed a chunk at a time when the loader reads
+them (:class:`~.nodes.GraphNodes`): parsed whole, they cost six times their size.
 
 Wire format (protobuf encoding): a field is a varint tag ``number << 3 | wire type``
 followed by a varint (type 0), 8 bytes (1), a varint length and that many bytes (2) or
-4 bytes (5). ModelProto.graph is field 7, GraphProto.initializer field 5,
-TensorProto.name 8, raw_data 9 and data_location 14.
+4 bytes (5). ModelProto.graph is field 7, GraphProto.node field 1, GraphProto.initializer
+field 5, TensorProto.name 8, raw_data 9 and data_location 14.
 
 Anything unexpected (a group, a length past its message, a varint too long, two
 initializers of one name, a tensor whose data is external) leaves the file to
@@ -25,15 +27,18 @@ from __future__ import annotations
 
 import mmap
 import os
+from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .nodes import GraphNodes
 from .tensors import DataFile
 
 if TYPE_CHECKING:
     from onnx import ModelProto
 
 MODEL_GRAPH = 7
+GRAPH_NODE = 1
 GRAPH_INITIALIZER = 5
 TENSOR_NAME = 8
 TENSOR_RAW_DATA = 9
@@ -128,19 +133,22 @@ def _fields(data, start: int, end: int, wanted: frozenset[int]) -> list[tuple[in
 
 
 class InFileSlices:
-    """Initializer name -> (offset, length) of its ``raw_data`` in the file at ``path``,
-    and ``file``, the open descriptor of the file that was parsed, to read them from
-    (the caller owns it: see :class:`~.tensors.DataFile`)."""
+    """Initializer name -> (offset, length) of its ``raw_data`` in the file at ``path``;
+    ``file``, the open descriptor of the file that was parsed, to read them from (the
+    caller owns it: see :class:`~.tensors.DataFile`); ``nodes``, the graph's nodes the
+    parsed message was left without."""
 
-    def __init__(self, path: Path, slices: dict[str, tuple[int, int]], file: DataFile) -> None:
+    def __init__(self, path: Path, slices: dict[str, tuple[int, int]], file: DataFile, nodes: GraphNodes) -> None:
         self.path = path
         self.slices = slices
         self.file = file
+        self.nodes = nodes
 
 
 def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] | None":
-    """The ModelProto of ``path`` without its initializers' raw_data, and where that data
-    is; None when the file is small or not one this reads (see the module docstring)."""
+    """The ModelProto of ``path`` without its initializers' raw_data and its graph's nodes,
+    and where that data is and the nodes; None when the file is small or not one this
+    reads (see the module docstring)."""
     from onnx import ModelProto
 
     with open(path, "rb") as stream:
@@ -153,7 +161,7 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
             return None  # a file system without mmap: onnx.load reads it
         with data:
             try:
-                pieces, slices = _strip(data, size)
+                pieces, slices, nodes = _strip(data, size)
             except _Malformed:
                 return None
             if not slices:
@@ -165,14 +173,18 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
     except BaseException:
         file.close()
         raise
-    return proto, InFileSlices(path, slices, file)
+    return proto, InFileSlices(path, slices, file, nodes)
 
 
-def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
+def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]], GraphNodes]:
     slices: dict[str, tuple[int, int]] = {}
+    # The top-level graph's node fields, as they are, one after the other (a bytearray:
+    # grown in place, not joined from 200k pieces), and where each ends.
+    encoded = bytearray()
+    ends = array("Q")
 
     def graph(start: int, end: int) -> _Pieces | None:
-        return _rewrite_fields(data, start, end, GRAPH_INITIALIZER, tensor)
+        return _rewrite_fields(data, start, end, {GRAPH_INITIALIZER: tensor, GRAPH_NODE: node})
 
     dropped_at = 0
 
@@ -183,38 +195,52 @@ def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]]]:
             dropped_at = start
         return _strip_tensor(data, start, end, slices)
 
-    model = _rewrite_fields(data, 0, size, MODEL_GRAPH, graph)
-    return (model[0] if model is not None else [data[:size]]), slices
+    def node(start: int, end: int) -> _Pieces:
+        length = end - start
+        encoded.extend(_NODE_TAG + (bytes((length,)) if length < 0x80 else _encode_varint(length)))
+        encoded.extend(data[start:end])
+        ends.append(len(encoded))
+        return _LEFT_OUT
+
+    model = _rewrite_fields(data, 0, size, {MODEL_GRAPH: graph})
+    return (model[0] if model is not None else [data[:size]]), slices, GraphNodes.encoded(encoded, ends)
 
 
 _Pieces = tuple[list[bytes], int]
 """A rewritten message as byte strings to join, and their total length: joined once, for
 the whole model, instead of once per message level."""
 
+_LEFT_OUT: _Pieces = ([], -1)
+"""What a rewrite returns for a field to leave out of the message altogether."""
 
-def _rewrite_fields(data, start: int, end: int, number: int, rewrite) -> _Pieces | None:
-    """The message in data[start:end] with each length-delimited field ``number``
-    replaced by ``rewrite(value_start, value_end)`` (None keeps the field as it is), or
-    None when no field changed."""
+_NODE_TAG = bytes((GRAPH_NODE << 3 | LENGTH_DELIMITED,))
+
+
+def _rewrite_fields(data, start: int, end: int, rewrites) -> _Pieces | None:
+    """The message in data[start:end] with each length-delimited field whose number is
+    in ``rewrites`` replaced by ``rewrites[number](value_start, value_end)`` (None keeps
+    the field as it is, :data:`_LEFT_OUT` leaves it out), or None when no field changed."""
     pieces: list[bytes] = []
     total = 0
     kept_from = start
-    tag = _encode_varint(number << 3 | LENGTH_DELIMITED)
-    for _, wire, field_start, value_start, value_end in _fields(data, start, end, frozenset((number,))):
+    tags = {number: _encode_varint(number << 3 | LENGTH_DELIMITED) for number in rewrites}
+    for number, wire, field_start, value_start, value_end in _fields(data, start, end, frozenset(rewrites)):
         if wire != LENGTH_DELIMITED:
             continue
-        value = rewrite(value_start, value_end)
+        value = rewrites[number](value_start, value_end)
         if value is None:
             continue
-        value_pieces, length = value
         if kept_from < field_start:
             pieces.append(data[kept_from:field_start])
             total += field_start - kept_from
-        header = tag + (bytes((length,)) if length < 0x80 else _encode_varint(length))
+        kept_from = value_end
+        if value is _LEFT_OUT:
+            continue
+        value_pieces, length = value
+        header = tags[number] + (bytes((length,)) if length < 0x80 else _encode_varint(length))
         pieces.append(header)
         pieces += value_pieces
         total += len(header) + length
-        kept_from = value_end
     if kept_from == start:
         return None
     pieces.append(data[kept_from:end])

@@ -37,6 +37,7 @@ from inspector.ir import LINEAR, WEIGHT_LAYOUT, Layer, Param, StoredTensor, Use
 from . import hints, kinds, linear
 from .attributes import BODIES, INT, INTS, TENSOR, attribute_value, body_tensors
 from .in_file_data import InFileSlices
+from .nodes import GraphNodes
 from .tensors import SMALL_TENSOR_VALUES, ExternalSlice, dtype_name, summarize_tensor, tensor_reader
 
 if TYPE_CHECKING:
@@ -62,52 +63,60 @@ class _Constant(NamedTuple):
 
 
 class GraphIndex:
-    """The nodes of a graph and, for each tensor name, the nodes producing it.
+    """The nodes of a graph and, for each tensor name, the positions of the nodes producing it.
 
     ONNX asks for single assignment; a crafted graph may break it, so a name may have
     several producers (:meth:`producers`), and a constant is followed only through a
-    name with exactly one (:attr:`single_producer`). ``constant_nodes`` are the Constant
-    nodes (default domain, with an output), in graph order; ``passed_on`` the names a
-    Constant or Identity node of the default domain produces: with the initializers,
-    the only names an input can be a constant through.
+    name with exactly one (:attr:`single_producer`). ``constant_positions`` are the
+    positions of the Constant nodes (default domain, with an output), in graph order;
+    ``identity_inputs`` the first input of each Identity node of the default domain
+    ("" when it has none); ``passed_on`` the names a Constant or Identity node of the
+    default domain produces: with the initializers, the only names an input can be a
+    constant through. No node is kept: a Constant's value is read from
+    ``nodes.node(position)`` when asked (see :mod:`.nodes`).
     """
 
-    def __init__(self, graph_proto: "GraphProto") -> None:
-        self.nodes = graph_proto.node[:]
+    def __init__(self, nodes: GraphNodes) -> None:
+        self.nodes = nodes
         # Read once per node here (a protobuf field costs a wrapper object a read); the
         # layers keep these very tuples and strings.
         self.op_types: list[str] = []
         """Each node's op type, qualified by its domain (:func:`.kinds.qualified_op_type`)."""
         self.outputs: list[tuple[str, ...]] = []
         """Each node's outputs."""
-        self.single_producer: dict[str, "NodeProto"] = {}
-        """Name -> its producer, for names with exactly one (nearly all: no list each)."""
-        self._several: dict[str, list["NodeProto"]] = {}  # name -> its producers, for names with more
-        self.constant_nodes: list["NodeProto"] = []
+        self.single_producer: dict[str, int] = {}
+        """Name -> its producer's position, for names with exactly one (nearly all: no list each)."""
+        self._several: dict[str, list[int]] = {}  # name -> its producers' positions, for names with more
+        self.constant_positions: list[int] = []
+        self.identity_inputs: dict[int, str] = {}
         self.passed_on: set[str] = set()
         single, several = self.single_producer, self._several
-        for node in self.nodes:
+        op_types: dict[str, str] = {}  # one string per op type, not one per node
+        for position, node in enumerate(nodes):
             outputs = tuple(node.output[:])
             op_type = kinds.qualified_op_type(node.op_type, node.domain)
+            op_type = op_types.setdefault(op_type, op_type)
             self.outputs.append(outputs)
             self.op_types.append(op_type)
             for name in outputs:
                 if not name:
                     continue
                 if name in single:
-                    several[name] = [single.pop(name), node]
+                    several[name] = [single.pop(name), position]
                 elif name in several:
-                    several[name].append(node)
+                    several[name].append(position)
                 else:
-                    single[name] = node
+                    single[name] = position
             if op_type in _PASS_THROUGH and outputs:
                 self.passed_on.update(outputs)
                 if op_type == "Constant":
-                    self.constant_nodes.append(node)
+                    self.constant_positions.append(position)
+                else:
+                    self.identity_inputs[position] = node.input[0] if node.input else ""
         self.passed_on.discard("")
 
-    def producers(self, name: str) -> list["NodeProto"]:
-        """Every node producing ``name``, in graph order."""
+    def producers(self, name: str) -> list[int]:
+        """The positions of every node producing ``name``, in graph order."""
         several = self._several.get(name)
         if several is not None:
             return list(several)
@@ -116,7 +125,6 @@ class GraphIndex:
 
 
 _PASS_THROUGH = ("Identity", "Constant")
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 class LayerBuilder:
@@ -138,20 +146,22 @@ class LayerBuilder:
     ) -> None:
         self.model_path = model_path
         self.graph_proto = graph_proto
-        self.graph = index if index is not None else GraphIndex(graph_proto)
+        self.graph = index if index is not None else GraphIndex(GraphNodes.of_graph(graph_proto))
         self.external = external
         self.in_file = in_file
         self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer[:]}
         self._maybe_constant = self.graph.passed_on.union(self.initializers)
         self._maybe_constant.discard("")
         self._params: dict[str, Param] = {}
-        # stored tensor name -> (its proto, dtype, shape, numel, reader): read once however often used
-        self._stored_facts: dict[str, tuple[Any, str, tuple[int, ...], int, Callable[[], np.ndarray]]] = {}
+        # an initializer's name, or a Constant node's position -> (dtype, shape, numel,
+        # reader): read once however often used
+        self._stored_facts: dict[str | int, tuple[str, tuple[int, ...], int, Callable[[], np.ndarray]]] = {}
         self._uses: dict[str, list[Use]] = {}
         self._pending_uses: list[tuple[str, int, str | None]] = []  # of the layer being built
         self._summaries: dict[bytes, str] = {}  # small tensor attributes, by their serialized bytes
-        self.with_subgraphs: list["NodeProto"] = []
-        """The top-level nodes with an If/Loop/Scan body (a GRAPH or GRAPHS attribute), found by :meth:`build`."""
+        self.with_subgraphs: list[int] = []
+        """The positions of the top-level nodes with an If/Loop/Scan body (a GRAPH or GRAPHS
+        attribute), found by :meth:`build`."""
 
     def build(self) -> list[Layer]:
         layers = []
@@ -179,13 +189,14 @@ class LayerBuilder:
         for name, tensor in self.initializers.items():
             param = self._params.get(name)
             if param is None:
-                param = self._param_for(self._stored_constant((name,), tensor, "initializer"))
+                param = self._param_for(self._stored_constant((name,), tensor, "initializer", name))
             found.append(StoredTensor(param, self._uses.get(name, []), "initializer"))
-        for node in self.graph.constant_nodes:
-            constant = self._constant_node_value((node.output[0],), node)
+        for position in self.graph.constant_positions:
+            name = self.graph.outputs[position][0]
+            constant = self._constant_node_value((name,), position)
             if constant is not None:
-                found.append(StoredTensor(self._param_for(constant), self._uses.get(node.output[0], []), "Constant"))
-        for tensor in body_tensors(self.with_subgraphs):
+                found.append(StoredTensor(self._param_for(constant), self._uses.get(name, []), "Constant"))
+        for tensor in body_tensors([self.graph.nodes.node(position) for position in self.with_subgraphs]):
             found.append(
                 StoredTensor(
                     Param(
@@ -220,7 +231,7 @@ class LayerBuilder:
                 attrs[attr.name] = attribute_value(attr, kind)
             has_body = has_body or kind in BODIES
         if has_body:
-            self.with_subgraphs.append(node)
+            self.with_subgraphs.append(position)
         if op_type in _PASS_THROUGH or self._maybe_constant.isdisjoint(inputs):
             params: dict[str, Param] = {}
             param_names: list[str] = []
@@ -305,46 +316,52 @@ class LayerBuilder:
             names += (tensor,)
             initializer = self.initializers.get(tensor)
             if initializer is not None:
-                return self._stored_constant(names, initializer, "initializer")
+                return self._stored_constant(names, initializer, "initializer", tensor)
             producer = self.graph.single_producer.get(tensor)
             if producer is None:
                 return None  # a graph input, or a name several nodes produce
-            if producer.domain not in _DEFAULT_DOMAINS:
-                return None
-            if producer.op_type == "Constant":
+            op_type = self.graph.op_types[producer]  # qualified: "Constant" is of the default domain
+            if op_type == "Constant":
                 return self._constant_node_value(names, producer)
-            if producer.op_type != "Identity" or not producer.input:
+            if op_type != "Identity":
                 return None
-            tensor = producer.input[0]
+            tensor = self.graph.identity_inputs[producer]
         return None
 
-    def _stored_constant(self, names: tuple[str, ...], tensor: Any, origin: str) -> _Constant:
+    def _stored_constant(self, names: tuple[str, ...], tensor: Any, origin: str, key: str | int) -> _Constant:
         """The constant of a stored tensor (an ``origin``: "initializer" or "constant")
-        reached through ``names``; its facts and reader are made once."""
-        name = names[-1]
-        facts = self._stored_facts.get(name)
-        if facts is None or facts[0] is not tensor:
+        reached through ``names``; its facts and reader are made once per ``key`` (an
+        initializer's name, a Constant node's position: a crafted graph may give an
+        initializer's name to a Constant too)."""
+        facts = self._stored_facts.get(key)
+        if facts is None:
+            name = names[-1]
             shape = tuple(tensor.dims[:])
-            read = tensor_reader(tensor, self._where(name), self.model_path, f"{origin} {name!r}", shape)
-            facts = (tensor, dtype_name(tensor.data_type), shape, math.prod(shape), read)
-            self._stored_facts[name] = facts
-        return _Constant(names, facts[1], facts[2], facts[3], facts[4])
+            where = self._where(name, in_file=origin == "initializer")
+            read = tensor_reader(tensor, where, self.model_path, f"{origin} {name!r}", shape)
+            facts = self._stored_facts[key] = (dtype_name(tensor.data_type), shape, math.prod(shape), read)
+        return _Constant(names, *facts)
 
-    def _where(self, name: str) -> ExternalSlice | None:
+    def _where(self, name: str, in_file: bool) -> ExternalSlice | None:
         """Where the bytes of the stored tensor ``name`` are when not in the proto: its
-        external data, or its raw_data left in the model file (:mod:`.in_file_data`)."""
+        external data, or (``in_file``: an initializer's) its raw_data left in the model
+        file (:mod:`.in_file_data`)."""
         where = self.external.get(name)
-        if where is None and self.in_file is not None:
+        if where is None and in_file and self.in_file is not None:
             span = self.in_file.slices.get(name)
             if span is not None:
                 path = self.model_path
                 where = ExternalSlice(path, path.name, span[0], span[1], True, self.in_file.file)
         return where
 
-    def _constant_node_value(self, names: tuple[str, ...], proto: "NodeProto") -> _Constant | None:
-        for attr in proto.attribute[:]:
+    def _constant_node_value(self, names: tuple[str, ...], position: int) -> _Constant | None:
+        """The value of the Constant node at ``position``, reached through ``names``."""
+        facts = self._stored_facts.get(position)
+        if facts is not None:
+            return _Constant(names, *facts)
+        for attr in self.graph.nodes.node(position).attribute[:]:
             if attr.name == "value":
-                return self._stored_constant(names, attr.t, "constant")
+                return self._stored_constant(names, attr.t, "constant", position)
             literal = _CONSTANT_LITERALS.get(attr.name)
             if literal is not None:
                 dtype, field = literal
@@ -353,7 +370,9 @@ class LayerBuilder:
                     array = array.reshape(())
                 else:
                     array = array.reshape(-1)
-                return _Constant(names, array.dtype.name, array.shape, array.size, lambda array=array: array)
+                facts = (array.dtype.name, array.shape, array.size, lambda array=array: array)
+                self._stored_facts[position] = facts
+                return _Constant(names, *facts)
         return None  # strings and sparse values are not params
 
 

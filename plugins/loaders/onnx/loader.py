@@ -1,8 +1,10 @@
 """Reading an ONNX file into a :class:`inspector.ir.Model`.
 
-``onnx.load(path, load_external_data=False)`` parses the protobuf; external data files
-are checked (present, inside the model's directory, long enough) but not read;
-:class:`~.layers.LayerBuilder` makes the layers from the graph's nodes.
+``onnx.load(path, load_external_data=False)`` parses the protobuf (a file over 1 MiB is
+parsed without its initializers' bytes and its nodes, which are read from the file when
+asked: :mod:`.in_file_data`); external data files are checked (present, inside the
+model's directory, long enough) but not read; :class:`~.layers.LayerBuilder` makes the
+layers from the graph's nodes.
 
 Anything wrong with the file ends in :class:`~inspector.errors.InputError` with a
 one-line problem: not protobuf / truncated, no graph, missing or short external data,
@@ -22,10 +24,11 @@ from inspector.ir import Model, TensorInfo
 from .in_file_data import InFileSlices, parse_leaving_data_in_file
 from .layers import GraphIndex, LayerBuilder
 from .linear import normalise_linears
+from .nodes import GraphNodes
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
+    from onnx import GraphProto, ModelProto, ValueInfoProto
 
 FORMAT = "onnx"
 DOC_STRING_CHARS = 200
@@ -47,18 +50,22 @@ def load_onnx(path: Path) -> Model:
 def _checked_model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     if not model_proto.HasField("graph"):
         raise InputError(path, "is not a valid ONNX model (it has no graph)")
+    from google.protobuf.message import DecodeError
+
     try:
         return _model(path, model_proto, in_file)
     except InputError:
         raise
+    except DecodeError as exc:  # a node left in the file (see _parse) is parsed only now
+        raise InputError(path, _corrupted(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - a corrupt file parses into odd protos (bytes names, bad types)
         raise InputError(path, f"is not a usable ONNX graph ({_one_line(exc)})") from exc
 
 
 def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) -> Model:
     graph = model_proto.graph
-    index = GraphIndex(graph)
-    external = _check_external_data(path, graph, index.constant_nodes)
+    index = GraphIndex(in_file.nodes if in_file is not None else GraphNodes.of_graph(graph))
+    external = _check_external_data(path, graph, index)
     # Initializer bytes left in the model file are read the way external data is, from
     # the descriptor the file was parsed with.
     builder = LayerBuilder(path, graph, external, in_file, index)
@@ -92,14 +99,16 @@ def _parse(path: Path) -> "tuple[ModelProto, InFileSlices | None]":
     except OSError as exc:
         raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - DecodeError, ValueError, RuntimeWarning...: all mean "corrupt"
-        raise InputError(path, f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})") from exc
+        raise InputError(path, _corrupted(exc)) from exc
 
 
-def _check_external_data(
-    path: Path, graph: "GraphProto", constant_nodes: "list[NodeProto]"
-) -> dict[str, ExternalSlice]:
+def _corrupted(exc: BaseException) -> str:
+    return f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})"
+
+
+def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> dict[str, ExternalSlice]:
     """tensor name -> its checked external slice, for initializers and the values of
-    ``constant_nodes`` (the graph's Constant nodes, :attr:`.layers.GraphIndex.constant_nodes`).
+    the graph's Constant nodes (:attr:`.layers.GraphIndex.constant_positions`).
 
     Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
     """
@@ -108,7 +117,8 @@ def _check_external_data(
     for tensor in graph.initializer[:]:
         if uses_external_data(tensor):
             slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
-    for node in constant_nodes:
+    for position in index.constant_positions:
+        node = index.nodes.node(position)
         for attr in node.attribute[:]:
             if attr.name == "value" and uses_external_data(attr.t):
                 slices[node.output[0]] = files.slice(attr.t, f"constant {node.output[0]!r}")
