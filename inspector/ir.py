@@ -311,7 +311,9 @@ class Layer:
         self.params = dict(params or {})
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.hints = tuple(dict.fromkeys(filter(None, hints)))
+        if type(hints) is not tuple or not all(hints) or len(set(hints)) != len(hints):
+            hints = tuple(dict.fromkeys(filter(None, hints)))
+        self.hints = hints  # a loader's tuple, kept when it is already clean (a graph may share one over many layers)
         self.index = -1
         self.metadata = dict(metadata or {})
 

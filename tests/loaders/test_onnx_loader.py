@@ -647,6 +647,19 @@ def test_nodes_left_in_a_large_file_load_as_nodes_parsed_whole(tmp_path, monkeyp
     assert in_parts.details["subgraphs"] == 1
 
 
+def test_an_edge_is_one_string_and_a_folder_one_tuple(tmp_path):
+    """Memory per node (a 100k-node graph keeps 100k layers): a consumer's input is the
+    very string its producer's output is, and layers of one name folder share the tuple
+    of hints worked out for it."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["/m/a/Relu_output_0"], name="/m/a/Relu"),
+        helper.make_node("Relu", ["/m/a/Relu_output_0"], ["/m/a/Relu_1_output_0"], name="/m/a/Relu_1"),
+    ]
+    first, second = load_onnx(_save(tmp_path, nodes, [])).layers
+    assert second.inputs == first.outputs and second.inputs[0] is first.outputs[0]
+    assert first.hints == ("m.a",) and second.hints is first.hints
+
+
 def test_a_corrupt_node_left_in_a_large_file_is_one_line(tmp_path):
     """A node left in the file is parsed only when the loader reads it: a broken one gives
     the same one-line error as a broken file."""

@@ -213,7 +213,7 @@ class LayerBuilder:
         return found
 
     def _layer(self, position: int, node: "NodeProto", op_type: str, outputs: tuple[str, ...]) -> Layer:
-        inputs = node.input[:]
+        inputs = self._shared_names(node.input[:])
         entries = node.metadata_props
         metadata = {entry.key: entry.value for entry in entries[:]} if entries else {}
         attrs = {}
@@ -253,6 +253,21 @@ class LayerBuilder:
             hints.layer_hints(node_name, outputs[0] if outputs else "", metadata, param_names),
             metadata,
         )
+
+    def _shared_names(self, inputs: list[str]) -> tuple[str, ...]:
+        """``inputs``, each name the very string its producer's outputs hold: protobuf
+        makes a new string each time a name is read, and a graph's every edge would
+        otherwise be two strings, the layer's output and its consumer's input."""
+        producer = self.graph.single_producer.get
+        outputs = self.graph.outputs
+        shared = []
+        for name in inputs:
+            position = producer(name)
+            if position is not None:
+                produced = outputs[position]
+                name = produced[produced.index(name)]
+            shared.append(name)
+        return tuple(shared)
 
     def _summary(self, tensor: "TensorProto") -> str:
         """:func:`.tensors.summarize_tensor`, made once per distinct small tensor: a graph
