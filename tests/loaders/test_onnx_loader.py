@@ -662,6 +662,48 @@ def test_an_edge_is_one_string_and_a_folder_one_tuple(tmp_path):
     assert first.hints == ("m.a",) and second.hints is first.hints
 
 
+def test_nodes_apart_from_each_other_in_the_file(tmp_path):
+    """A writer may put other graph fields between nodes (protobuf merges repeated
+    fields in order): the nodes kept as bytes are still the graph's, in its order."""
+    from plugins.loaders.onnx.in_file_data import parse_leaving_data_in_file
+
+    weight = np.arange(600 * 600, dtype=np.float32).reshape(600, 600)
+    first = helper.make_node("MatMul", ["x", "w"], ["h"], name="mm")
+    second = helper.make_node("Relu", ["h"], ["y"], name="relu")
+    pieces = [
+        onnx.GraphProto(node=[first]),
+        onnx.GraphProto(initializer=[numpy_helper.from_array(weight, "w")]),
+        onnx.GraphProto(
+            name="g", node=[second], input=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 600])]
+        ),
+        onnx.GraphProto(output=[helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+    ]
+    graph = b"".join(piece.SerializeToString() for piece in pieces)
+    head = helper.make_model(onnx.GraphProto(), opset_imports=[helper.make_opsetid("", 17)])
+    head.ClearField("graph")
+    path = tmp_path / "apart.onnx"
+    path.write_bytes(head.SerializeToString() + b"\x3a" + _varint(len(graph)) + graph)  # field 7, the graph
+    expected = onnx.load(str(path))
+    assert [node.name for node in expected.graph.node] == ["mm", "relu"]
+    _, in_file = parse_leaving_data_in_file(path)
+    assert [node.SerializeToString() for node in in_file.nodes] == [
+        first.SerializeToString(),
+        second.SerializeToString(),
+    ]
+    model = load_onnx(path)
+    assert [layer.name for layer in model.layers] == ["mm", "relu"]
+    np.testing.assert_array_equal(model.layer("mm").params["weight"].array(), weight)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def test_a_corrupt_node_left_in_a_large_file_is_one_line(tmp_path):
     """A node left in the file is parsed only when the loader reads it: a broken one gives
     the same one-line error as a broken file."""

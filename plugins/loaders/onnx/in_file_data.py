@@ -178,31 +178,35 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
 
 def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]], GraphNodes]:
     slices: dict[str, tuple[int, int]] = {}
-    # The top-level graph's node fields, as they are, one after the other (a bytearray:
-    # grown in place, not joined from 200k pieces), and where each ends.
+    # The top-level graph's node fields, as they are, one after the other (a bytearray
+    # grown a run of adjacent fields at a time: a writer puts the nodes together), and
+    # where each ends in it.
     encoded = bytearray()
     ends = array("Q")
+    run = [0, 0]  # the adjacent node fields not yet copied: data[run[0]:run[1]]
 
-    def graph(start: int, end: int) -> _Pieces | None:
+    def graph(_: int, start: int, end: int) -> _Pieces | None:
         return _rewrite_fields(data, start, end, {GRAPH_INITIALIZER: tensor, GRAPH_NODE: node})
 
     dropped_at = 0
 
-    def tensor(start: int, end: int) -> _Pieces | None:
+    def tensor(_: int, start: int, end: int) -> _Pieces | None:
         nonlocal dropped_at
         if start - dropped_at >= DROP_BYTES:
             _drop_pages(data)
             dropped_at = start
         return _strip_tensor(data, start, end, slices)
 
-    def node(start: int, end: int) -> _Pieces:
-        length = end - start
-        encoded.extend(_NODE_TAG + (bytes((length,)) if length < 0x80 else _encode_varint(length)))
-        encoded.extend(data[start:end])
-        ends.append(len(encoded))
+    def node(field_start: int, start: int, end: int) -> _Pieces:
+        if field_start != run[1]:
+            encoded.extend(data[run[0] : run[1]])
+            run[0] = field_start
+        run[1] = end
+        ends.append(len(encoded) + end - run[0])
         return _LEFT_OUT
 
     model = _rewrite_fields(data, 0, size, {MODEL_GRAPH: graph})
+    encoded.extend(data[run[0] : run[1]])
     return (model[0] if model is not None else [data[:size]]), slices, GraphNodes.encoded(encoded, ends)
 
 
@@ -213,13 +217,12 @@ the whole model, instead of once per message level."""
 _LEFT_OUT: _Pieces = ([], -1)
 """What a rewrite returns for a field to leave out of the message altogether."""
 
-_NODE_TAG = bytes((GRAPH_NODE << 3 | LENGTH_DELIMITED,))
-
 
 def _rewrite_fields(data, start: int, end: int, rewrites) -> _Pieces | None:
     """The message in data[start:end] with each length-delimited field whose number is
-    in ``rewrites`` replaced by ``rewrites[number](value_start, value_end)`` (None keeps
-    the field as it is, :data:`_LEFT_OUT` leaves it out), or None when no field changed."""
+    in ``rewrites`` replaced by ``rewrites[number](field_start, value_start, value_end)``
+    (None keeps the field as it is, :data:`_LEFT_OUT` leaves it out), or None when no
+    field changed."""
     pieces: list[bytes] = []
     total = 0
     kept_from = start
@@ -227,7 +230,7 @@ def _rewrite_fields(data, start: int, end: int, rewrites) -> _Pieces | None:
     for number, wire, field_start, value_start, value_end in _fields(data, start, end, frozenset(rewrites)):
         if wire != LENGTH_DELIMITED:
             continue
-        value = rewrites[number](value_start, value_end)
+        value = rewrites[number](field_start, value_start, value_end)
         if value is None:
             continue
         if kept_from < field_start:

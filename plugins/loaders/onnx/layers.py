@@ -84,13 +84,16 @@ class GraphIndex:
         """Each node's op type, qualified by its domain (:func:`.kinds.qualified_op_type`)."""
         self.outputs: list[tuple[str, ...]] = []
         """Each node's outputs."""
+        self.names: dict[str, str] = {}
+        """Each name a node produces -> that very string (for the layers to share: see
+        :meth:`LayerBuilder._shared_names`)."""
         self.single_producer: dict[str, int] = {}
         """Name -> its producer's position, for names with exactly one (nearly all: no list each)."""
         self._several: dict[str, list[int]] = {}  # name -> its producers' positions, for names with more
         self.constant_positions: list[int] = []
         self.identity_inputs: dict[int, str] = {}
         self.passed_on: set[str] = set()
-        single, several = self.single_producer, self._several
+        single, several, names = self.single_producer, self._several, self.names
         op_types: dict[str, str] = {}  # one string per op type, not one per node
         for position, node in enumerate(nodes):
             outputs = tuple(node.output[:])
@@ -101,6 +104,7 @@ class GraphIndex:
             for name in outputs:
                 if not name:
                     continue
+                names[name] = name
                 if name in single:
                     several[name] = [single.pop(name), position]
                 elif name in several:
@@ -258,16 +262,7 @@ class LayerBuilder:
         """``inputs``, each name the very string its producer's outputs hold: protobuf
         makes a new string each time a name is read, and a graph's every edge would
         otherwise be two strings, the layer's output and its consumer's input."""
-        producer = self.graph.single_producer.get
-        outputs = self.graph.outputs
-        shared = []
-        for name in inputs:
-            position = producer(name)
-            if position is not None:
-                produced = outputs[position]
-                name = produced[produced.index(name)]
-            shared.append(name)
-        return tuple(shared)
+        return tuple(map(self.graph.names.get, inputs, inputs))
 
     def _summary(self, tensor: "TensorProto") -> str:
         """:func:`.tensors.summarize_tensor`, made once per distinct small tensor: a graph
