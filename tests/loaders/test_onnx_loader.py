@@ -343,6 +343,37 @@ def test_truncated_external_data_file(tmp_path):
         load_onnx(path)
 
 
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_constant_with_external_data_is_checked_and_read(tmp_path, size):
+    """A Constant node's value may be external data too: checked like an initializer's
+    when the model loads (inside the model's folder, long enough), read when asked; in a
+    large file, whose nodes stay bytes until read, as in a small one."""
+    values = np.arange(6, dtype=np.float32)
+    (tmp_path / "constant.bin").write_bytes(bytes(8) + values.tobytes())
+    value = TensorProto(name="c_value", data_type=TensorProto.FLOAT, dims=[6])
+    value.data_location = TensorProto.EXTERNAL
+    for key, entry in (("location", "constant.bin"), ("offset", "8"), ("length", str(values.nbytes))):
+        value.external_data.add(key=key, value=entry)
+    rows = 600 if size == "large" else 2  # past MIN_BYTES: the initializer's bytes and the nodes stay in the file
+    weight = np.ones((rows, 600), dtype=np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=value, name="const"),
+        helper.make_node("Add", ["x", "c"], ["y"], name="add"),
+        helper.make_node("MatMul", ["y", "w"], ["z"], name="mm"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])]
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w")], inputs=inputs)
+    model = load_onnx(path)
+    np.testing.assert_array_equal(model.layer("add").params["bias"].array(), values)
+    assert model.details["external_data"] is True and str(tmp_path / "constant.bin") in model.files
+
+    value.external_data[0].value = "../constant.bin"
+    nodes[0] = helper.make_node("Constant", [], ["c"], value=value, name="const")
+    path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w")], inputs=inputs)
+    with pytest.raises(InputError, match=r"external data file '../constant.bin' \(constant 'c'\) is outside"):
+        load_onnx(path)
+
+
 # --------------------------------------------------------------------------- sniffing and bad files
 
 

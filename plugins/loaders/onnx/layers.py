@@ -38,7 +38,14 @@ from . import hints, kinds, linear
 from .attributes import BODIES, INT, INTS, TENSOR, attribute_value, body_tensors
 from .in_file_data import InFileSlices
 from .nodes import GraphNodes
-from .tensors import SMALL_TENSOR_VALUES, ExternalSlice, dtype_name, summarize_tensor, tensor_reader
+from .tensors import (
+    SMALL_TENSOR_VALUES,
+    ExternalSlice,
+    dtype_name,
+    summarize_tensor,
+    tensor_reader,
+    uses_external_data,
+)
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -91,6 +98,8 @@ class GraphIndex:
         """Name -> its producer's position, for names with exactly one (nearly all: no list each)."""
         self._several: dict[str, list[int]] = {}  # name -> its producers' positions, for names with more
         self.constant_positions: list[int] = []
+        self.external_constants: list[int] = []
+        """The positions of the Constant nodes whose value is external data (to be checked)."""
         self.identity_inputs: dict[int, str] = {}
         self.passed_on: set[str] = set()
         single, several, names = self.single_producer, self._several, self.names
@@ -115,6 +124,8 @@ class GraphIndex:
                 self.passed_on.update(outputs)
                 if op_type == "Constant":
                     self.constant_positions.append(position)
+                    if any(attr.name == "value" and uses_external_data(attr.t) for attr in node.attribute[:]):
+                        self.external_constants.append(position)
                 else:
                     self.identity_inputs[position] = node.input[0] if node.input else ""
         self.passed_on.discard("")

@@ -108,7 +108,7 @@ def _corrupted(exc: BaseException) -> str:
 
 def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> dict[str, ExternalSlice]:
     """tensor name -> its checked external slice, for initializers and the values of
-    the graph's Constant nodes (:attr:`.layers.GraphIndex.constant_positions`).
+    the graph's Constant nodes (:attr:`.layers.GraphIndex.external_constants`).
 
     Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
     """
@@ -117,7 +117,7 @@ def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> 
     for tensor in graph.initializer[:]:
         if uses_external_data(tensor):
             slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
-    for position in index.constant_positions:
+    for position in index.external_constants:
         node = index.nodes.node(position)
         for attr in node.attribute[:]:
             if attr.name == "value" and uses_external_data(attr.t):
