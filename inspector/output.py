@@ -14,7 +14,6 @@ a model goes through :func:`visible` before it reaches a terminal.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -153,7 +152,8 @@ def emit(
     verdict: tuple[str, str] | None = None,
 ) -> None:
     """Render ``document`` with the reporter ``fmt`` to stdout (``output`` None or ``-``)
-    or, once rendered whole, to ``output`` (without colour, whatever ``--color`` says).
+    or to ``output`` (without colour, whatever ``--color`` says), which is replaced only
+    once the reporter has finished (:meth:`OutputFile.open_text`).
 
     ``verdict`` is a command's verdict line and its rich style: when the report goes to
     a file, that line still goes to the terminal, on stderr (so that stdout stays empty
@@ -163,9 +163,8 @@ def emit(
         reporter.render(document, sys.stdout, options)
         sys.stdout.flush()
         return
-    buffer = io.StringIO()
-    reporter.render(document, buffer, {**options, "to_file": True, "color": False})
-    output.write_text(buffer.getvalue())
+    with output.open_text() as stream:
+        reporter.render(document, stream, {**options, "to_file": True, "color": False})
     if verdict is not None:
         say(f"{verdict[0]}; report written to {output.given}", verdict[1])
 

@@ -29,15 +29,18 @@ write with :meth:`OutputFile.write`, which checks again.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
 import socket
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from inspector.errors import UsageError
 
@@ -202,6 +205,28 @@ class OutputFile:
     def write_text(self, text: str) -> None:
         self.write(text.encode("utf-8"))
 
+    @contextmanager
+    def open_text(self) -> Iterator[TextIO]:
+        """A text stream whose whole content is this output's, in UTF-8, written as
+        :meth:`write_text` writes it: a regular file gets the text as it comes (a report
+        of 60 MB is not held in memory three times over: the text, then its bytes) and is
+        replaced only when the block ends without an exception; any other destination
+        gets the text once the block has ended."""
+        resolved = self.check()
+        if resolved.kind != "file":
+            buffer = io.StringIO()
+            yield buffer
+            self.write_text(buffer.getvalue())
+            return
+        try:
+            with _replacing(resolved.path) as descriptor:
+                with open(descriptor, "w", encoding="utf-8", newline="", closefd=False) as stream:
+                    yield stream
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._fail(f"cannot write: {_reason(exc)}") from None
+
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -258,6 +283,14 @@ def _write_special(path: Path, data) -> None:
 
 def _write_atomically(path: Path, data) -> None:
     """Replace (or create) the regular file ``path`` with ``data``, all or nothing."""
+    with _replacing(path) as descriptor:
+        _write_all(descriptor, data)
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[int]:
+    """A descriptor open for writing whose bytes replace (or create) the regular file
+    ``path`` when the block ends without an exception; otherwise nothing changes."""
     folder = path.parent
     try:
         existing = os.stat(path)
@@ -266,7 +299,7 @@ def _write_atomically(path: Path, data) -> None:
     mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask()
     descriptor, temporary = _anonymous_file(folder)
     try:
-        _write_all(descriptor, data)
+        yield descriptor
         os.fchmod(descriptor, mode)
         if existing is not None and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
             try:

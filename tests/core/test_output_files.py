@@ -278,6 +278,69 @@ def test_without_o_tmpfile_the_named_temporary_is_removed_too(folder, monkeypatc
     assert target.read_text() == "first" and listing(folder) == ["report.json"]
 
 
+def test_a_text_stream_replaces_the_file_only_when_complete(folder, umask):
+    """open_text writes a report into the anonymous file as it is rendered: the old file
+    stays until the block ends, a failure in the middle (the reporter's, or the disk's)
+    leaves it as it was, and what ends up in the file is what write_text would write."""
+    umask(0o022)
+    target = folder / "report.html"
+    target.write_text("old")
+    target.chmod(0o640)
+    with OutputFile.prepare(target).open_text() as stream:
+        stream.write("caf\u00e9 ")
+        stream.flush()
+        assert target.read_text() == "old"  # nothing seen before the end
+        stream.write("line\r\nend\n")
+    assert target.read_bytes() == "caf\u00e9 line\r\nend\n".encode() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert listing(folder) == ["report.html"]
+
+    with pytest.raises(RuntimeError, match="a reporter's bug"):
+        with OutputFile.prepare(target).open_text() as stream:
+            stream.write("half a report")
+            raise RuntimeError("a reporter's bug")
+    assert target.read_text().startswith("caf\u00e9") and listing(folder) == ["report.html"]
+
+    with pytest.raises(OutputError, match=r"report.html: cannot write: no space left on device"):
+        with OutputFile.prepare(target).open_text() as stream:
+            stream.write("x" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")  # as the stream's flush would
+    assert target.read_text().startswith("caf\u00e9") and listing(folder) == ["report.html"]
+
+
+def test_a_report_goes_to_its_file_as_it_is_rendered(folder):
+    """emit streams a report into its file: a 64 MiB rendering costs a few MiB of memory
+    at the peak, not the text, its join and its bytes (a 30,000-layer HTML page)."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from inspector.output import emit
+
+    piece = "x" * 2**20
+
+    def render(document, stream, options):
+        for _ in range(64):
+            stream.write(piece)
+
+    plugins = SimpleNamespace(reporter=lambda fmt, schema: SimpleNamespace(render=render))
+    target = folder / "report.html"
+    tracemalloc.start()
+    try:
+        emit({"schema": "test@1"}, "html", OutputFile.prepare(target), plugins, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert target.stat().st_size == 64 * 2**20
+    assert peak < 8 * 2**20
+
+
+def test_a_text_stream_to_a_fifo_is_written_once_complete(folder):
+    fifo = folder / "pipe"
+    reader = Reader(fifo)
+    with OutputFile.prepare(fifo).open_text() as stream:
+        stream.write("all of it\n")
+    assert reader.result() == b"all of it\n"
+
+
 def test_inputs_are_recognised_by_device_and_inode(folder, monkeypatch):
     original = folder / "model.onnx"
     original.write_bytes(b"input")
