@@ -37,6 +37,13 @@ Options
     anything runs. Without ``--out-dir`` nothing is written: the table and the exit
     status only.
 
+``--timeout SECONDS`` (default: none)
+    A pair still running SECONDS after it started has its worker killed: the pair is a
+    trouble row, "did not finish within SECONDS s (--timeout): stopped", and a new
+    worker takes the remaining pairs. A file crafted to make a reader hang (or a model
+    far larger than expected) then costs its own pair, not the batch. Nothing of the
+    stopped pair is written: a report file appears only once complete.
+
 ``--jobs N`` (default 1; ``auto``: one per CPU this process may use)
     Pairs run in ``N`` worker processes, started with ``spawn`` (a fresh interpreter:
     no torch or thread state copied from the parent, and the same environment and
@@ -54,7 +61,8 @@ The summary document (``"schema": "graphinspect/batch@1"``; schema in
 ``inspector/schemas/batch-1.schema.json``; fields only added within a major version)::
 
     {"schema": "graphinspect/batch@1", "tool": {...},
-     "manifest": "pairs.txt", "out_dir": "reports" | null, "jobs": 2, "seconds": 9.1,
+     "manifest": "pairs.txt", "out_dir": "reports" | null, "jobs": 2,
+     "timeout": 600.0 | null, "seconds": 9.1,
      "tolerance": {"rtol": float | null, "atol": float | null},
      "totals": {"pairs": 4, "faithful": 1, "differs": 1, "incomplete": 0, "trouble": 2},
      "exit_status": 2,
@@ -105,7 +113,10 @@ PAIR_OPTIONS = {"rtol": "--rtol", "atol": "--atol", "only_problems": "--only-pro
 in :data:`SUMMARY_OPTIONS`; the tests check that every option is in one of them."""
 
 SUMMARY_OPTIONS = frozenset(
-    {"source", "target", "pairs", "jobs", "out_dir", "format", "output", "quiet", "all", "debug", "color", "no_color"}
+    {
+        *("source", "target", "pairs", "jobs", "timeout", "out_dir", "format", "output", "quiet", "all", "debug"),
+        *("color", "no_color"),
+    }
 )
 """diff's options that are about the batch itself (or refused with it), not passed on."""
 
@@ -360,7 +371,7 @@ def run_batch(args, plugins) -> int:
                 rows[pairs[position].index] = row
                 step.advance()
 
-            run_in_workers(run_pair, tasks, jobs, done, _crash_row)
+            run_in_workers(run_pair, tasks, jobs, done, _crash_row, timeout=args.timeout)
 
     document = summary_document(args, pairs, rows, reports, jobs, time.perf_counter() - started)
     if 0 in outputs:
@@ -378,6 +389,20 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def timeout_option(text: str) -> float:
+    """An argparse ``type`` for ``--timeout``: a positive number of seconds."""
+    import argparse
+    import math
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def jobs_option(text: str) -> int:
@@ -436,6 +461,7 @@ def summary_document(args, pairs, rows, reports, jobs: int, seconds: float) -> d
         "manifest": args.pairs,
         "out_dir": args.out_dir,
         "jobs": jobs,
+        "timeout": args.timeout,
         "seconds": seconds,
         "tolerance": {"rtol": args.rtol, "atol": args.atol},
         "totals": totals,

@@ -6,7 +6,9 @@ worker of a ``ProcessPoolExecutor`` dies, the pool breaks and every pending task
 with it; ``Pool`` waits forever for the task of a worker that died. Here the parent
 hands one task at a time to each idle worker over a pipe and waits on both the pipes
 and the processes' sentinels, so it sees at once which worker died and with which task;
-that task becomes a one-line problem and a new worker takes the remaining ones.
+that task becomes a one-line problem and a new worker takes the remaining ones. The
+same wait ends at the first running task's deadline when there is a time limit: a task
+past it has its worker killed, and is a one-line problem too.
 
 Workers are started with ``spawn`` (a fresh interpreter: nothing of the parent's
 threads, locks or imported native libraries is copied), ignore SIGINT (the parent owns
@@ -40,6 +42,7 @@ def run_in_workers(
     jobs: int,
     done: Callable[[int, Any], None],
     failed: Callable[[float, str], Any],
+    timeout: float | None = None,
 ) -> None:
     """Call ``work(*task)`` for every task in at most ``jobs`` worker processes.
 
@@ -47,8 +50,10 @@ def run_in_workers(
     picklable. As each task ends, in the parent and in the order they end,
     ``done(position, result)`` is called; a task whose worker died or whose ``work``
     raised gives ``done(position, failed(seconds, problem))``, ``problem`` one line.
-    Returns when every task is done; on an exception in the parent (Ctrl-C) the workers
-    are terminated.
+    A task still running ``timeout`` seconds after it started has its worker killed
+    (SIGKILL: a hung native reader ignores anything gentler) and fails the same way;
+    a new worker takes the remaining tasks. Returns when every task is done; on an
+    exception in the parent (Ctrl-C) the workers are terminated.
     """
     context = multiprocessing.get_context(CONTEXT)
     pending = deque(range(len(tasks)))
@@ -63,9 +68,19 @@ def run_in_workers(
                 workers.append(_Worker(context, work))
                 workers[-1].assign(pending.popleft(), tasks)
             busy = [worker for worker in workers if worker.position is not None]
-            ready = set(wait([handle for worker in busy for handle in (worker.connection, worker.process.sentinel)]))
+            handles = [handle for worker in busy for handle in (worker.connection, worker.process.sentinel)]
+            wait_for = None  # seconds until the first busy worker's deadline
+            if timeout is not None:
+                wait_for = max(0.0, min(worker.started for worker in busy) + timeout - time.perf_counter())
+            ready = set(wait(handles, wait_for))
             for worker in busy:
                 if worker.connection not in ready and worker.process.sentinel not in ready:
+                    seconds = time.perf_counter() - worker.started
+                    if timeout is not None and seconds >= timeout:
+                        position = worker.position
+                        worker.kill()
+                        workers.remove(worker)
+                        done(position, failed(seconds, f"did not finish within {timeout:g} s (--timeout): stopped"))
                     continue
                 position, seconds = worker.position, time.perf_counter() - worker.started
                 worker.position = None
@@ -105,6 +120,13 @@ class _Worker:
         if code is not None and code < 0:
             return isolation.crash_message(-code, isolation.announced(self.slot)).removeprefix(ERROR_PREFIX)
         return f"internal error: the worker process exited with status {code} without a result"
+
+    def kill(self) -> None:
+        """End the worker now, whatever it is doing; it takes no task again."""
+        self.position = None
+        self.process.kill()
+        self.process.join()
+        self.connection.close()
 
     def stop(self) -> None:
         try:

@@ -13,7 +13,8 @@ matching show progress on stderr when they take more than a moment (a terminal o
 
 ``--pairs MANIFEST`` (instead of SOURCE TARGET) audits many pairs, in ``--jobs N``
 worker processes, each pair exactly as this command would, with one JSON report per pair
-in ``--out-dir DIR`` and a summary table; a bad pair does not stop the others. The
+in ``--out-dir DIR`` and a summary table; a bad pair (or, with ``--timeout SECONDS``, a
+pair that runs too long) does not stop the others. The
 contract is in :mod:`plugins.commands._batch`, the table in :mod:`._batch_table`.
 """
 
@@ -29,7 +30,7 @@ from inspector.hookspecs import hookimpl
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
 from plugins.commands import _batch_table
-from plugins.commands._batch import jobs_option, run_batch
+from plugins.commands._batch import jobs_option, run_batch, timeout_option
 from plugins.reports._wording import verdict_and_style
 
 EXIT_BY_VERDICT = {"faithful": EXIT_OK, "differs": EXIT_DIFFERS, "incomplete": EXIT_DIFFERS}
@@ -86,6 +87,12 @@ def configure_parser(parser) -> None:
         help="with --pairs: pairs run in N worker processes (default 1; auto: one per CPU)",
     )
     batch.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=timeout_option,
+        help="with --pairs: stop a pair still running after SECONDS (a trouble row; the others go on)",
+    )
+    batch.add_argument(
         "--out-dir",
         metavar="DIR",
         help="with --pairs: write each pair's JSON report (NNN-<name>.json) and summary.json into DIR",
@@ -97,7 +104,7 @@ def run(args, plugins) -> int:
         return run_batch(args, plugins)
     if args.source is None or args.target is None:
         raise UsageError("diff needs SOURCE and TARGET (or --pairs MANIFEST)")
-    for option, value in (("--out-dir", args.out_dir), ("--jobs", args.jobs)):
+    for option, value in (("--out-dir", args.out_dir), ("--jobs", args.jobs), ("--timeout", args.timeout)):
         if value is not None:
             raise UsageError(f"{option} goes with --pairs MANIFEST, not with SOURCE TARGET")
     from inspector.diff import diff_models  # numpy and the matching machinery: not for --help

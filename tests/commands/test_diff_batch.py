@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import textwrap
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from types import SimpleNamespace
 
@@ -323,3 +324,46 @@ def test_the_worker_pool_turns_a_raising_task_into_its_own_failure():
     results = {}
     run_in_workers(fail_on_odd, [(n,) for n in range(5)], 2, results.__setitem__, lambda s, problem: problem)
     assert results == {0: 0, 1: "internal error: ValueError: odd", 2: 20, 3: "internal error: ValueError: odd", 4: 40}
+
+
+def sleep_on_odd(number: int) -> int:
+    """A task for the worker pool: hangs (as a reader stuck on a crafted file would) for odd numbers."""
+    if number % 2:
+        time.sleep(600)
+    return number * 10
+
+
+def test_the_worker_pool_stops_a_task_past_its_timeout_and_goes_on():
+    results, seconds = {}, {}
+
+    def failed(spent: float, problem: str) -> str:
+        seconds[len(seconds)] = spent
+        return problem
+
+    started = time.perf_counter()
+    run_in_workers(sleep_on_odd, [(n,) for n in range(4)], 2, results.__setitem__, failed, timeout=1.5)
+    stopped = "did not finish within 1.5 s (--timeout): stopped"
+    assert results == {0: 0, 1: stopped, 2: 20, 3: stopped}
+    assert all(1.5 <= spent < 30 for spent in seconds.values())
+    assert time.perf_counter() - started < 60  # not the 600 s the tasks would sleep
+
+
+def test_timeout_goes_with_pairs_and_is_positive_seconds(tmp_path, capsys):
+    code, _, stderr = call("diff", str(STEM_PT), str(STEM_ONNX), "--timeout", "5")
+    assert (code, stderr) == (2, "graphinspect: error: --timeout goes with --pairs MANIFEST, not with SOURCE TARGET\n")
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["diff", "--pairs", "m.txt", "--timeout", bad])
+        assert exit_info.value.code == 2
+        assert f"argument --timeout: must be a positive number of seconds, not {bad!r}" in capsys.readouterr().err
+
+
+def test_the_summary_says_the_timeout(tmp_path):
+    manifest = tmp_path / "pairs.txt"
+    manifest.write_text(f"{STEM_PT} {STEM_ONNX}\n")
+    code, stdout, _ = call("diff", "--pairs", str(manifest), "--timeout", "300", "--format", "json")
+    document = json.loads(stdout)
+    assert (code, document["timeout"], document["pairs"][0]["verdict"]) == (0, 300.0, "faithful")
+    assert schema_errors(document) == []
+    code, stdout, _ = call("diff", "--pairs", str(manifest), "--format", "json")
+    assert json.loads(stdout)["timeout"] is None
