@@ -169,16 +169,26 @@ def rare_collections() -> Iterator[None]:
     are not walked again (:data:`OLD_GC_THRESHOLD`; each walk of them grew with the
     model: 7-9% of a 10,000-block diff). Loaders leave no cycles behind them (the
     restricted unpickler breaks its own), so nothing piles up there. All of it is
-    undone afterwards (``main`` also runs inside tests).
+    undone afterwards (``main`` also runs inside tests), except in a process about to
+    leave by ``os._exit`` (:func:`inspector.isolation.ends_by_exit`), where collecting
+    is only switched off.
     """
+    from inspector.isolation import ends_by_exit
+
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, OLD_GC_THRESHOLD, OLD_GC_THRESHOLD)
     try:
         yield
     finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if ends_by_exit():
+            # The process leaves by os._exit next: with the thresholds back to CPython's,
+            # the first allocations would walk every object still alive (0.66 s at
+            # 10,000 blocks), all of which the exit gives back at once.
+            gc.disable()
+        else:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
 
 
 def _error(message: str) -> None:

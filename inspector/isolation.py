@@ -64,6 +64,26 @@ def announced(slot) -> str:
     return _read(slot)
 
 
+_kept: list | None = None
+"""In the supervised child, which ends by ``os._exit``: what :func:`keep_until_exit` keeps."""
+
+
+def ends_by_exit() -> bool:
+    """Whether this process ends by ``os._exit`` once its command returns (the supervised
+    child): nothing it holds then needs freeing or collecting."""
+    return _kept is not None
+
+
+def keep_until_exit(*objects: object) -> None:
+    """Keep ``objects`` alive until the process ends, when it ends without freeing them
+    (the supervised child leaves by ``os._exit``): a command's models, once its output
+    is written, would otherwise be freed object by object as it returns, 0.7 s of a
+    30,000-block diff spent on memory the exit gives back at once. Anywhere else (tests,
+    the Python API, an unsupervised run) nothing is kept."""
+    if _kept is not None:
+        _kept.extend(objects)
+
+
 def supervise(run: Callable[[], int]) -> int:
     """Run ``run`` in a forked child and return its exit status; when the child dies by
     a signal, print the one-line error and return 2 (see the module docstring).
@@ -72,11 +92,12 @@ def supervise(run: Callable[[], int]) -> int:
     streams and leaves with ``os._exit`` (what a forked child should do): tearing down
     the millions of objects of a large diff one by one took 0.8 s at 10,000 Conv+BN
     blocks, and nothing is left to clean up (outputs are written and closed by then,
-    worker processes joined, temporary folders removed by their ``with`` blocks). Should
+    worker processes joined, temporary folders removed by their ``with`` blocks); what a
+    command hands to :func:`keep_until_exit` is not freed either. Should
     flushing fail (a reader gone), or ``run`` raise, the child returns or raises as
     usual.
     """
-    global _slot
+    global _slot, _kept
     if not hasattr(os, "fork") or os.environ.get(NO_SUPERVISOR_ENV):
         return run()
     import mmap
@@ -87,6 +108,7 @@ def supervise(run: Callable[[], int]) -> int:
     pid = os.fork()
     if pid == 0:
         _die_with_parent()
+        _kept = []
         status = run()
         try:
             sys.stdout.flush()

@@ -27,6 +27,7 @@ from inspector import progress
 from inspector.cli import EXIT_DIFFERS, EXIT_OK, non_negative
 from inspector.errors import UsageError
 from inspector.hookspecs import hookimpl
+from inspector.isolation import keep_until_exit
 from inspector.output import choose_format, emit, prepare_output
 from inspector.records import Reporter, Subcommand
 from plugins.commands import _batch_table
@@ -126,6 +127,7 @@ def run(args, plugins) -> int:
     options = {"color": False if args.no_color else None, "all": args.all, "quiet": args.quiet}
     verdict = verdict_and_style(document)
     emit(document, fmt, output, plugins, options, verdict=verdict)
+    keep_until_exit(source, target, result, document)
     return EXIT_BY_VERDICT[result.verdict]
 
 
