@@ -38,9 +38,10 @@ Options
     status only.
 
 ``--timeout SECONDS`` (default: none)
-    A pair still running SECONDS after it started has its worker killed: the pair is a
-    trouble row, "did not finish within SECONDS s (--timeout): stopped", and a new
-    worker takes the remaining pairs. A file crafted to make a reader hang (or a model
+    A pair still running SECONDS after it was handed to a worker has its worker killed
+    (a worker's first pair also counts the worker's start: about 2 s for torch's
+    import): the pair is a trouble row, "did not finish within SECONDS s (--timeout):
+    stopped", and a new worker takes the remaining pairs. A file crafted to make a reader hang (or a model
     far larger than expected) then costs its own pair, not the batch. Nothing of the
     stopped pair is written: a report file appears only once complete.
 

@@ -604,6 +604,9 @@ def test_a_loaded_model_keeps_no_part_of_the_parsed_file(tmp_path, size):
     model = load_onnx(path)
     gc.collect()
     assert protos() == before
+    from plugins.loaders.onnx.nodes import GraphNodes
+
+    assert not any(type(item) is GraphNodes for item in gc.get_objects())  # nor the nodes' bytes
     for i, weight in enumerate(weights):
         np.testing.assert_array_equal(model.layer(f"gemm{i}").params["weight"].array(), weight)
     stored = {tensor.param.tensor_name: tensor.param for tensor in model.stored}
