@@ -699,7 +699,7 @@ def test_an_edge_is_one_string_and_a_folder_one_tuple(tmp_path):
 def test_nodes_apart_from_each_other_in_the_file(tmp_path):
     """A writer may put other graph fields between nodes (protobuf merges repeated
     fields in order): the nodes kept as bytes are still the graph's, in its order."""
-    from plugins.loaders.onnx.in_file_data import parse_leaving_data_in_file
+    from plugins.loaders.onnx.in_file_data import _encode_varint, parse_leaving_data_in_file
 
     weight = np.arange(600 * 600, dtype=np.float32).reshape(600, 600)
     first = helper.make_node("MatMul", ["x", "w"], ["h"], name="mm")
@@ -716,7 +716,7 @@ def test_nodes_apart_from_each_other_in_the_file(tmp_path):
     head = helper.make_model(onnx.GraphProto(), opset_imports=[helper.make_opsetid("", 17)])
     head.ClearField("graph")
     path = tmp_path / "apart.onnx"
-    path.write_bytes(head.SerializeToString() + b"\x3a" + _varint(len(graph)) + graph)  # field 7, the graph
+    path.write_bytes(head.SerializeToString() + b"\x3a" + _encode_varint(len(graph)) + graph)  # field 7, the graph
     expected = onnx.load(str(path))
     assert [node.name for node in expected.graph.node] == ["mm", "relu"]
     _, in_file = parse_leaving_data_in_file(path)
@@ -727,15 +727,6 @@ def test_nodes_apart_from_each_other_in_the_file(tmp_path):
     model = load_onnx(path)
     assert [layer.name for layer in model.layers] == ["mm", "relu"]
     np.testing.assert_array_equal(model.layer("mm").params["weight"].array(), weight)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def test_a_corrupt_node_left_in_a_large_file_is_one_line(tmp_path):
