@@ -197,7 +197,7 @@ def _strip(data, size: int) -> tuple[list[bytes], dict[str, tuple[int, int]], Gr
             dropped_at = start
         return _strip_tensor(data, start, end, slices)
 
-    def node(field_start: int, start: int, end: int) -> _Pieces:
+    def node(field_start: int, _: int, end: int) -> _Pieces:
         if field_start != run[1]:
             encoded.extend(data[run[0] : run[1]])
             run[0] = field_start

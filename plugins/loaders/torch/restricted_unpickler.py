@@ -235,8 +235,7 @@ def load(path: Path, archive: zips.Archive, records: bool = False) -> tuple[Any,
     except (OSError, ValueError) as exc:
         raise Unsure("cannot map the file") from exc
     mapped_file = MappedFile(mapped)
-    unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped_file, torch)
-    unpickler.mapped_records = mapped_file if records else None
+    unpickler = _Unpickler(io.BytesIO(data), _Budget(len(data)), archive, folder, mapped_file, torch, records)
     try:
         value = unpickler.load()
         mapped_file.trim()
@@ -255,7 +254,14 @@ def load(path: Path, archive: zips.Archive, records: bool = False) -> tuple[Any,
 
 class _Unpickler(pickle.Unpickler):
     def __init__(
-        self, stream, budget: _Budget, archive: zips.Archive, folder: str, mapped_file: MappedFile, torch
+        self,
+        stream,
+        budget: _Budget,
+        archive: zips.Archive,
+        folder: str,
+        mapped_file: MappedFile,
+        torch,
+        make_records: bool = False,
     ) -> None:
         super().__init__(stream)
         self.budget = budget
@@ -265,8 +271,8 @@ class _Unpickler(pickle.Unpickler):
         self.mapped = mapped_file.mapped
         self.headers_read = 0
         self.torch = torch
-        self.mapped_records: MappedFile | None = None
-        """The file tensors are made records of (see :func:`load`), or None."""
+        self.make_records = make_records
+        """Whether tensors numpy can view are made :class:`MappedTensor` records (see :func:`load`)."""
         self.storages: dict[str, TypedStorage] = {}
         self.globals: dict[tuple[str, str], Any] = {}
         self.file_size = len(self.mapped)
@@ -399,10 +405,10 @@ class _Unpickler(pickle.Unpickler):
         numel = storage.numel
         if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")
-        if self.mapped_records is not None:  # a record has no gradient to ask for
+        if self.make_records:  # a record has no gradient to ask for
             dtype = numpy_dtype_of(storage.dtype)
             if dtype is not None:
-                return self.mapped_records.record(dtype, tuple(size), tuple(stride), offset, (numel, storage.start))
+                return self.mapped_file.record(dtype, tuple(size), tuple(stride), offset, (numel, storage.start))
         if numel == 0 or 0 in size:
             tensor = torch.empty(size, dtype=storage.dtype)
         else:
