@@ -100,6 +100,15 @@ def distinct_values(array: np.ndarray) -> tuple[np.ndarray, int]:
     return kept, array.size // kept.size
 
 
+def stored_shape_of(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, ...] | None:
+    """The shape of the values a strided view really stores, or None when it stores
+    every element: each axis of stride 0 (torch's ``expand``) repeats one value, so it
+    counts once. ``zeros(1).expand(2**30)`` (shape (2**30,), stride (0,)) stores (1,)."""
+    if not any(size > 1 and stride == 0 for size, stride in zip(shape, strides)):
+        return None
+    return tuple(1 if stride == 0 else int(size) for size, stride in zip(shape, strides))
+
+
 @dataclass(frozen=True, slots=True)
 class ParamStats:
     """Summary statistics of one tensor, over its finite values.
@@ -194,9 +203,16 @@ class Param:
     and again only after :meth:`release`. The array may be read-only (memory-mapped, or a view of the file's buffer):
     never modify it in place. ``view_of`` is the stored tensor this one is a part of (a
     slice a loader cut, such as one third of an attention bias), or None.
+    ``stored_shape`` is the shape of the values the file really stores when that is less
+    than ``shape``: a broadcast tensor (torch's ``expand`` saves one value for every
+    repeat along an axis of stride 0; see :func:`stored_shape_of`). It is None for a
+    tensor that stores every element, which is nearly all of them.
     """
 
-    __slots__ = ("name", "shape", "dtype", "tensor_name", "view_of", "_read", "_array", "_stats", "_range", "_numel")
+    __slots__ = (
+        "name", "shape", "dtype", "tensor_name", "view_of", "stored_shape",
+        "_read", "_array", "_stats", "_range", "_numel",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -206,12 +222,14 @@ class Param:
         read: Callable[[], np.ndarray],
         tensor_name: str | None = None,
         view_of: "Param | None" = None,
+        stored_shape: Sequence[int] | None = None,
     ) -> None:
         self.name = name
         self.shape = tuple(map(int, shape))
         self.dtype = str(dtype)
         self.tensor_name = tensor_name if tensor_name is not None else name
         self.view_of = view_of
+        self.stored_shape = None if stored_shape is None else tuple(map(int, stored_shape))
         self._read = read
         self._array: np.ndarray | None = None
         self._stats: ParamStats | None = None
@@ -224,7 +242,17 @@ class Param:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of every element, as the tensor's shape counts them."""
         return self.numel * _itemsize(self.dtype)
+
+    @property
+    def stored_numel(self) -> int:
+        """The elements the file stores: ``numel`` but for a broadcast tensor."""
+        return self._numel if self.stored_shape is None else math.prod(self.stored_shape)
+
+    @property
+    def stored_nbytes(self) -> int:
+        return self.stored_numel * _itemsize(self.dtype)
 
     def array(self) -> np.ndarray:
         """The values, read on the first call and kept until :meth:`release`."""
@@ -426,7 +454,18 @@ class Model:
 
     @property
     def nbytes(self) -> int:
+        """The bytes of every parameter element (a broadcast tensor counts in full)."""
         return sum(p.nbytes for _, p in self.params())
+
+    @property
+    def stored_nbytes(self) -> int:
+        """The bytes the file stores for the parameters (a broadcast tensor counts what it
+        stores: :attr:`Param.stored_shape`)."""
+        return sum(p.stored_nbytes for _, p in self.params())
+
+    def broadcast_params(self) -> list[Param]:
+        """The params that store fewer values than their shape holds."""
+        return [param for _, param in self.params() if param.stored_shape is not None]
 
     def dtypes(self) -> dict[str, int]:
         """dtype -> number of elements stored in that dtype."""

@@ -4,14 +4,19 @@ Builds the ``graphinspect/inspect@1`` document::
 
     {"schema": "graphinspect/inspect@1", "tool": {...},
      "model": {"path", "format", "producer", "layers", "param_layers", "parameters",
-               "bytes", "dtypes": {dtype: elements}, "inputs": [...], "outputs": [...],
-               "metadata": {...}, "details": {...}},
+               "bytes", "stored_bytes", "dtypes": {dtype: elements}, "inputs": [...],
+               "outputs": [...], "metadata": {...}, "details": {...}},
      "layers": [{"name", "kind", "op_type", "attrs",
-                 "params": [{"name", "tensor", "shape", "dtype", "min", "max", "mean",
-                             "std", "abs_max", "nan", "inf"}]}]}
+                 "params": [{"name", "tensor", "shape", ["stored_shape",] "dtype", "min",
+                             "max", "mean", "std", "abs_max", "nan", "inf"}]}]}
 
 and renders it as a rich summary and table (``--format table``, the default) or JSON.
-Statistics are over finite values; NaN/Inf are counted. Only layers with parameters are
+Statistics are over finite values; NaN/Inf are counted. ``parameters`` and ``bytes``
+count every element a tensor's shape holds, as PyTorch does; ``stored_bytes`` counts what
+the file stores. They differ only for a broadcast tensor (torch's ``expand`` saves one value
+for a whole axis): such a param has a ``stored_shape``, the shape of the values stored, and
+its statistics are those of the stored values, each repeated (NaN/Inf counts multiplied).
+Only layers with parameters are
 listed unless ``--all`` is given. Loading and reading the statistics show progress on
 stderr when they take more than a moment (a terminal only; see :mod:`inspector.progress`).
 """
@@ -78,6 +83,7 @@ def build_document(model: Model, include_all: bool = False, globs: list[str] | N
         "param_layers": len(model.param_layers()),
         "parameters": model.num_parameters,
         "bytes": model.nbytes,
+        "stored_bytes": model.stored_nbytes,
         "dtypes": model.dtypes(),
         "inputs": [_tensor_info(info) for info in model.inputs],
         "outputs": [_tensor_info(info) for info in model.outputs],
@@ -96,21 +102,20 @@ def _layer_entry(layer: Layer) -> dict[str, Any]:
     params = []
     for param in layer.params.values():
         stats = param.stats()
-        params.append(
-            {
-                "name": param.name,
-                "tensor": param.tensor_name,
-                "shape": list(param.shape),
-                "dtype": param.dtype,
-                "min": stats.min,
-                "max": stats.max,
-                "mean": stats.mean,
-                "std": stats.std,
-                "abs_max": stats.abs_max,
-                "nan": stats.nan,
-                "inf": stats.inf,
-            }
+        entry = {"name": param.name, "tensor": param.tensor_name, "shape": list(param.shape)}
+        if param.stored_shape is not None:
+            entry["stored_shape"] = list(param.stored_shape)
+        entry.update(
+            dtype=param.dtype,
+            min=stats.min,
+            max=stats.max,
+            mean=stats.mean,
+            std=stats.std,
+            abs_max=stats.abs_max,
+            nan=stats.nan,
+            inf=stats.inf,
         )
+        params.append(entry)
     return {
         "name": layer.name,
         "kind": layer.kind,
@@ -211,12 +216,11 @@ def _facts(model: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(opset, dict) and opset:
         facts.append(("Opset", ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in opset.items())))
     facts.append(("Layers", f"{model['layers']} ({model['param_layers']} with parameters)"))
-    facts.append(
-        (
-            "Parameters",
-            f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})",
-        )
-    )
+    size = f"{fmt_count(model['parameters'])} ({model['parameters']:,} elements, {fmt_bytes(model['bytes'])})"
+    stored = model.get("stored_bytes", model["bytes"])  # a document of an older version has none
+    if stored != model["bytes"]:
+        size += f"; the file stores {fmt_bytes(stored)}: broadcast tensors repeat their values"
+    facts.append(("Parameters", size))
     if model["dtypes"]:
         facts.append(
             ("Dtypes", ", ".join(f"{dtype} {fmt_count(count)}" for dtype, count in sorted(model["dtypes"].items())))
@@ -257,7 +261,7 @@ def _param_cells(param: dict[str, Any] | None) -> list:
     bad = param["nan"] + param["inf"]
     return [
         (visible(param["name"]), ""),
-        ("x".join(str(d) for d in param["shape"]) or "scalar", ""),
+        (_shape_text(param), ""),
         (visible(param["dtype"]), ""),
         (fmt_float(param["min"]), ""),
         (fmt_float(param["max"]), ""),
@@ -265,6 +269,15 @@ def _param_cells(param: dict[str, Any] | None) -> list:
         (fmt_float(param["std"]), ""),
         (f"{param['nan']}/{param['inf']}", "red" if bad else ""),
     ]
+
+
+def _shape_text(param: dict[str, Any]) -> str:
+    """``4x1000``, or ``4x1000 (stores 4x1)`` for a broadcast tensor."""
+    shape = "x".join(str(d) for d in param["shape"]) or "scalar"
+    stored = param.get("stored_shape")
+    if stored is None:
+        return shape
+    return f"{shape} (stores {'x'.join(str(d) for d in stored) or 'scalar'})"
 
 
 def _describe_tensor(info: dict[str, Any]) -> str:

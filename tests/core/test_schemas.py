@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 
 from inspector.schemas import known_schemas, load_schema, schema_file
 from tests.support import REPO, SAMPLES
@@ -41,6 +42,7 @@ def outputs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
         "inspect_pt": ("inspect", str(STEM_PT)),
         "inspect_onnx_all": ("inspect", like_onnx, "--all"),
         "inspect_state_dict": ("inspect", str(STEM_STATE_DICT)),
+        "inspect_broadcast": ("inspect", str(folder / "broadcast.pt")),
         "diff_faithful": ("diff", str(STEM_PT), str(STEM_ONNX)),
         "diff_dynamo": ("diff", resnet_pt, resnet_onnx),
         "diff_slimmed": ("diff", like_pt, like_onnx),
@@ -56,6 +58,7 @@ def outputs(tmp_path_factory) -> dict[str, tuple[int, dict]]:
         "plugins": ("plugins",),
         "diff_batch": ("diff", "--pairs", str(folder / "pairs.txt"), "--out-dir", str(folder / "batch")),
     }
+    torch.save({"scale": torch.arange(3.0).reshape(3, 1).expand(3, 8), "bias": torch.ones(3)}, folder / "broadcast.pt")
     (folder / "pairs.txt").write_text(f"{STEM_PT} {STEM_ONNX}\n{STEM_PT} missing.onnx\n")
     return run_all(folder, runs)
 
@@ -95,6 +98,8 @@ def test_the_runs_cover_every_verdict_and_every_schema(outputs):
         "trouble",
     ]
     assert {document["schema"] for _, document in outputs.values()} == set(SHIPPED)
+    scale = outputs["inspect_broadcast"][1]["layers"][0]["params"][0]
+    assert (scale["shape"], scale["stored_shape"]) == ([3, 8], [3, 1])
 
 
 @pytest.mark.parametrize(
@@ -103,6 +108,7 @@ def test_the_runs_cover_every_verdict_and_every_schema(outputs):
         "inspect_pt",
         "inspect_onnx_all",
         "inspect_state_dict",
+        "inspect_broadcast",
         "diff_faithful",
         "diff_dynamo",
         "diff_slimmed",

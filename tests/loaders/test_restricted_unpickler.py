@@ -265,6 +265,8 @@ def test_params_of_a_mapped_checkpoint_read_the_file_without_keeping_tensors(tmp
     gc.collect()
     assert live_tensors() == before
     params = {param.tensor_name: param for _, param in model.params()}
+    assert {name for name, param in params.items() if param.stored_shape is not None} == {"d.weight"}
+    assert params["d.weight"].stored_shape == (1,)
     for name, tensor in state.items():
         values = params[name].array()
         assert not values.flags.writeable, name

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -561,6 +562,31 @@ def test_bad_safetensors_headers(tmp_path):
     wrong_size = write("size.safetensors", header([3], [0, 8]), b"\0" * 8)
     with pytest.raises(InputError, match="malformed safetensors header: tensor 'w' spans 8 bytes"):
         load_safetensors(wrong_size)
+
+
+def test_broadcast_buffer_of_an_exported_program_is_read_as_what_it_stores(tmp_path):
+    class WithBroadcast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+            self.register_buffer("scale", torch.arange(3.0).reshape(3, 1).expand(3, 1000))
+
+        def forward(self, x):
+            return self.fc(x) * self.scale[0, :4]
+
+    net = WithBroadcast()
+    path = tmp_path / "broadcast.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that the expanded buffer is "not complete"
+        torch.export.save(torch.export.export(net, (torch.zeros(2, 4),)), path)
+    model = load(path)
+    params = {param.tensor_name: param for _, param in model.params()}
+    scale = params["scale"]
+    assert scale.shape == (3, 1000) and scale.stored_shape == (3, 1) and scale.stored_numel == 3
+    np.testing.assert_array_equal(scale.array(), net.scale.numpy())
+    assert params["fc.weight"].stored_shape is None
+    assert model.nbytes == 4 * (16 + 4 + 3000)
+    assert model.stored_nbytes == 4 * (16 + 4 + 3)
 
 
 def test_truncated_torch_export(tmp_path):

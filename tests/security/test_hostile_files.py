@@ -216,9 +216,17 @@ def test_expanded_tensor_is_read_as_what_it_stores(cli, tmp_path):
     )
     code, out, err = cli("inspect", str(path), "--format", "json")
     assert code == 0, err
-    weight = json.loads(out)["layers"][0]["params"][0]
-    assert weight["shape"] == [2**33]
+    document = json.loads(out)
+    weight = document["layers"][0]["params"][0]
+    assert weight["shape"] == [2**33] and weight["stored_shape"] == [1]
     assert weight["min"] == weight["max"] == weight["mean"] == 1.0 and weight["std"] == 0.0
+    # Counted as what it is: 2**33 elements as PyTorch counts them, 4 bytes in the file.
+    assert (document["model"]["parameters"], document["model"]["bytes"]) == (2**33, 4 * 2**33)
+    assert document["model"]["stored_bytes"] == 4
+    code, out, err = cli("inspect", str(path))
+    assert code == 0, err
+    assert "32.0 GiB); the file stores 4 B: broadcast tensors repeat their values" in out
+    assert f"{2**33} (stores 1)" in out
 
 
 def test_torchscript_with_an_expanded_buffer_is_read_as_what_it_stores(cli, tmp_path):
@@ -236,7 +244,8 @@ def test_torchscript_with_an_expanded_buffer_is_read_as_what_it_stores(cli, tmp_
     code, out, err = cli("inspect", str(path), "--format", "json")
     assert code == 0, err
     big = json.loads(out)["layers"][0]["params"][0]
-    assert big["shape"] == [2**30] and big["min"] == big["max"] == 2.5 and big["std"] == 0.0
+    assert big["shape"] == [2**30] and big["stored_shape"] == [1]
+    assert big["min"] == big["max"] == 2.5 and big["std"] == 0.0
 
 
 @pytest.mark.parametrize(

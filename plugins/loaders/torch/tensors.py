@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.ir import Param
+from inspector.ir import Param, stored_shape_of
 
 MAX_ELEMENTS = 2**48
 """No tensor is larger; a shape past this (empty axes aside) is a crafted one."""
@@ -295,19 +295,25 @@ def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader 
     (:func:`view_problem`).
     """
     if type(tensor) is MappedTensor:  # checked when made, and no pickle can change it
-        return Param(role, tensor.shape, _dtype_name(tensor.dtype), tensor.reader(), tensor_name)
+        stored = stored_shape_of(tensor.shape, tensor.strides)
+        return Param(role, tensor.shape, _dtype_name(tensor.dtype), tensor.reader(), tensor_name, stored_shape=stored)
     # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
     # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
     problem = _tensor_view_problem(tensor)
     if problem:
         raise TensorProblem(f"tensor {tensor_name!r} {problem}")
-    return Param(role, tensor.shape, numpy_dtype_name(tensor), reader(tensor), tensor_name)
+    stored = stored_shape_of(tensor.shape, tensor.stride()) if _is_strided(tensor) else None
+    return Param(role, tensor.shape, numpy_dtype_name(tensor), reader(tensor), tensor_name, stored_shape=stored)
+
+
+def _is_strided(tensor: Any) -> bool:
+    import torch
+
+    return tensor.layout == torch.strided and not tensor.is_quantized
 
 
 def _tensor_view_problem(tensor: Any) -> str | None:
-    import torch
-
-    if tensor.layout != torch.strided or tensor.is_quantized:
+    if not _is_strided(tensor):
         return view_problem(tuple(tensor.shape), (0,) * tensor.dim(), 0, None)  # no strides to check
     storage_numel = tensor.untyped_storage().nbytes() // tensor.element_size()
     return view_problem(tensor.shape, tensor.stride(), tensor.storage_offset(), storage_numel)  # Size is a tuple

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InputError
-from inspector.ir import Layer, Model, Param, TensorInfo
+from inspector.ir import Layer, Model, Param, TensorInfo, stored_shape_of
 from plugins.loaders.torch.checkpoint import dominant_dtype
 from plugins.loaders.torch.kinds import kind_of_class, short_class_name
 from plugins.loaders.torch.state_dict import group_by_module, infer_layer
@@ -219,7 +219,8 @@ def _read_payloads(path: Path, archive: Archive, folder: str, kind: str, model_n
             problem = view_problem(shape, strides, offset, storage.size)
         if problem:
             raise InputError(path, f"is corrupted or crafted: tensor {fqn!r} ({entry}) {problem}")
-        params[fqn] = Param(role, shape, dtype_name, _strided(storage, offset, shape, strides), fqn)
+        read = _strided(storage, offset, shape, strides)
+        params[fqn] = Param(role, shape, dtype_name, read, fqn, stored_shape=stored_shape_of(shape, strides))
     return params
 
 
