@@ -18,7 +18,7 @@ What counts as an import (decided from what the code does today):
   below instead.
 
 Outside the chain: the helpers below it (``errors``, ``records``, ``output_file``, ``progress``,
-``output`` and the package itself) import nothing of the chain, and the front end
+``output``, ``resources`` and the package itself) import nothing of the chain, and the front end
 (``manager``, ``hookspecs``, ``cli``, ``isolation``, ``__main__``) is imported by no
 chain module. The public Python API on top of everything (``api``, ``testing``,
 ``pytest_plugin``) may use any core module and is imported by none, except the package's lazy ``__getattr__``, which
@@ -54,7 +54,7 @@ CHAIN = {
     "diff": 5,
     "report": 6,
 }
-HELPERS = {"__init__", "errors", "records", "output_file", "output", "progress"}
+HELPERS = {"__init__", "errors", "records", "output_file", "output", "progress", "resources"}
 FRONT = {"manager", "hookspecs", "cli", "isolation", "__main__"}
 API = {"api", "testing", "pytest_plugin"}
 HEAVY = ("torch", "onnx", "onnxruntime", "onnx_graphsurgeon", "onnxscript")

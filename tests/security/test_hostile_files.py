@@ -8,6 +8,8 @@ Every file is crafted here (tests/security/corpus.py). A payload that ran would 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import zipfile
 
 import pytest
@@ -353,6 +355,53 @@ def test_string_typed_onnx_weight_is_not_a_parameter(cli, tmp_path):
     document = json.loads(out)
     assert document["layers"][0]["name"] == "conv" and document["layers"][0]["params"] == []
     assert document["model"]["parameters"] == 0
+
+
+@pytest.mark.parametrize("count", [20_000, 120_000], ids=["parsed whole", "nodes left as bytes"])
+def test_a_graph_whose_layers_would_not_fit_in_memory_is_refused_before_they_are_built(
+    cli, tmp_path, monkeypatch, count
+):
+    """A node costs a few bytes of the file and a couple of KiB as a layer: a crafted
+    graph of tiny nodes is checked against the memory available before anything is built
+    from them, on both of the ONNX loader's paths (a file over 1 MiB keeps its nodes as
+    bytes until then; none here has an initializer)."""
+    import onnx
+    from onnx import helper
+
+    from inspector import resources
+    from plugins.loaders.onnx import in_file_data, loader
+
+    path = tmp_path / "tiny_nodes.onnx"
+    nodes = [helper.make_node("A", [], [f"{index:x}"]) for index in range(count)]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [], [])), str(path))
+    assert (path.stat().st_size >= in_file_data.MIN_BYTES) == (count > 100_000)
+    needed = count * loader.LAYER_BYTES
+    monkeypatch.setattr(resources, "available_memory", lambda: needed - 1)
+    code, out, err = cli("inspect", str(path), "--all", "--format", "json")
+    line = one_line_error(code, err, path, f"has {count:,} nodes", "more than the", "nothing was built")
+    assert out == ""
+    assert f"about {needed / 2**30:.1f} GiB" in line
+    monkeypatch.setattr(resources, "available_memory", lambda: needed)
+    code, out, err = cli("inspect", str(path), "--all", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["model"]["layers"] == count
+
+
+def test_available_memory_is_what_the_machine_says(tmp_path, monkeypatch):
+    from inspector import resources
+
+    available = resources.available_memory()
+    if sys.platform.startswith("linux"):
+        assert available is not None and 0 < available <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text("1073741824\n")
+    (cgroup / "memory.current").write_text("73741824\n")
+    monkeypatch.setattr(resources, "_CGROUP", cgroup)
+    limited = resources.available_memory()
+    assert limited == (10**9 if available is None else min(available, 10**9))
+    (cgroup / "memory.max").write_text("max\n")
+    assert resources.available_memory() == available
 
 
 def test_zip_entry_in_unknown_compression_is_refused(cli, pair, tmp_path):

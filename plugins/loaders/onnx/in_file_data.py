@@ -164,8 +164,8 @@ def parse_leaving_data_in_file(path: Path) -> "tuple[ModelProto, InFileSlices] |
                 pieces, slices, nodes = _strip(data, size)
             except _Malformed:
                 return None
-            if not slices:
-                return None
+            if not slices and not len(nodes):
+                return None  # nothing to leave in the file: onnx.load reads it
         file = DataFile(path, os.dup(stream.fileno()))
     try:
         proto = ModelProto()
