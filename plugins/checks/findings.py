@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from inspector.hookspecs import hookimpl
-from inspector.ir import Param
+from inspector.ir import Layer, Param
 from inspector.records import Check, Finding
 from inspector.report import describe_mismatch, layer_entry
 from inspector.results import MISMATCH, UNEXPLAINED, UNMATCHED, DiffResult
@@ -192,20 +192,75 @@ def guessed_eps(result: DiffResult) -> Iterable[Finding]:
 
 
 def unmatched_source(result: DiffResult) -> Iterable[Finding]:
+    """Source layers the export does not use: a warning, but for those whose absence is
+    expected, by their names (:data:`TRAINING_ONLY`) or as the earlier items of a list
+    whose last item is exported (:func:`earlier_items_of_used_lists`)."""
     unused = [name for name in result.unmatched_source if TRAINING_ONLY.search(name)]
-    other = [name for name in result.unmatched_source if not TRAINING_ONLY.search(name)]
+    earlier = earlier_items_of_used_lists(
+        [name for name in result.unmatched_source if not TRAINING_ONLY.search(name)],
+        result.source.layers,
+        {source for layer in result.layers if layer.status != UNMATCHED for source in layer.sources},
+    )
+    other = [name for name in result.unmatched_source if not TRAINING_ONLY.search(name) and name not in earlier]
     if other:
-        shown = ", ".join(other[:LISTED]) + (f" (+{len(other) - LISTED} more)" if len(other) > LISTED else "")
         layers = "PyTorch layers have" if len(other) != 1 else "PyTorch layer has"
-        yield Finding("warning", "unmatched_source", f"{len(other)} {layers} no ONNX counterpart: {shown}")
+        yield Finding("warning", "unmatched_source", f"{len(other)} {layers} no ONNX counterpart: {_listed(other)}")
     if unused:
-        shown = ", ".join(unused[:LISTED]) + (f" (+{len(unused) - LISTED} more)" if len(unused) > LISTED else "")
         yield Finding(
             "info",
             "unused_at_inference",
             f"{len(unused)} PyTorch {'layers are' if len(unused) != 1 else 'layer is'} training-only by "
-            f"{'their names' if len(unused) != 1 else 'its name'} and not exported, as expected: {shown}",
+            f"{'their names' if len(unused) != 1 else 'its name'} and not exported, as expected: {_listed(unused)}",
         )
+    if earlier:
+        names = [name for name in result.unmatched_source if name in earlier]
+        yield Finding(
+            "info",
+            "unused_list_items",
+            f"{len(names)} PyTorch {'layers' if len(names) != 1 else 'layer'} of a list "
+            f"{'are' if len(names) != 1 else 'is'} not exported while the list's last item is (per-step heads "
+            f"for training's auxiliary losses, as in DETR decoders): {_listed(names)}",
+        )
+
+
+LIST_ITEM = re.compile(r"^(.*)\.(\d+)((?:\.[^.]*\D[^.]*)*)$")
+"""A module path as (list, index, rest): the last numbered part is the item of a list
+(``model.28.dec_score_head.0`` -> ``model.28.dec_score_head``, 0, ``""``)."""
+
+
+def earlier_items_of_used_lists(unmatched: list[str], layers: list[Layer], matched: set[str]) -> set[str]:
+    """The names in ``unmatched`` that are the earlier items of a list of alike layers
+    whose last item alone is exported: a decoder computes a score head per step for
+    training's auxiliary losses and exports only the last (RT-DETR's ``dec_score_head.0``
+    to ``.4`` of six).
+
+    A list is the layers of ``layers`` whose paths differ only in their last number
+    (``head.0``, ``head.1``; ``head.0.conv``, ``head.1.conv``). Its earlier items count
+    only when the item of the highest number is ``matched``, every other item is
+    unmatched, and all have one type and one set of param shapes: a stack of blocks
+    missing one block from its export (``blocks.3`` of twelve) stays a warning."""
+    lists: dict[tuple[str, str], dict[int, Layer]] = {}
+    for layer in layers:
+        item = LIST_ITEM.match(layer.name)
+        if item:
+            lists.setdefault((item[1], item[3]), {})[int(item[2])] = layer
+    missing = set(unmatched)
+    earlier: set[str] = set()
+    for items in lists.values():
+        last = items[max(items)]
+        others = [layer for index, layer in items.items() if layer is not last]
+        if others and last.name in matched and all(layer.name in missing and _alike(layer, last) for layer in others):
+            earlier.update(layer.name for layer in others)
+    return earlier
+
+
+def _alike(layer: Layer, other: Layer) -> bool:
+    shapes = [(role, param.shape) for role, param in layer.params.items()]
+    return layer.op_type == other.op_type and shapes == [(role, p.shape) for role, p in other.params.items()]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:LISTED]) + (f" (+{len(names) - LISTED} more)" if len(names) > LISTED else "")
 
 
 def export_constants(result: DiffResult) -> Iterable[Finding]:

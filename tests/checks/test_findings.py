@@ -300,3 +300,51 @@ def test_findings_of_a_numpy_diff_come_in_check_order():
         ("info", "unused_at_inference", None),
         ("info", "export_constant", None),
     ]
+
+
+def test_earlier_items_of_a_list_whose_last_item_alone_is_exported_are_expected():
+    """A DETR decoder's per-step score heads: the export keeps only the last; a stack of
+    blocks missing one from the export stays a warning."""
+    r = rng(4)
+    heads = {f"dec.score_head.{i}": randn(r, 5, 8) for i in range(3)}
+    boxes = {f"dec.bbox_head.{i}.fc": randn(r, 4, 8) for i in range(3)}
+    blocks = {f"blocks.{i}": randn(r, 8, 8) for i in range(3)}
+    src = source(*(layer(name, "linear", "Linear", weight=w) for name, w in {**heads, **boxes, **blocks}.items()))
+    exported = {"dec.score_head.2": heads["dec.score_head.2"], **boxes, "blocks.0": blocks["blocks.0"]}
+    exported["blocks.2"] = blocks["blocks.2"]  # blocks.1 is missing
+    tgt = target(
+        *(
+            layer(f"/{name}/Gemm", "linear", "Gemm", {"transB": 1}, hints=(name,), weight=w)
+            for name, w in exported.items()
+        )
+    )
+    result = diff(src, tgt)
+    assert sorted(result.unmatched_source) == ["blocks.1", "dec.score_head.0", "dec.score_head.1"]
+    assert [
+        (f.severity, f.code, f.message) for f in result.findings if "unmatched" in f.code or "unused" in f.code
+    ] == [
+        ("warning", "unmatched_source", "1 PyTorch layer has no ONNX counterpart: blocks.1"),
+        (
+            "info",
+            "unused_list_items",
+            "2 PyTorch layers of a list are not exported while the list's last item is (per-step heads for "
+            "training's auxiliary losses, as in DETR decoders): dec.score_head.0, dec.score_head.1",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "shapes, exported, expected",
+    [
+        ([(5, 8), (5, 8), (5, 8)], {"h.2"}, {"h.0", "h.1"}),
+        ([(5, 8), (5, 8), (5, 8)], {"h.1"}, set()),  # the last item is not the exported one
+        ([(5, 8), (6, 8), (5, 8)], {"h.2"}, set()),  # not alike
+        ([(5, 8), (5, 8), (5, 8)], {"h.0", "h.2"}, set()),  # h.1 alone missing: a block of a stack
+        ([(5, 8)], {"h.0"}, set()),  # a list of one
+    ],
+)
+def test_which_list_items_count_as_earlier(shapes, exported, expected):
+    r = rng(5)
+    layers = [layer(f"h.{i}", "linear", "Linear", weight=randn(r, *shape)) for i, shape in enumerate(shapes)]
+    unmatched = [item.name for item in layers if item.name not in exported]
+    assert findings.earlier_items_of_used_lists(unmatched, layers, exported) == expected
