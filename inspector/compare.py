@@ -341,3 +341,40 @@ def finite_range(array: np.ndarray) -> tuple[float, float]:
     """(min, max) over the finite values; NaNs when there are none."""
     finite = array[np.isfinite(array)]
     return (float(finite.min()), float(finite.max())) if finite.size else (float("nan"), float("nan"))
+
+
+def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> list[float] | None:
+    """The largest error of each output channel relative to the tensor's scale,
+    ``max over the channel |t - e| / max|e|`` (the channel's share of ``max_rel_err``;
+    the largest entry is ``max_rel_err``), for a parameter that differs. Channels are
+    counted as :func:`~inspector.compare.bad_channels` counts them (``groups`` for a
+    grouped ConvTranspose); a 1-D tensor has one channel per element. ``actual`` None is
+    an absent tensor (zeros); None when the shapes cannot be compared."""
+    if expected is None:
+        return None
+    e = np.asarray(expected, dtype=np.float64)
+    t = np.zeros_like(e) if actual is None else np.asarray(actual)
+    if t.size != e.size:
+        return None
+    t = t.reshape(e.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(np.subtract(t, e, dtype=np.float64))
+        err[t == e] = 0.0  # the same infinity on both sides
+        err[np.isnan(t) & np.isnan(e)] = 0.0
+        err[np.isnan(err)] = np.inf
+        finite = np.abs(e[np.isfinite(e)])
+        scale = float(finite.max()) if finite.size else 0.0
+        if err.ndim <= 1:
+            per_channel = err.reshape(-1)
+        else:
+            axis = channel_axis % err.ndim if -err.ndim <= channel_axis < err.ndim else 0
+            if groups > 1 and axis == 1 and err.shape[0] % groups == 0:
+                rows = err.reshape(err.shape[0], err.shape[1], -1).max(axis=2)  # (in, out/groups)
+                per_channel = rows.reshape(groups, -1, err.shape[1]).max(axis=1).reshape(-1)
+            else:
+                per_channel = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1).max(axis=1)
+        if scale > 0:
+            relative = per_channel / scale
+        else:
+            relative = np.where(per_channel == 0, 0.0, np.inf)
+    return [float(value) for value in relative]

@@ -4,9 +4,10 @@ For every target layer that carries parameters, the :class:`Matcher`
 
 1. collects *anchors*, source paths the target is probably about, cheapest first:
    its hints (tensor names, legacy scope paths, dynamo name scopes) resolved against the
-   source's layer and module paths (:class:`HintResolver`), then the source layer that
-   sequence alignment of the two models puts at its place (:func:`align`), then nearby
-   source layers of the same kind and shape (a bounded search, not all pairs);
+   source's layer and module paths (:class:`~inspector.anchors.HintResolver`), then the
+   source layer that sequence alignment of the two models puts at its place
+   (:func:`~inspector.anchors.align`), then nearby source layers of the same kind and
+   shape (a bounded search, not all pairs);
 2. asks each transform, in order, for candidates around each anchor, checks them, and
    re-computes the target's parameters;
 3. accepts the first candidate whose every parameter is within tolerance
@@ -21,28 +22,29 @@ conv x BN, so a name only makes a candidate; the numbers decide.
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from inspector import ir, progress
-from inspector.compare import FAILED, Comparison, compare, default_tolerance, finite_range, screen_or_accept
+from inspector.anchors import SEARCH_LIMIT, HintResolver, align, settle_kinds, signature
+from inspector.compare import (
+    FAILED,
+    Comparison,
+    channel_errors,
+    compare,
+    default_tolerance,
+    finite_range,
+    screen_or_accept,
+)
 from inspector.coverage import Accounting, is_float
 from inspector.ir import Layer, Model
 from inspector.records import Finding
 from inspector.results import MISMATCH, OK, UNMATCHED, DiffResult, LayerDiff, ParamDiff, Tolerance
 from inspector.targets import prepare_targets
 from inspector.transforms import GUESS, Candidate, Reproduction, SourceIndex, Transform
-
-PRIMARY_KINDS = frozenset({ir.CONV, ir.CONV_TRANSPOSE, ir.LINEAR, ir.EMBEDDING})
-"""Kinds that take part in sequence alignment."""
-
-SEARCH_LIMIT = 8
-"""How many same-kind, same-shape source layers the last-resort search tries."""
 
 RECONCILE_LIMIT = 64
 """How many unused source layers a constant no name explains is tried against."""
@@ -55,156 +57,6 @@ the ranking is needed (a constant tried against 64 unused tables must not hold t
 STRUCTURAL = frozenset({"name", "scope", "alignment", "search", "reconciled"})
 """How a candidate was found when its fitting the target says the target is a parameter
 (a candidate found only by equal values says nothing when its values differ)."""
-
-
-# ----------------------------------------------------------------------------- hints
-
-_CALL_SUFFIX = re.compile(r"^(.+)_(\d+)$")
-_TENSOR_SUFFIXES = (".weight_bias", "_weight", ".weight", ".bias", ".running_mean", ".running_var")
-
-
-class HintResolver:
-    """Resolves a target hint to source paths (layers or modules).
-
-    Exact paths and state_dict keys first; then the longest unique match of trailing
-    path components (a wrapper adds leading components: ``m.model.0.bn`` -> ``model.0.bn``;
-    the legacy exporter repeats Sequential names: ``model.model.0.conv``; or the source
-    has a prefix the hint lacks: ``module.`` of DataParallel), never a partial overlap of
-    two paths that both have components the other lacks; then with a
-    call-count suffix removed (``conv_1``: the module's second call); then the parent
-    module (a fused RepConv's new ``conv`` child is not in the checkpoint).
-    """
-
-    def __init__(self, source: SourceIndex) -> None:
-        self.source = source
-        self._suffixes: dict[tuple[str, ...], list[str]] = {}
-        for path in source.modules:
-            if not path:
-                continue
-            parts = tuple(path.split("."))
-            for k in range(1, len(parts) + 1):
-                self._suffixes.setdefault(parts[-k:], []).append(path)
-
-    def resolve(self, hint: str) -> tuple[list[str], str]:
-        """(paths, how) where how is "name" (a state_dict key) or "scope"."""
-        found = self.source.by_tensor(hint)
-        if found is not None:
-            return [found[0].name], "name"
-        for suffix in _TENSOR_SUFFIXES:
-            if hint.endswith(suffix):
-                found = self.source.by_tensor(
-                    hint[: -len(suffix)] + (".weight" if suffix == ".weight_bias" else suffix)
-                )
-                if found is not None:
-                    return [found[0].name], "name"
-                stem = hint[: -len(suffix)]
-                paths = self._by_path(stem)
-                if paths:
-                    return paths, "name"
-        paths = self._by_path(hint)
-        return paths, "scope"
-
-    def _by_path(self, path: str) -> list[str]:
-        if not path:
-            return []
-        if self.source.is_module(path):
-            return [path]
-        parts = path.replace("/", ".").split(".")
-        parts = [part for part in parts if part]
-        for candidate_parts in (parts, [_strip_call_suffix(part) for part in parts]):
-            found = self._by_suffix(candidate_parts)
-            if found:
-                return found
-        if len(parts) > 1:
-            parent = self._by_suffix(parts[:-1])
-            if parent:
-                return parent
-        return []
-
-    def _by_suffix(self, parts: list[str]) -> list[str]:
-        exact = ".".join(parts)
-        if self.source.is_module(exact):
-            return [exact]
-        for k in range(len(parts), 0, -1):
-            # One side may have leading components the other lacks (a wrapper, a repeated
-            # Sequential name), but not both: "model.2.m.0.conv" is not "model.0.conv",
-            # though both end in "0.conv".
-            paths = [
-                path
-                for path in self._suffixes.get(tuple(parts[-k:]), ())
-                if k == len(parts) or path.count(".") + 1 == k
-            ]
-            if paths:
-                if len(paths) == 1:
-                    return list(paths)
-                # Ambiguous: a longer suffix could not decide, a shorter one cannot either.
-                return list(paths)[:SEARCH_LIMIT] if k >= 2 else []
-        return []
-
-
-def _strip_call_suffix(part: str) -> str:
-    match = _CALL_SUFFIX.match(part)
-    return match.group(1) if match and not part.isdigit() else part
-
-
-# ----------------------------------------------------------------------------- kinds
-
-
-def settle_kinds(source: SourceIndex, resolver: HintResolver, target: Model) -> dict[str, str]:
-    """Source layer name -> the kind the target says it has, for layers whose kind the
-    loader guessed (or a norm class it does not know, such as TorchScript's name for
-    torchvision's LayerNorm2d) and a target layer's names point to, within one family
-    (:data:`inspector.ir.KIND_FAMILIES`): a state_dict's 4-D weight the export runs as a
-    ConvTranspose, a Sequential's ``features.0.2`` it runs as a LayerNormalization."""
-    settled: dict[str, str] = {}
-    for layer in target.layers:
-        family = ir.kind_family(layer.kind)
-        if family is None or not layer.params or layer.kind == ir.NORM:
-            continue
-        for hint in layer.hints:
-            for path in resolver.resolve(hint)[0]:
-                found = source.layer(path)
-                if found is None or found.kind == layer.kind or found.name in settled:
-                    continue
-                known = found.kind in family and not found.attrs.get(ir.GUESSED_KIND)
-                if ir.kind_family(found.kind) is family and not known:
-                    settled[found.name] = layer.kind
-    return settled
-
-
-# ----------------------------------------------------------------------------- alignment
-
-
-def signature(layer: Layer) -> tuple[str, tuple[int, ...]] | None:
-    """(kind family, weight shape in PyTorch layout) for alignment, or None.
-
-    A Linear weight stored (in, out) (:data:`~inspector.ir.WEIGHT_LAYOUT`) is turned back
-    so its shape equals the PyTorch module's.
-    """
-    if layer.kind not in PRIMARY_KINDS:
-        return None
-    weight = layer.params.get("weight")
-    if weight is None:
-        return None
-    shape = weight.shape
-    if layer.kind == ir.LINEAR and len(shape) == 2 and layer.attrs.get(ir.WEIGHT_LAYOUT) == ir.IN_OUT:
-        shape = shape[::-1]
-    return layer.kind, tuple(shape)
-
-
-def align(source_layers: list[Layer], target_layers: list[Layer]) -> dict[str, Layer]:
-    """Target layer name -> the source layer at its place, by aligning the sequences of
-    (kind, weight shape) of the two models (longest matching blocks, not all pairs)."""
-    source_seq = [(layer, sig) for layer in source_layers if (sig := signature(layer)) is not None]
-    target_seq = [(layer, sig) for layer in target_layers if (sig := signature(layer)) is not None]
-    matcher = difflib.SequenceMatcher(
-        None, [sig for _, sig in source_seq], [sig for _, sig in target_seq], autojunk=False
-    )
-    aligned: dict[str, Layer] = {}
-    for block in matcher.get_matching_blocks():
-        for offset in range(block.size):
-            aligned[target_seq[block.b + offset][0].name] = source_seq[block.a + offset][0]
-    return aligned
 
 
 # ----------------------------------------------------------------------------- matcher
@@ -777,43 +629,6 @@ class Matcher:
                 ParamDiff(name=role, target_tensor=param.tensor_name, target_range=param.value_range().range)
             )
         return diff
-
-
-def channel_errors(actual, expected, channel_axis: int = 0, groups: int = 1) -> list[float] | None:
-    """The largest error of each output channel relative to the tensor's scale,
-    ``max over the channel |t - e| / max|e|`` (the channel's share of ``max_rel_err``;
-    the largest entry is ``max_rel_err``), for a parameter that differs. Channels are
-    counted as :func:`~inspector.compare.bad_channels` counts them (``groups`` for a
-    grouped ConvTranspose); a 1-D tensor has one channel per element. ``actual`` None is
-    an absent tensor (zeros); None when the shapes cannot be compared."""
-    if expected is None:
-        return None
-    e = np.asarray(expected, dtype=np.float64)
-    t = np.zeros_like(e) if actual is None else np.asarray(actual)
-    if t.size != e.size:
-        return None
-    t = t.reshape(e.shape)
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs(np.subtract(t, e, dtype=np.float64))
-        err[t == e] = 0.0  # the same infinity on both sides
-        err[np.isnan(t) & np.isnan(e)] = 0.0
-        err[np.isnan(err)] = np.inf
-        finite = np.abs(e[np.isfinite(e)])
-        scale = float(finite.max()) if finite.size else 0.0
-        if err.ndim <= 1:
-            per_channel = err.reshape(-1)
-        else:
-            axis = channel_axis % err.ndim if -err.ndim <= channel_axis < err.ndim else 0
-            if groups > 1 and axis == 1 and err.shape[0] % groups == 0:
-                rows = err.reshape(err.shape[0], err.shape[1], -1).max(axis=2)  # (in, out/groups)
-                per_channel = rows.reshape(groups, -1, err.shape[1]).max(axis=1).reshape(-1)
-            else:
-                per_channel = np.moveaxis(err, axis, 0).reshape(err.shape[axis], -1).max(axis=1)
-        if scale > 0:
-            relative = per_channel / scale
-        else:
-            relative = np.where(per_channel == 0, 0.0, np.inf)
-    return [float(value) for value in relative]
 
 
 RANGES_TOGETHER = 1 << 16

@@ -74,7 +74,7 @@ class ParamDiff:
     tolerance: Tolerance | None = None
     channel_errors: list[float] | None = None
     """Per output channel, ``max|t - e| / max|e|`` over the channel; only for a
-    parameter that differs (see :func:`inspector.match.channel_errors`)."""
+    parameter that differs (see :func:`inspector.compare.channel_errors`)."""
 
 
 @dataclass(slots=True)

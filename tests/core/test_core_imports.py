@@ -2,7 +2,7 @@
 
 The engine's modules form a chain; a module may import only modules before it::
 
-    ir -> transforms, targets -> results -> compare -> match -> diff -> report
+    ir -> transforms, targets -> results, anchors -> compare -> match -> diff -> report
 
 What counts as an import (decided from what the code does today):
 
@@ -48,6 +48,7 @@ CHAIN = {
     "transforms": 1,
     "targets": 1,
     "results": 2,
+    "anchors": 2,
     "compare": 3,
     "coverage": 3,
     "match": 4,

@@ -15,8 +15,9 @@ import weakref
 import numpy as np
 import pytest
 
+from inspector.anchors import SEARCH_LIMIT, HintResolver, align
 from inspector.ir import ATTENTION, BATCHNORM, CONV, IN_OUT, LAYERNORM, LINEAR, OUT_IN, WEIGHT_LAYOUT, Layer, Param
-from inspector.match import SEARCH_LIMIT, HintResolver, Matcher, align
+from inspector.match import Matcher
 from inspector.results import MISMATCH, OK, UNMATCHED, Tolerance
 from inspector.transforms import Reproduction, SourceIndex, Transform
 from tests.support.layers import (

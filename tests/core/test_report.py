@@ -379,8 +379,7 @@ def test_the_incomplete_sentence():
 def test_channel_errors_per_output_channel():
     """Each channel's largest error over the tensor's scale, channels counted the way
     bad channels are (a grouped ConvTranspose's along axis 1 across its groups)."""
-    from inspector.compare import bad_channels
-    from inspector.match import channel_errors
+    from inspector.compare import bad_channels, channel_errors
 
     r = rng(3)
     expected = randn(r, 4, 3, 2, 2).astype(np.float64)
