@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+_MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -19,7 +20,7 @@ def available_memory() -> int | None:
     less where a cgroup (v2) limit leaves less; None where the platform does not say."""
     found: list[int] = []
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in _MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 found.append(int(line.split()[1]) * 1024)
                 break

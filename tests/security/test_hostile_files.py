@@ -14,6 +14,7 @@ import zipfile
 
 import pytest
 
+from inspector.errors import InputError
 from tests.security import corpus
 
 torch = pytest.importorskip("torch")
@@ -266,6 +267,32 @@ def test_crafted_torch_save_is_refused_before_allocating(cli, tmp_path, data_pkl
     one_line_error(code, err, path, needle)
 
 
+def test_a_pickle_whose_objects_would_not_fit_in_memory_is_refused(cli, tmp_path, monkeypatch):
+    """A tensor is about 25 bytes of a crafted pickle and 1.5 KiB loaded: the objects a
+    pickle's calls make are counted against the memory available, by the restricted
+    unpickler as it goes and by the scan before the careful path lets torch run."""
+    from inspector import resources
+    from plugins.loaders.torch import pickle_budget, restricted_unpickler
+
+    base = torch.arange(300.0)
+    path = tmp_path / "many.pt"
+    torch.save({f"t{index}": base[index : index + 1] for index in range(300)}, path)
+    calls = pickle_budget.check_archive(path).calls
+    assert calls == 2 * 300  # a rebuild and an empty hooks OrderedDict each (the dict is no call)
+    monkeypatch.setattr(restricted_unpickler, "OBJECTS_CHECKED", 64)  # as it goes: every 64 objects
+    monkeypatch.setattr(resources, "available_memory", lambda: 100 * pickle_budget.OBJECT_BYTES)
+    code, out, err = cli("inspect", str(path))
+    line = one_line_error(code, err, path, "is refused: its pickle makes 128 objects", "more than the")
+    assert out == "" and "(a crafted file?)" in line
+    with pytest.raises(InputError, match=f"its pickle makes {calls:,} objects"):
+        pickle_budget.check_archive(path)  # the careful path's scan
+    monkeypatch.setattr(resources, "available_memory", lambda: calls * pickle_budget.OBJECT_BYTES)
+    assert pickle_budget.check_archive(path).calls == calls
+    code, out, err = cli("inspect", str(path), "--format", "json")
+    assert code == 0, err
+    assert len(json.loads(out)["layers"][0]["params"]) == 300
+
+
 def test_legacy_format_storage_sizes_must_fit_the_file(cli, tmp_path):
     import io
     import pickle
@@ -393,15 +420,19 @@ def test_available_memory_is_what_the_machine_says(tmp_path, monkeypatch):
     available = resources.available_memory()
     if sys.platform.startswith("linux"):
         assert available is not None and 0 < available <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cgroup = tmp_path / "cgroup"
+    meminfo, cgroup = tmp_path / "meminfo", tmp_path / "cgroup"
+    meminfo.write_text("MemTotal:       4000000 kB\nMemFree:         100000 kB\nMemAvailable:   2000000 kB\n")
     cgroup.mkdir()
+    monkeypatch.setattr(resources, "_MEMINFO", meminfo)
+    monkeypatch.setattr(resources, "_CGROUP", cgroup)
+    assert resources.available_memory() == 2_048_000_000  # no cgroup limit to read
     (cgroup / "memory.max").write_text("1073741824\n")
     (cgroup / "memory.current").write_text("73741824\n")
-    monkeypatch.setattr(resources, "_CGROUP", cgroup)
-    limited = resources.available_memory()
-    assert limited == (10**9 if available is None else min(available, 10**9))
+    assert resources.available_memory() == 10**9  # the cgroup leaves less
     (cgroup / "memory.max").write_text("max\n")
-    assert resources.available_memory() == available
+    assert resources.available_memory() == 2_048_000_000
+    meminfo.unlink()
+    assert resources.available_memory() is None  # the platform does not say
 
 
 def test_zip_entry_in_unknown_compression_is_refused(cli, pair, tmp_path):

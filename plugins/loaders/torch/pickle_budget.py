@@ -10,6 +10,10 @@ than the file holds. Read without running anything (:func:`~.pickle_uses.scan_pi
 - the items the pickle's calls and BUILDs would copy out of containers (``set(items)``,
   ``OrderedDict(pairs)``, ``frozenset(range(n))``) stay within :data:`COPY_FACTOR` per
   byte of pickle plus :data:`COPY_SLACK`;
+- the objects its calls make (tensors, modules' stand-ins, containers) fit in the memory
+  available at about :data:`OBJECT_BYTES` each (:func:`objects_problem`): a tensor costs
+  about 25 bytes of a crafted pickle and a kilobyte and a half once the loader has made
+  its layer, so the pickle's size alone bounds nothing useful;
 - a torch.save archive held inside another file (a .pt2's sample inputs, a pickled
   weight) is unpickled only when it names nothing but the globals torch's weights-only
   unpickler allows by default (:func:`check_pickled_part`).
@@ -29,6 +33,27 @@ COPY_FACTOR = 4
 """Unpickling may copy at most this many items per byte of pickle ..."""
 COPY_SLACK = 2**20
 """... plus this many (a real checkpoint copies a few per module)."""
+OBJECT_BYTES = 768
+"""About what an object a pickle's call makes costs once loaded (measured: 1.6 KiB a
+tensor of a state_dict of 300,000 tensors, its Param and layer included; a tensor is two
+calls, its rebuild and the empty OrderedDict of its hooks)."""
+OBJECTS_CHECKED = 1 << 16
+"""The restricted unpickler checks :func:`objects_problem` each time it has made this
+many more objects."""
+
+
+def objects_problem(objects: int) -> str | None:
+    """Why making ``objects`` objects would not fit in the memory available, or None."""
+    from inspector import resources
+
+    available = resources.available_memory()
+    needed = objects * OBJECT_BYTES
+    if available is None or needed <= available:
+        return None
+    return (
+        f"is refused: its pickle makes {objects:,} objects, which would take about {needed / 2**30:.1f} GiB: "
+        f"more than the {available / 2**30:.1f} GiB of memory available (a crafted file?)"
+    )
 
 
 def check_archive(path: Path) -> PickleFacts | None:
@@ -92,7 +117,7 @@ def check_pickled_part(data: bytes) -> str | None:
 
 
 def _budget_problem(facts: PickleFacts, pickle_bytes: int, record) -> str | None:
-    """The copy budget, and each declared storage against its record (``record(key)``
+    """The copy budget, the objects' memory, and each declared storage against its record (``record(key)``
     gives the record's entry, or None when it is missing: torch then refuses)."""
     allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
     if facts.copied > allowed:
@@ -100,6 +125,9 @@ def _budget_problem(facts: PickleFacts, pickle_bytes: int, record) -> str | None
             f"is refused: unpickling it would copy {facts.copied:,} items from a {pickle_bytes:,}-byte pickle "
             f"(a crafted file?); graphinspect allows {allowed:,}"
         )
+    problem = objects_problem(facts.calls)
+    if problem:
+        return problem
     for key, nbytes in _declared_storages(facts).items():
         if nbytes is None:
             return f"is corrupted or crafted: storage {key!r} declares an impossible size"

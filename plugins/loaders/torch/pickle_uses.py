@@ -60,11 +60,13 @@ class PickleFacts:
     (tuples of str/int/global name, or None where a value is not a literal), and
     ``copied``: how many items the calls and BUILDs of the pickle would copy out of the
     containers they are given (``set(items)``, ``frozenset(range(n))``, ``OrderedDict
-    (pairs)``), an upper bound of what unpickling allocates beyond the pickle itself."""
+    (pairs)``), an upper bound of what unpickling allocates beyond the pickle itself;
+    ``calls``: how many objects calls and instantiations make (REDUCE, NEWOBJ, INST, OBJ)."""
 
     uses: dict[str, set[str]]
     persistent_ids: list[tuple]
     copied: int = 0
+    calls: int = 0
 
 
 _MARK = object()
@@ -136,7 +138,7 @@ def scan_pickle(data) -> PickleFacts:
     STOP) without running it; ``ValueError`` for a malformed one."""
     uses: dict[str, set[str]] = {}
     persistent_ids: list[tuple] = []
-    copied = 0
+    copied = calls = 0
     stack: list[object] = []
     memo: dict[int, object] = {}
 
@@ -189,6 +191,7 @@ def scan_pickle(data) -> PickleFacts:
         elif name in _STRING_OPS:
             stack.append(_String(arg if isinstance(arg, str) else str(arg)))
         elif name == "REDUCE":
+            calls += 1
             arguments, function = pop(), pop()
             use(function, CALLED)
             use(arguments, VALUE)
@@ -198,6 +201,7 @@ def scan_pickle(data) -> PickleFacts:
             is_range = isinstance(function, _Global) and function.name in _RANGES
             stack.append(_Container(length) if is_range else _UNKNOWN)
         elif name == "NEWOBJ":
+            calls += 1
             arguments, cls = pop(), pop()
             use(cls, INSTANTIATED)
             copied += _weight(arguments)
@@ -224,16 +228,19 @@ def scan_pickle(data) -> PickleFacts:
             if isinstance(stack[-1], _Container):
                 stack[-1].size += len(items) // _ADD_ITEMS.get(name, 1 if name == "APPEND" else 2)
         elif name == "NEWOBJ_EX":
+            calls += 1
             pop(), pop()
             use(pop(), INSTANTIATED)
             stack.append(_UNKNOWN)
         elif name == "INST":
+            calls += 1
             module, _, qualname = str(arg).partition(" ")
             uses.setdefault(f"{module}.{qualname}", set()).add(CALLED)
             for item in pop_to_mark():
                 use(item, VALUE)
             stack.append(_UNKNOWN)
         elif name == "OBJ":
+            calls += 1
             items = pop_to_mark()
             if not items:
                 raise ValueError("OBJ without a class")
@@ -259,7 +266,7 @@ def scan_pickle(data) -> PickleFacts:
             break
         else:
             _generic(opcode, stack, pop, pop_to_mark, use)
-    return PickleFacts(uses, persistent_ids, copied)
+    return PickleFacts(uses, persistent_ids, copied, calls)
 
 
 def _generic(opcode, stack, pop, pop_to_mark, use) -> None:

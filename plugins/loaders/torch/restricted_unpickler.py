@@ -37,7 +37,10 @@ goes instead of by a scan before it:
   state, a stand-in's ``__dict__``, the arguments themselves, a tensor iterated by
   ``set``) stay within :data:`~.pickle_budget.COPY_FACTOR` per byte of pickle plus
   :data:`~.pickle_budget.COPY_SLACK`, counted on the real objects. Past it, the file is
-  refused here (:class:`~inspector.errors.InputError`), not handed on.
+  refused here (:class:`~inspector.errors.InputError`), not handed on;
+- the objects its calls make fit in the memory available
+  (:func:`~.pickle_budget.objects_problem`, checked every
+  :data:`~.pickle_budget.OBJECTS_CHECKED` objects).
 
 Anything else unexpected (another protocol, a big-endian archive, a tensor with
 metadata or hooks, a storage read twice differently) raises :class:`Unsure`.
@@ -56,7 +59,13 @@ from typing import Any
 
 from inspector.errors import InputError
 from plugins.loaders.torch import zips
-from plugins.loaders.torch.pickle_budget import COPY_FACTOR, COPY_SLACK, storage_dtype
+from plugins.loaders.torch.pickle_budget import (
+    COPY_FACTOR,
+    COPY_SLACK,
+    OBJECTS_CHECKED,
+    objects_problem,
+    storage_dtype,
+)
 from plugins.loaders.torch.tensors import MappedFile, MappedTensor, TensorReader, numpy_dtype_of, view_problem
 from plugins.loaders.torch.unpickle import FunctionReference, StandIn, plan_globals, python3_name
 
@@ -75,14 +84,26 @@ class CopyBudgetExceeded(Exception):
 
 
 class _Budget:
-    """Items copied so far, against the allowance for a pickle of ``pickle_bytes``."""
+    """Items copied so far, against the allowance for a pickle of ``pickle_bytes``, and
+    objects made so far, against the memory available."""
 
-    __slots__ = ("copied", "allowed", "pickle_bytes")
+    __slots__ = ("copied", "allowed", "pickle_bytes", "objects", "objects_checked_at")
 
     def __init__(self, pickle_bytes: int) -> None:
         self.copied = 0
         self.pickle_bytes = pickle_bytes
         self.allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
+        self.objects = 0
+        self.objects_checked_at = OBJECTS_CHECKED
+
+    def made(self) -> None:
+        """Count one object a call made."""
+        self.objects += 1
+        if self.objects >= self.objects_checked_at:
+            self.objects_checked_at += OBJECTS_CHECKED
+            problem = objects_problem(self.objects)
+            if problem:
+                raise CopyBudgetExceeded(problem)
 
     def charge(self, count: int) -> None:
         self.copied += count
@@ -131,6 +152,7 @@ class _Call(_Sealed):
         self.budget = budget
 
     def __call__(self, *args: Any) -> Any:
+        self.budget.made()
         if args:
             self.budget.charge(_weight(args))
         return self.function(*args)
@@ -179,6 +201,7 @@ class _CountedStandIn(StandIn):
     _standin_budget: _Budget
 
     def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
+        cls._standin_budget.made()
         if args:
             cls._standin_budget.charge(_weight(args))
         instance = object.__new__(cls)
@@ -401,6 +424,7 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor arguments")
         if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
+        self.budget.made()
         self.budget.charge(len(size) + len(stride))
         numel = storage.numel
         if view_problem(size, stride, offset, numel) is not None:
