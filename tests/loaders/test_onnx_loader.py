@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inspector import ir
 from inspector.errors import InputError
-from plugins.loaders.onnx import graphinspect_loaders, load_onnx, looks_like_onnx
+from plugins.loaders.onnx import graphinspect_loaders, in_file_data, load_onnx, looks_like_onnx
 from plugins.loaders.onnx.hints import legacy_scope
 
 torch = pytest.importorskip("torch")
@@ -372,6 +372,36 @@ def test_a_constant_with_external_data_is_checked_and_read(tmp_path, size):
     path = _save(tmp_path, nodes, [numpy_helper.from_array(weight, "w")], inputs=inputs)
     with pytest.raises(InputError, match=r"external data file '../constant.bin' \(constant 'c'\) is outside"):
         load_onnx(path)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_constant_named_like_an_initializer_reads_only_its_own_bytes(tmp_path, size):
+    """A crafted graph whose Constant node outputs an initializer's name, with its value
+    in external data: the initializer reads its own bytes (in the proto, or left in the
+    large file), and the Constant reads its external data; neither reads the other's."""
+    rows = 300 if size == "large" else 2  # past MIN_BYTES: the initializer's bytes stay in the file
+    honest = np.arange(rows * 4, dtype=np.float32).reshape(rows, 1, 2, 2)
+    other = np.full_like(honest, 7.0)
+    (tmp_path / "other.bin").write_bytes(other.tobytes())
+    value = TensorProto(name="value", data_type=TensorProto.FLOAT, dims=list(other.shape))
+    value.data_location = TensorProto.EXTERNAL
+    for key, entry in (("location", "other.bin"), ("offset", "0"), ("length", str(other.nbytes))):
+        value.external_data.add(key=key, value=entry)
+    padding = np.zeros((300, 1000), np.float32) if size == "large" else np.zeros(1, np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["W"], value=value, name="const"),
+        helper.make_node("Conv", ["x", "W"], ["y"], name="conv"),
+        helper.make_node("Add", ["y", "pad"], ["z"], name="add"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])]
+    initializers = [numpy_helper.from_array(honest, "W"), numpy_helper.from_array(padding, "pad")]
+    path = _save(tmp_path, nodes, initializers, inputs=inputs)
+    assert (path.stat().st_size > in_file_data.MIN_BYTES) == (size == "large")
+    model = load_onnx(path)
+    np.testing.assert_array_equal(model.layer("conv").params["weight"].array(), honest)
+    by_origin = {stored.origin: stored.param for stored in model.stored if stored.param.tensor_name == "W"}
+    np.testing.assert_array_equal(by_origin["initializer"].array(), honest)
+    np.testing.assert_array_equal(by_origin["Constant"].array(), other)
 
 
 # --------------------------------------------------------------------------- sniffing and bad files

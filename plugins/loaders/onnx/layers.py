@@ -63,6 +63,7 @@ class _Constant(NamedTuple):
     shape: tuple[int, ...]
     numel: int
     read: Callable[[], np.ndarray]
+    key: str | int  # the stored tensor: an initializer's name, a Constant node's position
 
     @property
     def tensor_name(self) -> str:
@@ -155,7 +156,7 @@ class LayerBuilder:
         self,
         model_path: Path,
         graph_proto: "GraphProto",
-        external: dict[str, ExternalSlice],
+        external: dict[str | int, ExternalSlice],
         in_file: InFileSlices | None = None,
         index: GraphIndex | None = None,
     ) -> None:
@@ -167,10 +168,10 @@ class LayerBuilder:
         self.initializers = {tensor.name: tensor for tensor in graph_proto.initializer[:]}
         self._maybe_constant = self.graph.passed_on.union(self.initializers)
         self._maybe_constant.discard("")
-        self._params: dict[str, Param] = {}
+        self._params: dict[str | int, Param] = {}  # by stored tensor: _Constant.key
         # an initializer's name, or a Constant node's position -> (dtype, shape, numel,
-        # reader): read once however often used
-        self._stored_facts: dict[str | int, tuple[str, tuple[int, ...], int, Callable[[], np.ndarray]]] = {}
+        # reader, that key): read once however often used
+        self._stored_facts: dict[str | int, tuple[str, tuple[int, ...], int, Callable[[], np.ndarray], str | int]] = {}
         self._uses: dict[str, list[Use]] = {}
         self._pending_uses: list[tuple[str, int, str | None]] = []  # of the layer being built
         self._summaries: dict[bytes, str] = {}  # small tensor attributes, by their serialized bytes
@@ -316,15 +317,15 @@ class LayerBuilder:
         return params, names, weight_position
 
     def _param(self, role: str, constant: _Constant) -> Param:
-        param = self._params.get(constant.tensor_name)
+        param = self._params.get(constant.key)
         if param is None:
             param = Param(role, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name)
-            self._params[constant.tensor_name] = param
+            self._params[constant.key] = param
         return param
 
     def _param_for(self, constant: _Constant) -> Param:
         """The Param of a stored tensor: a layer's when one uses it as a param."""
-        return self._params.get(constant.tensor_name) or Param(
+        return self._params.get(constant.key) or Param(
             constant.tensor_name, constant.shape, constant.dtype, constant.read, tensor_name=constant.tensor_name
         )
 
@@ -358,18 +359,18 @@ class LayerBuilder:
         if facts is None:
             name = names[-1]
             shape = tuple(tensor.dims[:])
-            where = self._where(name, in_file=origin == "initializer")
+            where = self._where(key, in_file=origin == "initializer")
             read = tensor_reader(tensor, where, self.model_path, f"{origin} {name!r}", shape)
-            facts = self._stored_facts[key] = (dtype_name(tensor.data_type), shape, math.prod(shape), read)
+            facts = self._stored_facts[key] = (dtype_name(tensor.data_type), shape, math.prod(shape), read, key)
         return _Constant(names, *facts)
 
-    def _where(self, name: str, in_file: bool) -> ExternalSlice | None:
-        """Where the bytes of the stored tensor ``name`` are when not in the proto: its
-        external data, or (``in_file``: an initializer's) its raw_data left in the model
-        file (:mod:`.in_file_data`)."""
-        where = self.external.get(name)
+    def _where(self, key: str | int, in_file: bool) -> ExternalSlice | None:
+        """Where the bytes of the stored tensor ``key`` (an initializer's name, a Constant
+        node's position) are when not in the proto: its external data, or (``in_file``:
+        an initializer's) its raw_data left in the model file (:mod:`.in_file_data`)."""
+        where = self.external.get(key)
         if where is None and in_file and self.in_file is not None:
-            span = self.in_file.slices.get(name)
+            span = self.in_file.slices.get(key)
             if span is not None:
                 path = self.model_path
                 where = ExternalSlice(path, path.name, span[0], span[1], True, self.in_file.file)
@@ -391,7 +392,7 @@ class LayerBuilder:
                     array = array.reshape(())
                 else:
                     array = array.reshape(-1)
-                facts = (array.dtype.name, array.shape, array.size, lambda array=array: array)
+                facts = (array.dtype.name, array.shape, array.size, lambda array=array: array, position)
                 self._stored_facts[position] = facts
                 return _Constant(names, *facts)
         return None  # strings and sparse values are not params

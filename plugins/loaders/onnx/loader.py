@@ -131,14 +131,16 @@ def _corrupted(exc: BaseException) -> str:
     return f"is not a valid ONNX model (truncated or corrupted: {_one_line(exc)})"
 
 
-def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> dict[str, ExternalSlice]:
-    """tensor name -> its checked external slice, for initializers and the values of
-    the graph's Constant nodes (:attr:`.layers.GraphIndex.external_constants`).
+def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> dict[str | int, ExternalSlice]:
+    """Initializer name, or Constant node position -> its checked external slice, for
+    initializers and the values of the graph's Constant nodes
+    (:attr:`.layers.GraphIndex.external_constants`). A Constant is known by its position:
+    a crafted graph may give its output an initializer's name.
 
     Only top-level tensors are checked; subgraphs (If/Loop/Scan bodies) are not read.
     """
     files = ExternalFiles(path)
-    slices: dict[str, ExternalSlice] = {}
+    slices: dict[str | int, ExternalSlice] = {}
     for tensor in graph.initializer[:]:
         if uses_external_data(tensor):
             slices[tensor.name] = files.slice(tensor, f"initializer {tensor.name!r}")
@@ -146,7 +148,7 @@ def _check_external_data(path: Path, graph: "GraphProto", index: GraphIndex) -> 
         node = index.nodes.node(position)
         for attr in node.attribute[:]:
             if attr.name == "value" and uses_external_data(attr.t):
-                slices[node.output[0]] = files.slice(attr.t, f"constant {node.output[0]!r}")
+                slices[position] = files.slice(attr.t, f"constant {node.output[0]!r}")
     return slices
 
 
