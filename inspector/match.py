@@ -23,6 +23,7 @@ conv x BN, so a name only makes a candidate; the numbers decide.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -145,6 +146,9 @@ class Matcher:
         self._tolerances: dict[frozenset[str], Tolerance] = {}
         self._last_guess: dict[str, str] = {}
         """Transform name -> the variant of its last accepted guess (see :meth:`guesses_first`)."""
+        self._guessed: list[tuple[LayerDiff, Transform, Layer, str]] = []
+        """Each layer a guess explained: its diff, the transform, the target and the anchor
+        (see :meth:`_settle_guesses`)."""
         self._order_by_op: dict[str, list[Transform]] = {}
         """Op type -> the transforms in the order its layers try them (see :meth:`transforms_for`)."""
 
@@ -162,6 +166,7 @@ class Matcher:
                 _release(layer)
                 self._release_sources(diff)
                 step.advance()
+            self._settle_guesses(result)
             # Other constants: first by their names, then (once every named one has taken
             # its source) against the parameters still unused, then by equal values.
             leftovers: list[tuple[Layer, bool]] = []
@@ -193,6 +198,36 @@ class Matcher:
             )
         result.coverage, result.constants = self.accounting.account(self.target_model)
         return result
+
+    def _settle_guesses(self, result: DiffResult) -> None:
+        """Where a guess was taken for a layer that the guess most of the model's layers
+        took fits as well, report that one: a model shares one such setting (one
+        BatchNorm eps), but its first layers are explained before the model has shown
+        which, and in float16 both eps often fit them. Each such layer is re-computed
+        with the majority's variant over the same source layers; it replaces the
+        layer's diff only when it reproduces the layer (the comparison is counted once)."""
+        taken: dict[str, Counter[str]] = {}
+        for diff, transform, _, _ in self._guessed:
+            taken.setdefault(transform.name, Counter())[diff.variant] += 1
+        position = {id(diff): index for index, diff in enumerate(result.layers)}
+        for diff, transform, target, anchor in self._guessed:
+            majority = taken[transform.name].most_common(1)[0][0]
+            if diff.variant == majority or id(diff) not in position:
+                continue
+            for candidate in transform.propose(target, anchor, self.source):
+                if candidate.variant != majority or candidate.names != diff.sources:
+                    continue
+                if transform.check(target, candidate) is None:
+                    reproduction = transform.reproduce(target, candidate)
+                    accepted = self._fits(target, candidate, reproduction)
+                    if accepted is not None:
+                        attempt = self._attempt(target, transform, candidate, diff.matched_by, reproduction, accepted)
+                        if attempt.ok:
+                            result.layers[position[id(diff)]] = self._layer_diff(target, attempt, OK, counted=False)
+                break
+            _release(target)
+            self._release_sources(diff)
+        self._guessed.clear()
 
     def explain(self, target: Layer, must_explain: bool = True) -> LayerDiff:
         """Find and verify the source of one target layer."""
@@ -282,10 +317,12 @@ class Matcher:
                         if accepted is not None:
                             attempt = self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
                             if attempt.ok:
+                                self._prefer(target, transform)
+                                diff = self._layer_diff(target, attempt, OK)
                                 if candidate.get(GUESS):
                                     self._last_guess[transform.name] = candidate.variant
-                                self._prefer(target, transform)
-                                return self._layer_diff(target, attempt, OK), derivable
+                                    self._guessed.append((diff, transform, target, anchor))
+                                return diff, derivable
                             failed.append(attempt)
                         else:
                             kept = reproduction if _elements(reproduction) <= KEEP_REPRODUCTION else None
@@ -569,7 +606,10 @@ class Matcher:
             )
         return tolerance
 
-    def _layer_diff(self, target: Layer, attempt: _Attempt, status: str) -> LayerDiff:
+    def _layer_diff(self, target: Layer, attempt: _Attempt, status: str, counted: bool = True) -> LayerDiff:
+        """The diff of ``target`` as ``attempt`` explains it; its compared parameters are
+        counted as explained (:class:`~inspector.coverage.Accounting`) unless ``counted``
+        is False (a diff made again for a layer already counted)."""
         self._uses[target.name] = attempt.transform.used_params(attempt.candidate)
         diff = LayerDiff(
             target=target.name,
@@ -589,7 +629,7 @@ class Matcher:
         )
         for role, (comparison, tolerance) in attempt.comparisons.items():
             target_param = target.params.get(role)
-            if target_param is not None:
+            if target_param is not None and counted:
                 self.accounting.compared(target_param, target.op_type)
             origin = attempt.reproduction.origins.get(role)
             errors = None

@@ -593,3 +593,44 @@ def test_ranges_computed_together_are_the_ranges_of_each_tensor():
     assert [p.name for p in kept] == ["p0", "p1", "p2", "p6"]
     for p, array in zip(params, arrays):
         assert repr(p.value_range()) == repr(ValueRange.of(array))  # NaN and -0.0 as they are
+
+
+# ----------------------------------------------------------------------------- guesses
+
+
+def test_a_guess_both_eps_fit_is_reported_as_the_one_the_model_took():
+    """A float16 export of a state_dict (no eps recorded) folded with eps 1e-3: on a
+    first layer of large variances both eps fit in float16 and 1e-5 is tried first; the
+    layers after it fit 1e-3 only. The first layer is then reported with 1e-3 too, its
+    comparison counted once; a tampered twin still differs."""
+    r = rng(11)
+    blocks, targets = [], []
+    for index, variance in enumerate([(50.0, 100.0), (0.01, 0.1), (0.01, 0.1)]):
+        weight, bn = randn(r, 4, 3, 3, 3), bn_stats(r, 4)
+        bn["running_var"] = r.uniform(*variance, 4).astype(np.float32)
+        scale = bn["weight"].astype(np.float64) / np.sqrt(bn["running_var"].astype(np.float64) + 1e-3)
+        blocks += [
+            layer(f"conv{index}", CONV, "Conv2d", weight=weight),
+            layer(f"bn{index}", BATCHNORM, "BatchNorm2d", **bn),
+        ]
+        folded_weight = (weight * scale[:, None, None, None]).astype(np.float16)
+        folded_bias = (bn["bias"] - bn["running_mean"] * scale).astype(np.float16)
+        targets.append(
+            layer(f"/conv{index}/Conv", CONV, "Conv", hints=(f"conv{index}",), weight=folded_weight, bias=folded_bias)
+        )
+    result = diff(source(*blocks), target(*targets))
+    assert [(item.status, item.variant) for item in result.layers] == [(OK, "eps=0.001")] * 3, describe(result)
+    assert result.layers[0].note == "eps 0.001 (guessed: the file does not record it)"
+    (finding,) = [f for f in result.findings if f.code == "guessed_eps"]
+    assert finding.message.endswith("3 folded layers fit with eps=0.001")
+    stored = sum(p.numel for item in targets for p in item.params.values())
+    assert result.coverage.totals["explained"].elements == stored  # not counted twice
+
+    # The first layer alone fits either eps: 1e-5 is what its own numbers allow first.
+    alone = diff(source(*blocks[:2]), target(targets[0]))
+    assert alone.layers[0].variant == "eps=1e-05"
+
+    twin = target(*targets)
+    twin.layers[0].params["weight"] = param("weight", tampered(targets[0].params["weight"].array(), 1), "w0")
+    twin_result = diff(source(*blocks), twin)
+    assert twin_result.layers[0].status == MISMATCH and twin_result.verdict == "differs"
