@@ -12,6 +12,7 @@ import os
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
 from inspector.errors import InputError
@@ -433,6 +434,65 @@ def test_available_memory_is_what_the_machine_says(tmp_path, monkeypatch):
     assert resources.available_memory() == 2_048_000_000
     meminfo.unlink()
     assert resources.available_memory() is None  # the platform does not say
+
+
+@pytest.mark.parametrize(
+    "marker, where",
+    [
+        ("OPTYPEMK", "node 0's op_type"),
+        ("NODENAME", "node 0's name"),
+        ("INPUTNAM", "node 1's inputs"),
+        ("OUTPUTNM", "node 0's outputs"),
+        ("ATTRNAME", "node 0's attribute names"),
+        ("METAVALU", "the model's metadata"),
+        ("GRAPHINP", "node 0's inputs"),  # the first place it is read
+        ("INITNAME", "node 1's inputs"),
+        ("METAKEYS", "the model's metadata"),
+    ],
+)
+def test_onnx_names_that_are_not_utf8_are_refused(cli, tmp_path, marker, where):
+    """ONNX is proto2: a string field that is not UTF-8 parses, as bytes (a fuzzed op type
+    b'\\xf7onv' ended in an internal error in every report). Each kind of name, made not
+    UTF-8 in the file's bytes, is refused in one line saying which."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = {
+        name: (marker if marker == name else name.lower())
+        for name in (
+            "OPTYPEMK",
+            "NODENAME",
+            "INPUTNAM",
+            "OUTPUTNM",
+            "ATTRNAME",
+            "METAVALU",
+            "GRAPHINP",
+            "INITNAME",
+            "METAKEYS",
+        )
+    }
+    first = helper.make_node(
+        names["OPTYPEMK"], [names["GRAPHINP"]], [names["OUTPUTNM"]], name=names["NODENAME"], domain="custom"
+    )
+    first.attribute.append(helper.make_attribute(names["ATTRNAME"], 1))
+    second = helper.make_node("Add", [names["OUTPUTNM"], names["INITNAME"]], ["y"], name="add")
+    if marker == "INPUTNAM":
+        second.input[1] = marker  # an input nothing produces and no initializer holds
+    graph = helper.make_graph(
+        [first, second],
+        "g",
+        [helper.make_tensor_value_info(names["GRAPHINP"], TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.ones(1, np.float32), names["INITNAME"])],
+    )
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {names["METAKEYS"]: names["METAVALU"]})
+    data = model.SerializeToString()
+    assert marker.encode() in data
+    path = tmp_path / "not_utf8.onnx"
+    path.write_bytes(data.replace(marker.encode(), b"\xf7" + marker[1:].encode()))
+    code, out, err = cli("inspect", str(path), "--all", "--format", "json")
+    one_line_error(code, err, path, f"is not a valid ONNX model (not UTF-8 text: {where})")
+    assert out == ""
 
 
 def test_zip_entry_in_unknown_compression_is_refused(cli, pair, tmp_path):

@@ -46,6 +46,7 @@ from .tensors import (
     tensor_reader,
     uses_external_data,
 )
+from .text import NotText
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -104,16 +105,23 @@ class GraphIndex:
         self.identity_inputs: dict[int, str] = {}
         self.passed_on: set[str] = set()
         single, several, names = self.single_producer, self._several, self.names
-        op_types: dict[str, str] = {}  # one string per op type, not one per node
+        op_types: dict[tuple[str, str], str] = {}  # (op type, domain) -> one string, not one per node
         for position, node in enumerate(nodes):
             outputs = tuple(node.output[:])
-            op_type = kinds.qualified_op_type(node.op_type, node.domain)
-            op_type = op_types.setdefault(op_type, op_type)
+            op_type, domain = node.op_type, node.domain
+            qualified = op_types.get((op_type, domain))
+            if qualified is None:  # once per op type: a graph has few
+                if type(op_type) is not str or type(domain) is not str:
+                    raise NotText(f"node {position}'s op_type")
+                qualified = op_types[op_type, domain] = kinds.qualified_op_type(op_type, domain)
+            op_type = qualified
             self.outputs.append(outputs)
             self.op_types.append(op_type)
             for name in outputs:
                 if not name:
                     continue
+                if type(name) is not str:
+                    raise NotText(f"node {position}'s outputs")
                 names[name] = name
                 if name in single:
                     several[name] = [single.pop(name), position]
@@ -255,6 +263,8 @@ class LayerBuilder:
         else:
             params, param_names, weight_position = self._params_of(op_type, inputs)
         node_name = node.name
+        if type(node_name) is not str:
+            raise NotText(f"node {position}'s name")
         kind = kinds.layer_kind(op_type, params.keys())
         if kind == LINEAR:
             attrs[WEIGHT_LAYOUT] = linear.weight_layout(op_type, attrs, weight_position)

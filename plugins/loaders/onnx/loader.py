@@ -27,6 +27,7 @@ from .layers import GraphIndex, LayerBuilder
 from .linear import normalise_linears
 from .nodes import GraphNodes
 from .tensors import ExternalFiles, ExternalSlice, dtype_name, uses_external_data
+from .text import NotText, untextual
 
 if TYPE_CHECKING:
     from onnx import GraphProto, ModelProto, ValueInfoProto
@@ -61,6 +62,8 @@ def _checked_model(path: Path, model_proto: "ModelProto", in_file: InFileSlices 
         return _model(path, model_proto, in_file)
     except InputError:
         raise
+    except NotText as exc:
+        raise InputError(path, _not_text(str(exc))) from exc
     except DecodeError as exc:  # a node left in the file (see _parse) is parsed only now
         raise InputError(path, _corrupted(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - a corrupt file parses into odd protos (bytes names, bad types)
@@ -79,7 +82,7 @@ def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) 
     layers = normalise_linears(builder.build())
     data_files = sorted({str(piece.file) for piece in external.values()})
     initializer_names = builder.initializers
-    return Model(
+    model = Model(
         format=FORMAT,
         path=str(path),
         layers=layers,
@@ -91,6 +94,10 @@ def _model(path: Path, model_proto: "ModelProto", in_file: InFileSlices | None) 
         files=data_files,
         stored=builder.stored(),
     )
+    problem = untextual(model)
+    if problem:
+        raise InputError(path, _not_text(problem))
+    return model
 
 
 def _check_node_budget(path: Path, count: int) -> None:
@@ -125,6 +132,10 @@ def _parse(path: Path) -> "tuple[ModelProto, InFileSlices | None]":
         raise InputError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - DecodeError, ValueError, RuntimeWarning...: all mean "corrupt"
         raise InputError(path, _corrupted(exc)) from exc
+
+
+def _not_text(what: str) -> str:
+    return f"is not a valid ONNX model (not UTF-8 text: {what})"
 
 
 def _corrupted(exc: BaseException) -> str:
