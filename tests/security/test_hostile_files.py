@@ -439,7 +439,8 @@ def test_available_memory_is_what_the_machine_says(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "marker, where",
     [
-        ("OPTYPEMK", "node 0's op_type"),
+        ("OPTYPEMK", "node 0's op_type"),  # of the default domain, as the fuzz found it
+        ("DOMAINMK", "node 0's op_type"),
         ("NODENAME", "node 0's name"),
         ("INPUTNAM", "node 1's inputs"),
         ("OUTPUTNM", "node 0's outputs"),
@@ -470,8 +471,9 @@ def test_onnx_names_that_are_not_utf8_are_refused(cli, tmp_path, marker, where):
             "METAKEYS",
         )
     }
+    domain = marker if marker == "DOMAINMK" else ""
     first = helper.make_node(
-        names["OPTYPEMK"], [names["GRAPHINP"]], [names["OUTPUTNM"]], name=names["NODENAME"], domain="custom"
+        names["OPTYPEMK"], [names["GRAPHINP"]], [names["OUTPUTNM"]], name=names["NODENAME"], domain=domain
     )
     first.attribute.append(helper.make_attribute(names["ATTRNAME"], 1))
     second = helper.make_node("Add", [names["OUTPUTNM"], names["INITNAME"]], ["y"], name="add")
