@@ -104,8 +104,8 @@ def stored_shape_of(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, 
     """The shape of the values a strided view really stores, or None when it stores
     every element: each axis of stride 0 (torch's ``expand``) repeats one value, so it
     counts once. ``zeros(1).expand(2**30)`` (shape (2**30,), stride (0,)) stores (1,)."""
-    if not any(size > 1 and stride == 0 for size, stride in zip(shape, strides)):
-        return None
+    if 0 not in strides or not any(size > 1 and stride == 0 for size, stride in zip(shape, strides)):
+        return None  # (the first test alone decides for nearly every tensor, in C)
     return tuple(1 if stride == 0 else int(size) for size, stride in zip(shape, strides))
 
 

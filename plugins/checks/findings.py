@@ -195,6 +195,8 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
     """Source layers the export does not use: a warning, but for those whose absence is
     expected, by their names (:data:`TRAINING_ONLY`) or as the earlier items of a list
     whose last item is exported (:func:`earlier_items_of_used_lists`)."""
+    if not result.unmatched_source:
+        return
     unused = [name for name in result.unmatched_source if TRAINING_ONLY.search(name)]
     earlier = earlier_items_of_used_lists(
         [name for name in result.unmatched_source if not TRAINING_ONLY.search(name)],
@@ -239,6 +241,8 @@ def earlier_items_of_used_lists(unmatched: list[str], layers: list[Layer], match
     only when the item of the highest number is ``matched``, every other item is
     unmatched, and all have one type and one set of param shapes: a stack of blocks
     missing one block from its export (``blocks.3`` of twelve) stays a warning."""
+    if not unmatched:
+        return set()
     lists: dict[tuple[str, str], dict[int, Layer]] = {}
     for layer in layers:
         item = LIST_ITEM.match(layer.name)
