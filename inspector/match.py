@@ -206,16 +206,17 @@ class Matcher:
         which, and in float16 both eps often fit them. Each such layer is re-computed
         with the majority's variant over the same source layers; it replaces the
         layer's diff only when it reproduces the layer (the comparison is counted once)."""
-        taken: dict[str, Counter[str]] = {}
-        for diff, transform, _, _ in self._guessed:
-            taken.setdefault(transform.name, Counter())[diff.variant] += 1
-        position = {id(diff): index for index, diff in enumerate(result.layers)}
-        for diff, transform, target, anchor in self._guessed:
-            majority = taken[transform.name].most_common(1)[0][0]
-            if diff.variant == majority or id(diff) not in position:
+        taken = Counter((transform.name, diff.variant) for diff, transform, _, _ in self._guessed)
+        majority: dict[str, str] = {}
+        for (name, variant), _ in taken.most_common():  # the most taken first; a tie keeps the first taken
+            majority.setdefault(name, variant)
+        settling = [entry for entry in self._guessed if entry[0].variant != majority[entry[1].name]]
+        position = {id(diff): index for index, diff in enumerate(result.layers)} if settling else {}
+        for diff, transform, target, anchor in settling:
+            if id(diff) not in position:
                 continue
             for candidate in transform.propose(target, anchor, self.source):
-                if candidate.variant != majority or candidate.names != diff.sources:
+                if candidate.variant != majority[transform.name] or candidate.names != diff.sources:
                     continue
                 if transform.check(target, candidate) is None:
                     reproduction = transform.reproduce(target, candidate)

@@ -100,10 +100,15 @@ class _Budget:
         """Count one object a call made."""
         self.objects += 1
         if self.objects >= self.objects_checked_at:
-            self.objects_checked_at += OBJECTS_CHECKED
-            problem = objects_problem(self.objects)
-            if problem:
-                raise CopyBudgetExceeded(problem)
+            self.check_objects()
+
+    def check_objects(self) -> None:
+        """Check the objects made so far against the memory available (callers that make
+        many count ``objects`` themselves, and call this at ``objects_checked_at``)."""
+        self.objects_checked_at += OBJECTS_CHECKED
+        problem = objects_problem(self.objects)
+        if problem:
+            raise CopyBudgetExceeded(problem)
 
     def charge(self, count: int) -> None:
         self.copied += count
@@ -152,9 +157,12 @@ class _Call(_Sealed):
         self.budget = budget
 
     def __call__(self, *args: Any) -> Any:
-        self.budget.made()
+        budget = self.budget
+        budget.objects += 1  # _Budget.made, inline: every tensor's hooks are a call
+        if budget.objects >= budget.objects_checked_at:
+            budget.check_objects()
         if args:
-            self.budget.charge(_weight(args))
+            budget.charge(_weight(args))
         return self.function(*args)
 
 
@@ -424,8 +432,11 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor arguments")
         if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
-        self.budget.made()
-        self.budget.charge(len(size) + len(stride))
+        budget = self.budget
+        budget.objects += 1  # _Budget.made, inline: once a tensor
+        if budget.objects >= budget.objects_checked_at:
+            budget.check_objects()
+        budget.charge(len(size) + len(stride))
         numel = storage.numel
         if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")
