@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -46,7 +47,7 @@ from .tensors import (
     tensor_reader,
     uses_external_data,
 )
-from .text import NotText
+from .text import NotText, all_text
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -237,22 +238,26 @@ class LayerBuilder:
         return found
 
     def _layer(self, position: int, node: "NodeProto", op_type: str, outputs: tuple[str, ...]) -> Layer:
-        inputs = self._shared_names(node.input[:])
+        inputs = self._shared_names(node.input[:], position)
         entries = node.metadata_props
         metadata = {entry.key: entry.value for entry in entries[:]} if entries else {}
+        if metadata and not all_text(chain(metadata, metadata.values())):
+            raise NotText(f"node {position}'s metadata")
         attrs = {}
         has_body = False
         for attr in node.attribute[:]:
-            kind = attr.type
+            kind, name = attr.type, attr.name
+            if type(name) is not str:
+                raise NotText(f"node {position}'s attribute names")
             # Lists of ints (kernel shapes, strides, pads) and ints are nearly all of them.
             if kind == INTS:
-                attrs[attr.name] = attr.ints[:]
+                attrs[name] = attr.ints[:]
             elif kind == INT:
-                attrs[attr.name] = attr.i
+                attrs[name] = attr.i
             elif kind == TENSOR:
-                attrs[attr.name] = self._summary(attr.t)
+                attrs[name] = self._summary(attr.t)
             else:
-                attrs[attr.name] = attribute_value(attr, kind)
+                attrs[name] = attribute_value(attr, kind)
             has_body = has_body or kind in BODIES
         if has_body:
             self.with_subgraphs.append(position)
@@ -280,11 +285,19 @@ class LayerBuilder:
             metadata,
         )
 
-    def _shared_names(self, inputs: list[str]) -> tuple[str, ...]:
+    def _shared_names(self, inputs: list[str], position: int) -> tuple[str, ...]:
         """``inputs``, each name the very string its producer's outputs hold: protobuf
         makes a new string each time a name is read, and a graph's every edge would
-        otherwise be two strings, the layer's output and its consumer's input."""
-        return tuple(map(self.graph.names.get, inputs, inputs))
+        otherwise be two strings, the layer's output and its consumer's input. A name no
+        node produces (a graph input, an initializer, an omitted input) stays the
+        string protobuf gave, checked to be text (:mod:`.text`)."""
+        shared = tuple(map(self.graph.names.get, inputs))
+        if None not in shared:
+            return shared
+        shared = tuple([name if found is None else found for name, found in zip(inputs, shared)])
+        if not all_text(shared):
+            raise NotText(f"node {position}'s inputs")
+        return shared
 
     def _summary(self, tensor: "TensorProto") -> str:
         """:func:`.tensors.summarize_tensor`, made once per distinct small tensor: a graph
