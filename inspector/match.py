@@ -215,20 +215,33 @@ class Matcher:
         for diff, transform, target, anchor in settling:
             if id(diff) not in position:
                 continue
-            for candidate in transform.propose(target, anchor, self.source):
-                if candidate.variant != majority[transform.name] or candidate.names != diff.sources:
-                    continue
-                if transform.check(target, candidate) is None:
-                    reproduction = transform.reproduce(target, candidate)
-                    accepted = self._fits(target, candidate, reproduction)
-                    if accepted is not None:
-                        attempt = self._attempt(target, transform, candidate, diff.matched_by, reproduction, accepted)
-                        if attempt.ok:
-                            result.layers[position[id(diff)]] = self._layer_diff(target, attempt, OK, counted=False)
-                break
+            try:
+                settled = self._settled(diff, transform, target, anchor, majority[transform.name])
+            except Exception:  # noqa: BLE001 - as in _explain; the diff as it was stands
+                settled = None
+            if settled is not None:
+                result.layers[position[id(diff)]] = settled
             _release(target)
             self._release_sources(diff)
         self._guessed.clear()
+
+    def _settled(
+        self, diff: LayerDiff, transform: Transform, target: Layer, anchor: str, variant: str
+    ) -> LayerDiff | None:
+        """``target``'s diff with the ``variant`` of the guess over ``diff``'s sources,
+        or None when that does not reproduce it."""
+        for candidate in transform.propose(target, anchor, self.source):
+            if candidate.variant != variant or candidate.names != diff.sources:
+                continue
+            if transform.check(target, candidate) is not None:
+                return None
+            reproduction = transform.reproduce(target, candidate)
+            accepted = self._fits(target, candidate, reproduction)
+            if accepted is None:
+                return None
+            attempt = self._attempt(target, transform, candidate, diff.matched_by, reproduction, accepted)
+            return self._layer_diff(target, attempt, OK, counted=False) if attempt.ok else None
+        return None
 
     def explain(self, target: Layer, must_explain: bool = True) -> LayerDiff:
         """Find and verify the source of one target layer."""

@@ -598,7 +598,7 @@ def test_ranges_computed_together_are_the_ranges_of_each_tensor():
 # ----------------------------------------------------------------------------- guesses
 
 
-def test_a_guess_both_eps_fit_is_reported_as_the_one_the_model_took():
+def test_a_guess_both_eps_fit_is_reported_as_the_one_the_model_took(monkeypatch):
     """A float16 export of a state_dict (no eps recorded) folded with eps 1e-3: on a
     first layer of large variances both eps fit in float16 and 1e-5 is tried first; the
     layers after it fit 1e-3 only. The first layer is then reported with 1e-3 too, its
@@ -630,7 +630,29 @@ def test_a_guess_both_eps_fit_is_reported_as_the_one_the_model_took():
     alone = diff(source(*blocks[:2]), target(targets[0]))
     assert alone.layers[0].variant == "eps=1e-05"
 
-    twin = target(*targets)
-    twin.layers[0].params["weight"] = param("weight", tampered(targets[0].params["weight"].array(), 1), "w0")
-    twin_result = diff(source(*blocks), twin)
+    first = targets[0]
+    tampered_first = layer(
+        first.name,
+        CONV,
+        "Conv",
+        hints=first.hints,
+        weight=tampered(first.params["weight"].array(), 1),
+        bias=first.params["bias"].array(),
+    )
+    twin_result = diff(source(*blocks), target(tampered_first, *targets[1:]))
     assert twin_result.layers[0].status == MISMATCH and twin_result.verdict == "differs"
+
+    # A transform that fails on the settling's candidate leaves the first layer's diff as it was.
+    fold = type(next(t for t in transforms() if t.name == "fold_batchnorm"))
+    reproduce, failed = fold.reproduce, []
+
+    def fails_on_the_settling_candidate(self, target_layer, candidate):
+        if target_layer.name == "/conv0/Conv" and candidate.variant == "eps=0.001":
+            failed.append(target_layer.name)
+            raise RuntimeError("cannot")
+        return reproduce(self, target_layer, candidate)
+
+    monkeypatch.setattr(fold, "reproduce", fails_on_the_settling_candidate)
+    kept = diff(source(*blocks), target(*targets))
+    assert [(item.status, item.variant) for item in kept.layers] == [(OK, "eps=1e-05")] + [(OK, "eps=0.001")] * 2
+    assert failed == ["/conv0/Conv"]  # asked by the settling only
