@@ -105,7 +105,7 @@ def stored_shape_of(shape: Sequence[int], strides: Sequence[int]) -> tuple[int, 
     every element: each axis of stride 0 (torch's ``expand``) repeats one value, so it
     counts once. ``zeros(1).expand(2**30)`` (shape (2**30,), stride (0,)) stores (1,)."""
     if 0 not in strides or not any(size > 1 and stride == 0 for size, stride in zip(shape, strides)):
-        return None  # (the first test alone decides for nearly every tensor, in C)
+        return None  # (nearly every tensor: the first test, in C)
     return tuple(1 if stride == 0 else int(size) for size, stride in zip(shape, strides))
 
 
@@ -462,10 +462,6 @@ class Model:
         """The bytes the file stores for the parameters (a broadcast tensor counts what it
         stores: :attr:`Param.stored_shape`)."""
         return sum(p.stored_nbytes for _, p in self.params())
-
-    def broadcast_params(self) -> list[Param]:
-        """The params that store fewer values than their shape holds."""
-        return [param for _, param in self.params() if param.stored_shape is not None]
 
     def dtypes(self) -> dict[str, int]:
         """dtype -> number of elements stored in that dtype."""

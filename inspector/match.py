@@ -231,17 +231,28 @@ class Matcher:
         """``target``'s diff with the ``variant`` of the guess over ``diff``'s sources,
         or None when that does not reproduce it."""
         for candidate in transform.propose(target, anchor, self.source):
-            if candidate.variant != variant or candidate.names != diff.sources:
-                continue
-            if transform.check(target, candidate) is not None:
+            if candidate.variant == variant and candidate.names == diff.sources:
+                outcome = self._try(target, transform, candidate, diff.matched_by)
+                if isinstance(outcome, _Attempt) and outcome.ok:
+                    return self._layer_diff(target, outcome, OK, counted=False)
                 return None
-            reproduction = transform.reproduce(target, candidate)
-            accepted = self._fits(target, candidate, reproduction)
-            if accepted is None:
-                return None
-            attempt = self._attempt(target, transform, candidate, diff.matched_by, reproduction, accepted)
-            return self._layer_diff(target, attempt, OK, counted=False) if attempt.ok else None
         return None
+
+    def _try(
+        self, target: Layer, transform: Transform, candidate: Candidate, matched_by: str
+    ) -> str | _Attempt | _Screened:
+        """One candidate for ``target``: the reason ``transform.check`` refuses it; or,
+        re-computed, the :class:`_Screened` the screen rejects (its reproduction kept
+        when small), or the :class:`_Attempt` compared with the target."""
+        reason = transform.check(target, candidate)
+        if reason is not None:
+            return reason
+        reproduction = transform.reproduce(target, candidate)
+        accepted = self._fits(target, candidate, reproduction)
+        if accepted is None:
+            kept = reproduction if _elements(reproduction) <= KEEP_REPRODUCTION else None
+            return _Screened(candidate, transform, matched_by, kept)
+        return self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
 
     def explain(self, target: Layer, must_explain: bool = True) -> LayerDiff:
         """Find and verify the source of one target layer."""
@@ -322,25 +333,18 @@ class Matcher:
                         if key in tried:
                             continue
                         tried.add(key)
-                        reason = transform.check(target, candidate)
-                        if reason is not None:
-                            reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {reason}")
+                        outcome = self._try(target, transform, candidate, matched_by)
+                        if isinstance(outcome, str):
+                            reasons.append(f"{transform.name}({' + '.join(candidate.names)}): {outcome}")
                             continue
-                        reproduction = transform.reproduce(target, candidate)
-                        accepted = self._fits(target, candidate, reproduction)
-                        if accepted is not None:
-                            attempt = self._attempt(target, transform, candidate, matched_by, reproduction, accepted)
-                            if attempt.ok:
-                                self._prefer(target, transform)
-                                diff = self._layer_diff(target, attempt, OK)
-                                if candidate.get(GUESS):
-                                    self._last_guess[transform.name] = candidate.variant
-                                    self._guessed.append((diff, transform, target, anchor))
-                                return diff, derivable
-                            failed.append(attempt)
-                        else:
-                            kept = reproduction if _elements(reproduction) <= KEEP_REPRODUCTION else None
-                            failed.append(_Screened(candidate, transform, matched_by, kept))
+                        if isinstance(outcome, _Attempt) and outcome.ok:
+                            self._prefer(target, transform)
+                            diff = self._layer_diff(target, outcome, OK)
+                            if candidate.get(GUESS):
+                                self._last_guess[transform.name] = candidate.variant
+                                self._guessed.append((diff, transform, target, anchor))
+                            return diff, derivable
+                        failed.append(outcome)
                         derivable = derivable or (
                             matched_by in STRUCTURAL and transform.proves_origin and not candidate.get("weak")
                         )

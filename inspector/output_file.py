@@ -185,7 +185,7 @@ class OutputFile:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` to the destination (see the module docstring for how)."""
         resolved = self.check()
-        try:
+        with self._failing_in_one_line():
             if resolved.kind == "stdout":
                 sys.stdout.flush()
                 _write_all(sys.stdout.buffer.fileno(), data)
@@ -197,10 +197,6 @@ class OutputFile:
                 _write_special(resolved.path, data)
             else:
                 _write_atomically(resolved.path, data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise self._fail(f"cannot write: {_reason(exc)}") from None
 
     def write_text(self, text: str) -> None:
         self.write(text.encode("utf-8"))
@@ -218,10 +214,16 @@ class OutputFile:
             yield buffer
             self.write_text(buffer.getvalue())
             return
+        with self._failing_in_one_line(), _replacing(resolved.path) as descriptor:
+            with open(descriptor, "w", encoding="utf-8", newline="", closefd=False) as stream:
+                yield stream
+
+    @contextmanager
+    def _failing_in_one_line(self) -> Iterator[None]:
+        """An OSError while writing (a full disk, a read-only folder) as this output's
+        one-line error; a reader gone (BrokenPipeError) as it is."""
         try:
-            with _replacing(resolved.path) as descriptor:
-                with open(descriptor, "w", encoding="utf-8", newline="", closefd=False) as stream:
-                    yield stream
+            yield
         except BrokenPipeError:
             raise
         except OSError as exc:

@@ -33,3 +33,13 @@ def available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     return min(found) if found else None
+
+
+def shortfall(needed: int) -> str | None:
+    """Why ``needed`` bytes would not fit in the memory available, as the end of a
+    loader's one-line refusal (``"about 1.9 GiB: more than the 1.0 GiB of memory
+    available"``), or None when they fit (or the platform does not say)."""
+    available = available_memory()
+    if available is None or needed <= available:
+        return None
+    return f"about {needed / 2**30:.1f} GiB: more than the {available / 2**30:.1f} GiB of memory available"

@@ -197,13 +197,12 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
     whose last item is exported (:func:`earlier_items_of_used_lists`)."""
     if not result.unmatched_source:
         return
-    unused = [name for name in result.unmatched_source if TRAINING_ONLY.search(name)]
-    earlier = earlier_items_of_used_lists(
-        [name for name in result.unmatched_source if not TRAINING_ONLY.search(name)],
-        result.source.layers,
-        {source for layer in result.layers if layer.status != UNMATCHED for source in layer.sources},
-    )
-    other = [name for name in result.unmatched_source if not TRAINING_ONLY.search(name) and name not in earlier]
+    unused, rest = [], []
+    for name in result.unmatched_source:
+        (unused if TRAINING_ONLY.search(name) else rest).append(name)
+    matched = {source for layer in result.layers if layer.status != UNMATCHED for source in layer.sources}
+    earlier = earlier_items_of_used_lists(rest, result.source.layers, matched)
+    other = [name for name in rest if name not in earlier]
     if other:
         layers = "PyTorch layers have" if len(other) != 1 else "PyTorch layer has"
         yield Finding("warning", "unmatched_source", f"{len(other)} {layers} no ONNX counterpart: {_listed(other)}")
@@ -215,7 +214,7 @@ def unmatched_source(result: DiffResult) -> Iterable[Finding]:
             f"{'their names' if len(unused) != 1 else 'its name'} and not exported, as expected: {_listed(unused)}",
         )
     if earlier:
-        names = [name for name in result.unmatched_source if name in earlier]
+        names = [name for name in rest if name in earlier]
         yield Finding(
             "info",
             "unused_list_items",

@@ -48,4 +48,3 @@ def test_a_broadcast_param_counts_its_shape_and_its_stored_bytes_apart():
     assert (broadcast.numel, broadcast.stored_numel, broadcast.nbytes, broadcast.stored_nbytes) == (3000, 3, 6000, 6)
     assert (dense.stored_numel, dense.stored_nbytes) == (4, 16)
     assert (model.num_parameters, model.nbytes, model.stored_nbytes) == (3004, 6016, 22)
-    assert model.broadcast_params() == [broadcast]

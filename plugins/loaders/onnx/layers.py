@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,7 +46,7 @@ from .tensors import (
     tensor_reader,
     uses_external_data,
 )
-from .text import NotText, all_text
+from .text import NotText, all_text, keys_and_values
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -179,8 +178,8 @@ class LayerBuilder:
         self._maybe_constant.discard("")
         self._params: dict[str | int, Param] = {}  # by stored tensor: _Constant.key
         # an initializer's name, or a Constant node's position -> (dtype, shape, numel,
-        # reader, that key): read once however often used
-        self._stored_facts: dict[str | int, tuple[str, tuple[int, ...], int, Callable[[], np.ndarray], str | int]] = {}
+        # reader): read once however often used
+        self._stored_facts: dict[str | int, tuple[str, tuple[int, ...], int, Callable[[], np.ndarray]]] = {}
         self._uses: dict[str, list[Use]] = {}
         self._pending_uses: list[tuple[str, int, str | None]] = []  # of the layer being built
         self._summaries: dict[bytes, str] = {}  # small tensor attributes, by their serialized bytes
@@ -241,7 +240,7 @@ class LayerBuilder:
         inputs = self._shared_names(node.input[:], position)
         entries = node.metadata_props
         metadata = {entry.key: entry.value for entry in entries[:]} if entries else {}
-        if metadata and not all_text(chain(metadata, metadata.values())):
+        if metadata and not all_text(keys_and_values(metadata)):
             raise NotText(f"node {position}'s metadata")
         attrs = {}
         has_body = False
@@ -384,8 +383,8 @@ class LayerBuilder:
             shape = tuple(tensor.dims[:])
             where = self._where(key, in_file=origin == "initializer")
             read = tensor_reader(tensor, where, self.model_path, f"{origin} {name!r}", shape)
-            facts = self._stored_facts[key] = (dtype_name(tensor.data_type), shape, math.prod(shape), read, key)
-        return _Constant(names, *facts)
+            facts = self._stored_facts[key] = (dtype_name(tensor.data_type), shape, math.prod(shape), read)
+        return _Constant(names, *facts, key)
 
     def _where(self, key: str | int, in_file: bool) -> ExternalSlice | None:
         """Where the bytes of the stored tensor ``key`` (an initializer's name, a Constant
@@ -403,7 +402,7 @@ class LayerBuilder:
         """The value of the Constant node at ``position``, reached through ``names``."""
         facts = self._stored_facts.get(position)
         if facts is not None:
-            return _Constant(names, *facts)
+            return _Constant(names, *facts, position)
         for attr in self.graph.nodes.node(position).attribute[:]:
             if attr.name == "value":
                 return self._stored_constant(names, attr.t, "constant", position)
@@ -415,9 +414,9 @@ class LayerBuilder:
                     array = array.reshape(())
                 else:
                     array = array.reshape(-1)
-                facts = (array.dtype.name, array.shape, array.size, lambda array=array: array, position)
+                facts = (array.dtype.name, array.shape, array.size, lambda array=array: array)
                 self._stored_facts[position] = facts
-                return _Constant(names, *facts)
+                return _Constant(names, *facts, position)
         return None  # strings and sparse values are not params
 
 

@@ -108,13 +108,12 @@ def _check_node_budget(path: Path, count: int) -> None:
     node's bytes says it is not real. So the count is checked against the machine, not the
     file, before anything is made of the nodes (a large file's nodes are still bytes here:
     :mod:`.in_file_data`)."""
-    available = resources.available_memory()
-    needed = count * LAYER_BYTES
-    if available is not None and needed > available:
+    problem = resources.shortfall(count * LAYER_BYTES)
+    if problem:
         raise InputError(
             path,
-            f"has {count:,} nodes, whose layers would take about {needed / 2**30:.1f} GiB: more than the "
-            f"{available / 2**30:.1f} GiB of memory available (a crafted graph of tiny nodes?); nothing was built",
+            f"has {count:,} nodes, whose layers would take {problem} (a crafted graph of tiny nodes?); "
+            "nothing was built",
         )
 
 

@@ -17,6 +17,7 @@ so the loader refuses it as well, saying which name is not text:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from inspector.ir import Model
@@ -32,7 +33,7 @@ def untextual(model: Model) -> str | None:
     for what, values in (
         ("graph input names", _names(model.inputs)),
         ("graph output names", _names(model.outputs)),
-        ("metadata", _items(model.metadata)),
+        ("metadata", keys_and_values(model.metadata)),
         ("producer", (model.producer,)),
         ("stored tensor names", (stored.param.tensor_name for stored in model.stored)),
         ("details (graph name, doc string or opset domains)", _strings(model.details)),
@@ -50,8 +51,9 @@ def all_text(values: Iterable[Any]) -> bool:
 _TEXT = {str}
 
 
-def _items(mapping: dict) -> list:
-    return [*mapping.keys(), *mapping.values()] if mapping else []
+def keys_and_values(mapping: dict) -> Iterable[Any]:
+    """A mapping's keys, then its values (a metadata dict's names)."""
+    return chain(mapping, mapping.values())
 
 
 def _names(infos) -> list[str]:

@@ -46,14 +46,10 @@ def objects_problem(objects: int) -> str | None:
     """Why making ``objects`` objects would not fit in the memory available, or None."""
     from inspector import resources
 
-    available = resources.available_memory()
-    needed = objects * OBJECT_BYTES
-    if available is None or needed <= available:
+    problem = resources.shortfall(objects * OBJECT_BYTES)
+    if problem is None:
         return None
-    return (
-        f"is refused: its pickle makes {objects:,} objects, which would take about {needed / 2**30:.1f} GiB: "
-        f"more than the {available / 2**30:.1f} GiB of memory available (a crafted file?)"
-    )
+    return f"is refused: its pickle makes {objects:,} objects, which would take {problem} (a crafted file?)"
 
 
 def check_archive(path: Path) -> PickleFacts | None:
@@ -117,8 +113,9 @@ def check_pickled_part(data: bytes) -> str | None:
 
 
 def _budget_problem(facts: PickleFacts, pickle_bytes: int, record) -> str | None:
-    """The copy budget, the objects' memory, and each declared storage against its record (``record(key)``
-    gives the record's entry, or None when it is missing: torch then refuses)."""
+    """The copy budget, the objects' memory, and each declared storage against its
+    record (``record(key)`` gives the record's entry, or None when it is missing: torch
+    then refuses)."""
     allowed = COPY_FACTOR * pickle_bytes + COPY_SLACK
     if facts.copied > allowed:
         return (

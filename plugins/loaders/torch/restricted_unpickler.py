@@ -97,18 +97,14 @@ class _Budget:
         self.objects_checked_at = OBJECTS_CHECKED
 
     def made(self) -> None:
-        """Count one object a call made."""
+        """Count one object a call made; every :data:`~.pickle_budget.OBJECTS_CHECKED`,
+        check them against the memory available."""
         self.objects += 1
         if self.objects >= self.objects_checked_at:
-            self.check_objects()
-
-    def check_objects(self) -> None:
-        """Check the objects made so far against the memory available (callers that make
-        many count ``objects`` themselves, and call this at ``objects_checked_at``)."""
-        self.objects_checked_at += OBJECTS_CHECKED
-        problem = objects_problem(self.objects)
-        if problem:
-            raise CopyBudgetExceeded(problem)
+            self.objects_checked_at += OBJECTS_CHECKED
+            problem = objects_problem(self.objects)
+            if problem:
+                raise CopyBudgetExceeded(problem)
 
     def charge(self, count: int) -> None:
         self.copied += count
@@ -157,12 +153,9 @@ class _Call(_Sealed):
         self.budget = budget
 
     def __call__(self, *args: Any) -> Any:
-        budget = self.budget
-        budget.objects += 1  # _Budget.made, inline: every tensor's hooks are a call
-        if budget.objects >= budget.objects_checked_at:
-            budget.check_objects()
+        self.budget.made()
         if args:
-            budget.charge(_weight(args))
+            self.budget.charge(_weight(args))
         return self.function(*args)
 
 
@@ -432,11 +425,8 @@ class _Unpickler(pickle.Unpickler):
             raise Unsure("tensor arguments")
         if metadata or not _no_hooks(hooks):
             raise Unsure("tensor metadata or hooks")
-        budget = self.budget
-        budget.objects += 1  # _Budget.made, inline: once a tensor
-        if budget.objects >= budget.objects_checked_at:
-            budget.check_objects()
-        budget.charge(len(size) + len(stride))
+        self.budget.made()
+        self.budget.charge(len(size) + len(stride))
         numel = storage.numel
         if view_problem(size, stride, offset, numel) is not None:
             raise Unsure("tensor view")

@@ -81,7 +81,7 @@ def view_problem(
     last = offset + sum((size - 1) * stride for size, stride in zip(shape, strides))
     if last >= storage_numel:
         return f"points past the end of its storage (element {last:,} of {storage_numel:,})"
-    distinct = math.prod(size for size, stride in zip(shape, strides) if stride)
+    distinct = math.prod(stored_shape_of(shape, strides) or shape)
     if distinct > storage_numel:
         return (
             f"reads its storage more than once (sizes {list(shape)}, strides {list(strides)}: "
@@ -295,8 +295,8 @@ def tensor_param(role: str, tensor: Any, tensor_name: str, reader: TensorReader 
     (:func:`view_problem`).
     """
     if type(tensor) is MappedTensor:  # checked when made, and no pickle can change it
-        stored = stored_shape_of(tensor.shape, tensor.strides) if 0 in tensor.strides else None
-        return Param(role, tensor.shape, _dtype_name(tensor.dtype), tensor.reader(), tensor_name, None, stored)
+        stored = stored_shape_of(tensor.shape, tensor.strides)
+        return Param(role, tensor.shape, _dtype_name(tensor.dtype), tensor.reader(), tensor_name, stored_shape=stored)
     # Checked here whichever reader made the tensor: a pickle may BUILD a tensor after
     # the restricted unpickler checked it (torch's Tensor.__setstate__ set_s any view).
     problem = _tensor_view_problem(tensor)
